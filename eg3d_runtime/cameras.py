@@ -1,0 +1,70 @@
+"""Camera poses and the 25-float camera vector `c` in the official conventions (spec 5).
+
+World is y-up, the frontal camera sits on +z looking toward -z; camera matrices are OpenCV
+cam2world (+x right, +y down, +z forward); intrinsics are normalised by the image size.
+"""
+import math
+
+import torch
+
+FFHQ_FOV_DEGREES = 18.837
+DEFAULT_RADIUS = 2.7
+
+
+def _normalize(v):
+    return v / torch.norm(v, dim=-1, keepdim=True)
+
+
+def cam2world_from_forward(forward, origin):
+    """[B,3] viewing direction and camera centre -> [B,4,4] OpenCV cam2world (world up +y)."""
+    forward = _normalize(forward)
+    up = torch.tensor([0, 1, 0], dtype=forward.dtype, device=forward.device).expand_as(forward)
+    right = -_normalize(torch.cross(up, forward, dim=-1))
+    down = _normalize(torch.cross(forward, right, dim=-1))
+    m = torch.eye(4, dtype=forward.dtype, device=forward.device).repeat(forward.shape[0], 1, 1)
+    m[:, :3, :3] = torch.stack((right, down, forward), dim=-1)
+    m[:, :3, 3] = origin
+    return m
+
+
+def look_at_orbit(horizontal, vertical, lookat=(0, 0, 0), radius=1.0, device='cpu'):
+    """The official LookAtPoseSampler without noise: camera on a sphere around the world origin
+    (not the look-at point) at horizontal angle `horizontal` and polar parameter `vertical`
+    (pi/2, pi/2 = frontal), looking at `lookat`. Returns [1, 4, 4]."""
+    v = min(max(float(vertical), 1e-5), math.pi - 1e-5)
+    h = torch.tensor([[float(horizontal)]], dtype=torch.float32)
+    phi = torch.arccos(1 - 2 * torch.tensor([[v / math.pi]], dtype=torch.float32))
+    origin = torch.zeros((1, 3))
+    origin[:, 0:1] = radius * torch.sin(phi) * torch.cos(math.pi - h)
+    origin[:, 2:3] = radius * torch.sin(phi) * torch.sin(math.pi - h)
+    origin[:, 1:2] = radius * torch.cos(phi)
+    target = torch.as_tensor(lookat, dtype=torch.float32).reshape(1, 3)
+    return cam2world_from_forward(_normalize(target - origin), origin).to(device)
+
+
+def fov_to_intrinsics(fov_degrees, device='cpu'):
+    """The official FOV_to_intrinsics, 1.414 factor included: 18.837 -> focal 4.2634 (spec 5.3)."""
+    focal = float(1 / (math.tan(fov_degrees * 3.14159 / 360) * 1.414))
+    return torch.tensor([[focal, 0, 0.5], [0, focal, 0.5], [0, 0, 1]], device=device)
+
+
+def camera_vector(cam2world, intrinsics):
+    """[B,4,4] pose and [3,3] (or [B,3,3]) normalised intrinsics -> c [B, 25]."""
+    b = cam2world.shape[0]
+    k = intrinsics.reshape(-1, 9).expand(b, 9)
+    return torch.cat([cam2world.reshape(b, 16), k.to(cam2world)], dim=1)
+
+
+def orbit_camera(yaw=0.0, pitch=0.0, fov_degrees=FFHQ_FOV_DEGREES, radius=DEFAULT_RADIUS,
+                 pivot=(0, 0, 0.2), device='cpu'):
+    """c [1, 25] for the viewer's orbit: horizontal pi/2 + yaw, polar pi/2 + pitch."""
+    pose = look_at_orbit(math.pi / 2 + yaw, math.pi / 2 + pitch, pivot, radius)
+    return camera_vector(pose, fov_to_intrinsics(fov_degrees)).to(device)
+
+
+def orbit_camera_for(rendering_kwargs, yaw=0.0, pitch=0.0, fov_degrees=FFHQ_FOV_DEGREES,
+                     device='cpu'):
+    """orbit_camera with the radius and pivot a network was trained with."""
+    return orbit_camera(yaw, pitch, fov_degrees,
+                        radius=rendering_kwargs.get('avg_camera_radius', DEFAULT_RADIUS),
+                        pivot=rendering_kwargs.get('avg_camera_pivot', (0, 0, 0.2)), device=device)

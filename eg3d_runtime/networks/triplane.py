@@ -1,0 +1,98 @@
+"""TriPlaneGenerator: mapping -> StyleGAN2 tri-planes -> volume rendering -> super-resolution."""
+import torch
+from torch import nn
+
+from ..rendering.rays import RaySampler
+from ..rendering.renderer import ImportanceRenderer
+from .decoder import OSGDecoder
+from .stylegan2 import Generator
+from .superresolution import superresolution_class
+
+PLANE_CHANNELS = 32
+
+
+class TriPlaneGenerator(nn.Module):
+    """The EG3D generator, constructed from the same arguments as the official class (spec 2.1)."""
+
+    def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, sr_num_fp16_res=0,
+                 mapping_kwargs={}, rendering_kwargs={}, sr_kwargs={}, **synthesis_kwargs):
+        super().__init__()
+        self.z_dim = z_dim
+        self.c_dim = c_dim
+        self.w_dim = w_dim
+        self.img_resolution = img_resolution
+        self.img_channels = img_channels
+        self.renderer = ImportanceRenderer()
+        self.ray_sampler = RaySampler()
+        self.backbone = Generator(z_dim, c_dim, w_dim, img_resolution=256,
+                                  img_channels=3 * PLANE_CHANNELS, mapping_kwargs=mapping_kwargs,
+                                  **synthesis_kwargs)
+        self.superresolution = superresolution_class(rendering_kwargs['superresolution_module'])(
+            channels=PLANE_CHANNELS, img_resolution=img_resolution, sr_num_fp16_res=sr_num_fp16_res,
+            sr_antialias=rendering_kwargs['sr_antialias'], **sr_kwargs)
+        self.decoder = OSGDecoder(PLANE_CHANNELS, {
+            'decoder_lr_mul': rendering_kwargs.get('decoder_lr_mul', 1),
+            'decoder_output_dim': PLANE_CHANNELS})
+        self.neural_rendering_resolution = 64
+        self.rendering_kwargs = rendering_kwargs
+        self._last_planes = None
+
+    def mapping(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False):
+        """z [N, z_dim], conditioning camera c [N, 25] -> ws [N, num_ws, w_dim]."""
+        if self.rendering_kwargs.get('c_gen_conditioning_zero', False):
+            c = torch.zeros_like(c)
+        return self.backbone.mapping(z, c * self.rendering_kwargs.get('c_scale', 0),
+                                     truncation_psi=truncation_psi,
+                                     truncation_cutoff=truncation_cutoff, update_emas=update_emas)
+
+    def planes(self, ws, cache_backbone=False, use_cached_backbone=False, **synthesis_kwargs):
+        """ws -> tri-planes [N, 3, 32, 256, 256], optionally kept for camera-only re-renders."""
+        if use_cached_backbone and self._last_planes is not None:
+            planes = self._last_planes
+        else:
+            planes = self.backbone.synthesis(ws, **synthesis_kwargs)
+        if cache_backbone:
+            self._last_planes = planes
+        return planes.view(len(planes), 3, PLANE_CHANNELS, planes.shape[-2], planes.shape[-1])
+
+    def synthesis(self, ws, c, neural_rendering_resolution=None, noise_mode='random',
+                  cache_backbone=False, use_cached_backbone=False, deterministic=False,
+                  update_emas=False, **synthesis_kwargs):
+        """Render ws from camera c [N, 25] -> dict image [N,3,R,R], image_raw, image_depth.
+
+        Unlike the official code this does not store `neural_rendering_resolution` on the
+        generator; pass it on every call or set the attribute.
+        """
+        nrr = neural_rendering_resolution or self.neural_rendering_resolution
+        cam2world = c[:, :16].view(-1, 4, 4)
+        intrinsics = c[:, 16:25].view(-1, 3, 3)
+        origins, directions = self.ray_sampler(cam2world, intrinsics, nrr)
+        n = origins.shape[0]
+        planes = self.planes(ws, cache_backbone=cache_backbone,
+                             use_cached_backbone=use_cached_backbone, noise_mode=noise_mode,
+                             update_emas=update_emas, **synthesis_kwargs)
+        features, depth, _ = self.renderer(planes, self.decoder, origins, directions,
+                                           self.rendering_kwargs, deterministic=deterministic)
+        feature_image = features.permute(0, 2, 1).reshape(n, features.shape[-1], nrr, nrr)
+        depth_image = depth.permute(0, 2, 1).reshape(n, 1, nrr, nrr)
+        rgb_image = feature_image[:, :3]
+        sr_image = self.superresolution(
+            rgb_image, feature_image.contiguous(), ws,
+            noise_mode=self.rendering_kwargs['superresolution_noise_mode'], **synthesis_kwargs)
+        return {'image': sr_image, 'image_raw': rgb_image, 'image_depth': depth_image}
+
+    def sample_mixed(self, coordinates, directions, ws, noise_mode='random', **synthesis_kwargs):
+        """Raw density ('sigma') and colour features ('rgb') at world points [N, P, 3] for ws."""
+        planes = self.planes(ws, noise_mode=noise_mode, **synthesis_kwargs)
+        return self.renderer.run_model(planes, self.decoder, coordinates, directions,
+                                       self.rendering_kwargs)
+
+    def sample(self, coordinates, directions, z, c, truncation_psi=1, truncation_cutoff=None,
+               **synthesis_kwargs):
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return self.sample_mixed(coordinates, directions, ws, **synthesis_kwargs)
+
+    def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, **synthesis_kwargs):
+        """Official convenience: the same c conditions the mapping and places the camera."""
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return self.synthesis(ws, c, **synthesis_kwargs)

@@ -1,0 +1,1 @@
+"""Volume rendering of tri-planes: rays, plane sampling, importance sampling, compositing."""

@@ -1,0 +1,46 @@
+"""The generate command as a user runs it."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from eg3d_runtime.generate import parse_seeds
+
+from conftest import REPO
+
+
+def test_parse_seeds():
+    assert parse_seeds('0-3,7') == [0, 1, 2, 3, 7]
+    with pytest.raises(Exception):
+        parse_seeds('a-b')
+
+
+def run_generate(*args):
+    return subprocess.run([sys.executable, '-m', 'eg3d_runtime.generate', *map(str, args)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def test_writes_images_and_depth(tmp_path, fixture_pkl):
+    r = run_generate('--network', fixture_pkl, '--seeds', '0-1', '--nrr', 32, '--yaw', 0.3,
+                     '--device', 'cpu', '--outdir', tmp_path)
+    assert r.returncode == 0, r.stderr
+    for seed in (0, 1):
+        img = np.asarray(Image.open(tmp_path / f'seed{seed:04d}.png'))
+        depth = np.asarray(Image.open(tmp_path / f'seed{seed:04d}_depth.png'))
+        assert img.shape == (512, 512, 3) and img.std() > 0
+        assert depth.shape == (32, 32) and depth.max() == 255
+    a = np.asarray(Image.open(tmp_path / 'seed0000.png'), dtype=float)
+    b = np.asarray(Image.open(tmp_path / 'seed0001.png'), dtype=float)
+    assert np.abs(a - b).mean() > 1
+
+
+@pytest.mark.parametrize('content', [b'', b'hello world\n'])
+def test_bad_network_is_one_line(tmp_path, content):
+    bad = tmp_path / 'bad.pkl'
+    bad.write_bytes(content)
+    r = run_generate('--network', bad, '--outdir', tmp_path / 'out')
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f'error: {bad}: '), r.stderr
