@@ -73,3 +73,16 @@ def test_backbone_cache_reuses_planes(fixture_G, reference):
         cached = fixture_G.synthesis(ws * 0, c1, use_cached_backbone=True, **kw)['image_raw']
         fresh = fixture_G.synthesis(ws, c1, **kw)['image_raw']
     assert torch.allclose(cached, fresh, atol=1e-6)
+
+
+def test_preview_options(fixture_G, reference):
+    ref, _ = reference
+    ws, c = torch.from_numpy(ref['ws0']), torch.from_numpy(ref['c0'])
+    with torch.no_grad():
+        out = fixture_G.synthesis(ws, c, neural_rendering_resolution=16, noise_mode='const',
+                                  superresolution=False, deterministic=True,
+                                  rendering_overrides={'depth_resolution': 12,
+                                                       'depth_resolution_importance': 0})
+    assert set(out) == {'image_raw', 'image_depth'}
+    assert out['image_raw'].shape == (1, 3, 16, 16)
+    assert fixture_G.rendering_kwargs['depth_resolution'] == 48

@@ -57,12 +57,16 @@ class TriPlaneGenerator(nn.Module):
 
     def synthesis(self, ws, c, neural_rendering_resolution=None, noise_mode='random',
                   cache_backbone=False, use_cached_backbone=False, deterministic=False,
-                  update_emas=False, **synthesis_kwargs):
+                  update_emas=False, rendering_overrides=None, superresolution=True,
+                  **synthesis_kwargs):
         """Render ws from camera c [N, 25] -> dict image [N,3,R,R], image_raw, image_depth.
 
-        Unlike the official code this does not store `neural_rendering_resolution` on the
-        generator; pass it on every call or set the attribute.
+        `rendering_overrides` replaces rendering options for this call only (e.g. fewer
+        depth samples for a preview); `superresolution=False` skips the super-resolution and
+        returns no 'image'. Unlike the official code this does not store
+        `neural_rendering_resolution` on the generator; pass it on every call or set the attribute.
         """
+        options = {**self.rendering_kwargs, **(rendering_overrides or {})}
         nrr = neural_rendering_resolution or self.neural_rendering_resolution
         cam2world = c[:, :16].view(-1, 4, 4)
         intrinsics = c[:, 16:25].view(-1, 3, 3)
@@ -71,11 +75,13 @@ class TriPlaneGenerator(nn.Module):
         planes = self.planes(ws, cache_backbone=cache_backbone,
                              use_cached_backbone=use_cached_backbone, noise_mode=noise_mode,
                              update_emas=update_emas, **synthesis_kwargs)
-        features, depth, _ = self.renderer(planes, self.decoder, origins, directions,
-                                           self.rendering_kwargs, deterministic=deterministic)
+        features, depth, _ = self.renderer(planes, self.decoder, origins, directions, options,
+                                           deterministic=deterministic)
         feature_image = features.permute(0, 2, 1).reshape(n, features.shape[-1], nrr, nrr)
         depth_image = depth.permute(0, 2, 1).reshape(n, 1, nrr, nrr)
         rgb_image = feature_image[:, :3]
+        if not superresolution:
+            return {'image_raw': rgb_image, 'image_depth': depth_image}
         sr_image = self.superresolution(
             rgb_image, feature_image.contiguous(), ws,
             noise_mode=self.rendering_kwargs['superresolution_noise_mode'], **synthesis_kwargs)
