@@ -5,25 +5,29 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FIXTURES ?= ../shared/fixtures
 DEMO_NETWORK ?= $(FIXTURES)/ffhq-micro.pkl
-CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/eg3d-app
 
-.PHONY: run test venv clean
+.PHONY: run test venv system-packages clean
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+# cuda-bindings (CUDA-GL interop) only where an NVIDIA driver is present.
+$(STAMP): requirements.txt requirements-cuda.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	if nvidia-smi -L >/dev/null 2>&1; then \
+		$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-cuda.txt; fi
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# Until the viewer lands, `make run` renders the demo network to PNG files and says where.
-run: $(STAMP)
-	$(PY) -m eg3d_runtime.generate --network $(DEMO_NETWORK) --seeds 0-1 --yaw 0.3 \
-		--outdir $(CACHE_DIR)/make-run
+system-packages:
+	@bash tools/system_packages.sh
+
+# Opens the viewer on the demo network; without a display it says to use --headless.
+run: system-packages $(STAMP)
+	$(PY) visualizer.py $(DEMO_NETWORK) $(RUN_ARGS)
 
 # pytest's exit code 5 (no test collected) is a failure, not a pass.
-test: $(STAMP)
+test: system-packages $(STAMP)
 	EG3D_FIXTURES=$(FIXTURES) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

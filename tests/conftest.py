@@ -39,3 +39,42 @@ def fixture_networks(fixture_pkl):
 @pytest.fixture(scope='session')
 def fixture_G(fixture_networks):
     return fixture_networks['G_ema']
+
+
+@pytest.fixture(scope='session')
+def xvfb_display():
+    """A virtual X server for tests that open real windows; DISPLAY points at it."""
+    import shutil
+    import subprocess
+    import time
+    if not shutil.which('Xvfb'):
+        if os.environ.get('CI'):
+            pytest.fail('Xvfb is not installed (make test installs it as root: xvfb)')
+        pytest.skip('Xvfb is not installed (apt-get install xvfb xauth xdotool libosmesa6)')
+    for number in range(90, 140):
+        if not Path(f'/tmp/.X11-unix/X{number}').exists() and not Path(f'/tmp/.X{number}-lock').exists():
+            break
+    display = f':{number}'
+    proc = subprocess.Popen(['Xvfb', display, '-screen', '0', '1600x1000x24', '-nolisten', 'tcp'],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if Path(f'/tmp/.X11-unix/X{number}').exists():
+            break
+        time.sleep(0.05)
+    old = os.environ.get('DISPLAY')
+    os.environ['DISPLAY'] = display
+    yield display
+    proc.terminate()
+    proc.wait(timeout=10)
+    if old is None:
+        os.environ.pop('DISPLAY', None)
+    else:
+        os.environ['DISPLAY'] = old
+
+
+@pytest.fixture
+def user_dirs(tmp_path, monkeypatch):
+    """Settings, caches and captures of the app under test go to a temporary home."""
+    monkeypatch.setenv('XDG_CONFIG_HOME', str(tmp_path / 'config'))
+    monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+    return tmp_path

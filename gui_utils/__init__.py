@@ -1,0 +1,4 @@
+"""Window, ImGui glue and GL textures; no GAN code here.
+
+Import `gui_utils.platform` and call `configure(headless)` before anything imports OpenGL.
+"""

@@ -1,0 +1,107 @@
+"""The viewer's engine side without a window: frames, caches, the worker's newest-only rule."""
+import threading
+
+import pytest
+import torch
+
+from viz.frame_renderer import FrameRenderer, seed_blend
+from viz.render_args import RenderArgs
+from viz.render_worker import RenderWorker
+
+
+def test_seed_blend():
+    assert seed_blend(3, 0) == [(3, 1.0)]
+    pairs = seed_blend(2.25, 1.5)
+    assert {s for s, _ in pairs} == {102, 202, 103, 203}
+    assert sum(w for _, w in pairs) == pytest.approx(1)
+
+
+def test_render_args_compare_by_value():
+    a = RenderArgs(pkl='x', yaw=0.1)
+    assert a == RenderArgs(pkl='x', yaw=0.1) and hash(a) == hash(RenderArgs(pkl='x', yaw=0.1))
+    assert a.with_(yaw=0.2) != a
+    assert a.with_(yaw=0.2).latent_key() == a.latent_key()
+
+
+@pytest.fixture(scope='module')
+def renderer(fixture_pkl):
+    return FrameRenderer('cpu')
+
+
+def fast_args(pkl, **kw):
+    return RenderArgs(pkl=str(pkl), nrr=16, depth_mult=0.25, importance_mult=0.25, **kw)
+
+
+def test_preview_and_render_types(renderer, fixture_pkl):
+    base = fast_args(fixture_pkl, preview=True)
+    for render_type in ('image', 'image_raw', 'image_depth', 'normals'):
+        result = renderer.render(base.with_(render_type=render_type))
+        assert result.error is None, result.error
+        assert result.image.shape == (16, 16, 3) and result.image.dtype == torch.uint8
+        assert result.quality == 'preview'
+    depth = renderer.render(base.with_(render_type='image_depth')).image
+    assert depth.max() == 255 and depth.min() == 0
+
+
+def test_camera_change_reuses_planes(renderer, fixture_pkl):
+    args = fast_args(fixture_pkl, preview=True)
+    renderer.render(args)
+    moved = renderer.render(args.with_(yaw=0.3))
+    assert moved.info['backbone_reused']
+    new_seed = renderer.render(args.with_(seed_x=5.0))
+    assert not new_seed.info['backbone_reused']
+
+
+def test_blended_seeds_are_all_conditioned(renderer, fixture_pkl):
+    """The official viewer maps all but the last blended seed with c = 0 (spec 8.4); we don't."""
+    G = renderer.network(str(fixture_pkl))
+    args = fast_args(fixture_pkl, seed_x=0.5)
+    with torch.no_grad():
+        ws = renderer.latent_ws(G, args)
+        cond = renderer.camera(G, 0, 0, args)
+        from eg3d_runtime.generate import latent
+        w0, w1 = (G.mapping(latent(s, 512), cond, truncation_psi=args.psi,
+                            truncation_cutoff=args.cutoff) for s in (0, 1))
+    assert torch.allclose(ws, (w0 + w1) / 2, atol=1e-5)
+
+
+def test_errors_are_one_line_results(renderer, tmp_path):
+    bad = tmp_path / 'bad.pkl'
+    bad.write_bytes(b'not a pickle')
+    result = renderer.render(RenderArgs(pkl=str(bad)))
+    assert result.image is None and result.error.startswith(f'{bad}: ')
+    assert '\n' not in result.error
+    assert RenderArgs().pkl is None and renderer.render(RenderArgs()).message
+
+
+class BlockingRenderer:
+    """Stands in for the model: each render waits until the test lets it finish."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.rendered = []
+
+    def render(self, args, should_abort, on_progress):
+        self.release.wait(timeout=10)
+        self.rendered.append(args)
+        from viz.frame_renderer import RenderResult
+        return RenderResult(args=args)
+
+
+def test_worker_renders_only_the_newest_args():
+    fake = BlockingRenderer()
+    worker = RenderWorker(fake)
+    try:
+        assert worker.submit(RenderArgs(yaw=0.0))
+        assert not worker.submit(RenderArgs(yaw=0.0))        # identical: nothing to do
+        for i in range(1, 20):                                  # GUI keeps going meanwhile
+            worker.submit(RenderArgs(yaw=float(i)))
+        assert worker.poll() is None and worker.busy
+        fake.release.set()
+        assert worker.wait_idle(timeout=10)
+        assert fake.rendered[-1] == RenderArgs(yaw=19.0)
+        assert len(fake.rendered) <= 2                          # stale requests were dropped
+        assert worker.poll().args == RenderArgs(yaw=19.0)
+    finally:
+        fake.release.set()
+        worker.close()

@@ -1,0 +1,146 @@
+"""The viewer in real windows: offscreen (--headless) and under Xvfb with simulated input."""
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO
+
+
+def run_visualizer(*args, env=None, timeout=600):
+    return subprocess.run([sys.executable, 'visualizer.py', *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def viewport_pixels(path, pane_fraction=0.4):
+    image = np.asarray(Image.open(path).convert('RGB'))
+    return image, image[:, int(image.shape[1] * pane_fraction):]
+
+
+def test_headless_screenshot(tmp_path, fixture_pkl, user_dirs):
+    shot = tmp_path / 'shot.png'
+    r = run_visualizer(fixture_pkl, '--headless', '--screenshot', shot, '--frames', 3,
+                       '--nrr', 16, '--width', 1000, '--height', 600, '--render-type', 'image_depth')
+    assert r.returncode == 0, r.stderr
+    image, view = viewport_pixels(shot)
+    assert image.shape == (600, 1000, 3)
+    assert view.std() > 10          # the depth map is drawn, not an empty viewport
+
+
+def test_no_display_is_one_line(monkeypatch):
+    env = {k: v for k, v in __import__('os').environ.items() if k not in ('DISPLAY',
+                                                                           'WAYLAND_DISPLAY')}
+    r = run_visualizer('--frames', 1, env=env, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.strip() == ('error: no display found (DISPLAY is not set): run with '
+                                '--headless to render offscreen')
+
+
+def test_bad_pickle_keeps_window_alive(tmp_path, user_dirs):
+    bad = tmp_path / 'broken.pkl'
+    bad.write_bytes(b'\x80\x04garbage')
+    shot = tmp_path / 'shot.png'
+    r = run_visualizer(bad, '--headless', '--screenshot', shot, '--frames', 3, '--width', 900,
+                       '--height', 500)
+    assert r.returncode == 0, r.stderr
+    assert shot.exists() and 'Traceback' not in r.stderr
+
+
+@pytest.fixture
+def viewer(xvfb_display, fixture_pkl, user_dirs):
+    import glfw
+
+    from gui_utils import platform
+    platform.configure(False)
+    from viz.app import Visualizer
+    from visualizer import build_parser
+    options = build_parser().parse_args([str(fixture_pkl), '--nrr', '16', '--width', '1200',
+                                         '--height', '700'])
+    viz = Visualizer(options)
+    glfw.set_window_pos(viz.window.handle, 0, 0)
+    yield viz
+    viz.worker.close()
+    viz.window.destroy()
+
+
+def frames(viz, n=3):
+    for _ in range(n):
+        viz.draw_frame()
+        time.sleep(0.02)
+
+
+def xdotool(*args):
+    subprocess.run(['xdotool', *map(str, args)], check=True, timeout=10)
+
+
+def test_drag_orbits_and_right_drag_moves_latent(viewer):
+    viz = viewer
+    frames(viz, 5)
+    x0, y0 = viz.pane_w + 300, 300
+    yaw, pitch, seed_x = viz.pose_widget.yaw, viz.pose_widget.pitch, viz.latent_widget.x
+    xdotool('mousemove', x0, y0)
+    frames(viz)
+    xdotool('mousedown', 1)
+    frames(viz)
+    for step in range(1, 6):
+        xdotool('mousemove', x0 + 20 * step, y0 + 10 * step)
+        frames(viz, 2)
+    assert viz.viewport.interacting
+    xdotool('mouseup', 1)
+    frames(viz)
+    assert viz.pose_widget.yaw < yaw and viz.pose_widget.pitch < pitch
+    assert viz.latent_widget.x == seed_x
+    xdotool('mousedown', 3)
+    frames(viz)
+    xdotool('mousemove', x0 + 200, y0)
+    frames(viz, 3)
+    xdotool('mouseup', 3)
+    frames(viz)
+    assert viz.latent_widget.x > seed_x
+
+
+def test_gui_keeps_drawing_while_a_frame_renders(viewer):
+    """A renderer that never finishes must not stop the GUI loop (no timing involved)."""
+    import threading
+    viz = viewer
+    from viz.render_worker import RenderWorker
+    release = threading.Event()
+
+    class Stuck:
+        def render(self, args, should_abort, on_progress):
+            release.wait(timeout=30)
+            from viz.frame_renderer import RenderResult
+            return RenderResult(args=args)
+    viz.worker.close()
+    viz.worker = RenderWorker(Stuck())
+    frames(viz, 2)
+    assert viz.worker.busy
+    for _ in range(20):
+        viz.pose_widget.yaw += 0.05
+        viz.draw_frame()
+    assert viz.worker.busy
+    release.set()
+
+
+def test_progressive_refinement(viewer):
+    viz = viewer
+    assert viz.settle(timeout=300)
+    assert viz.viewport.result.quality == 'full'
+    viz.pose_widget.yaw += 0.2
+    viz.draw_frame()
+    assert viz.worker._last_submitted.preview          # moving: a preview is requested
+    assert viz.settle(timeout=300)
+    assert viz.viewport.result.quality == 'full' and viz.viewport.result.args.yaw == \
+        pytest.approx(viz.pose_widget.yaw)
+
+
+def test_escape_closes(viewer):
+    import glfw
+    viz = viewer
+    frames(viz, 3)
+    xdotool('key', '--window', glfw.get_x11_window(viz.window.handle), 'Escape')
+    frames(viz, 3)
+    assert viz.window.should_close

@@ -1,0 +1,59 @@
+"""EG3D visualizer: orbit any EG3D network pickle in real time.
+
+    python visualizer.py [PKL ...] [--headless --screenshot out.png --frames 30] [--seed 3 ...]
+
+The first pickle is opened, the others are listed in the Pickle section. Esc closes the window.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from viz.render_args import RENDER_TYPES
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog='python visualizer.py', description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('pkls', nargs='*', help='network pickles, run directories or released names')
+    p.add_argument('--headless', action='store_true',
+                   help='render offscreen (OSMesa), e.g. on a server; use with --screenshot')
+    p.add_argument('--screenshot', type=Path, help='save the whole window to this PNG and exit')
+    p.add_argument('--frames', type=int, default=None,
+                   help='GUI frames to draw before the screenshot / before exiting')
+    p.add_argument('--width', type=int, default=1600)
+    p.add_argument('--height', type=int, default=900)
+    p.add_argument('--device', choices=['cpu', 'cuda'], default=None,
+                   help='render device (default: cuda when available)')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--yaw', type=float, default=0.0, help='camera yaw in radians')
+    p.add_argument('--pitch', type=float, default=0.0, help='camera pitch in radians')
+    p.add_argument('--fov', type=float, default=None, help='field of view in degrees')
+    p.add_argument('--psi', type=float, default=None, help='truncation psi (default 0.7)')
+    p.add_argument('--nrr', type=int, default=None, help='neural rendering resolution')
+    p.add_argument('--render-type', choices=list(RENDER_TYPES), default='image')
+    p.add_argument('--capture-dir', type=Path, default=None, help='where captures are saved')
+    return p
+
+
+def main(argv=None):
+    options = build_parser().parse_args(argv)
+    from gui_utils import platform
+    problem = platform.display_problem(options.headless)
+    if problem:
+        print(f'error: {problem}', file=sys.stderr)
+        return 1
+    platform.configure(options.headless)
+    from gui_utils.window import WindowError
+    from viz.app import Visualizer
+    frames = options.frames if options.frames is not None else (1 if options.screenshot else None)
+    try:
+        viz = Visualizer(options)
+    except WindowError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    viz.run(frames=frames, screenshot=options.screenshot)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

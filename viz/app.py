@@ -1,0 +1,170 @@
+"""The viewer: one loop that draws the control pane and the viewport, sends RenderArgs to the
+render worker and shows whatever frame is newest. The loop never waits for the model."""
+import time
+
+from imgui_bundle import imgui
+from PIL import Image
+
+from eg3d_runtime.devices import default_device
+from gui_utils.imgui_window import ImguiWindow
+
+from .capture_widget import CaptureWidget
+from .cond_pose_widget import CondPoseWidget
+from .fov_widget import FovWidget
+from .frame_renderer import FrameRenderer
+from .latent_widget import LatentWidget
+from .perf_widget import PerfWidget
+from .pickle_widget import PickleWidget
+from .pose_widget import PoseWidget
+from .render_args import RenderArgs
+from .render_widget import RenderWidget
+from .render_worker import RenderWorker
+from .stylemix_widget import StylemixWidget
+from .trunc_widget import TruncWidget
+from .viewport import Viewport
+
+STILL_SECONDS = 0.3      # refine to full quality once the inputs are this long unchanged
+PANE_FLAGS = (imgui.WindowFlags_.no_title_bar | imgui.WindowFlags_.no_move
+              | imgui.WindowFlags_.no_resize | imgui.WindowFlags_.no_collapse
+              | imgui.WindowFlags_.no_saved_settings)
+
+
+class Visualizer:
+    def __init__(self, options):
+        self.options = options
+        self.window = ImguiWindow('EG3D Visualizer', options.width, options.height,
+                                  headless=options.headless)
+        self.device = options.device or default_device()
+        self.worker = RenderWorker(FrameRenderer(self.device))
+        self.network_info = {}
+        self.font_size = 16
+        self._layout(*self.window.content_size)
+        self.viewport = Viewport(self)
+        self.pose_widget = PoseWidget(self, options.yaw, options.pitch)
+        self.fov_widget = FovWidget(self)
+        if options.fov is not None:
+            self.fov_widget.set_default(options.fov)
+        self.cond_pose_widget = CondPoseWidget(self)
+        self.latent_widget = LatentWidget(self, options.seed)
+        self.stylemix_widget = StylemixWidget(self)
+        self.trunc_widget = TruncWidget(self, options.psi)
+        self.render_widget = RenderWidget(self, options.render_type, options.nrr)
+        self.perf_widget = PerfWidget(self)
+        self.capture_widget = CaptureWidget(self, options.capture_dir)
+        self.pickle_widget = PickleWidget(self, options.pkls)
+        self.sections = [
+            ('Network & latent', [self.pickle_widget, self.latent_widget, self.stylemix_widget,
+                                  self.trunc_widget]),
+            ('Camera', [self.pose_widget, self.fov_widget, self.cond_pose_widget]),
+            ('Rendering', [self.render_widget]),
+            ('Performance & capture', [self.perf_widget, self.capture_widget]),
+        ]
+        self._core_args = None
+        self._last_change = 0.0
+
+    # ---- called by widgets -------------------------------------------------------------------
+    def on_network_selected(self, path, checkpoint=None):
+        if checkpoint is not None:
+            self.fov_widget.set_default(checkpoint.fov_degrees)
+
+    def set_device(self, device):
+        if device == self.device:
+            return
+        self.worker.close()
+        self.device = device
+        self.worker = RenderWorker(FrameRenderer(device))
+
+    # ---- frame -----------------------------------------------------------------------------
+    def _layout(self, width, height):
+        self.font_size = min(max(min(width / 90, height / 50), 13), 28)
+        self.spacing = round(self.font_size * 0.4)
+        self.pane_w = round(self.font_size * 34)
+        self.label_w = round(self.font_size * 6.5)
+        self.button_w = round(self.font_size * 4.5)
+        self.field_w = self.pane_w - self.label_w - 2 * self.button_w - 4 * self.spacing
+
+    def render_args(self):
+        fields = {}
+        for _, widgets in self.sections:
+            for widget in widgets:
+                fields.update(widget.render_fields())
+        orbit = self.capture_widget.orbit_pose()
+        if orbit is not None:
+            fields['yaw'], fields['pitch'] = orbit
+        return RenderArgs(**fields)
+
+    def draw_frame(self, screenshot=None):
+        """One GUI frame; with `screenshot` the whole window is also saved to that file."""
+        self.window.begin_frame()
+        width, height = self.window.content_size
+        self._layout(width, height)
+        self.window.set_font_size(self.font_size)
+        imgui.set_next_window_pos(imgui.ImVec2(0, 0))
+        imgui.set_next_window_size(imgui.ImVec2(self.pane_w, height))
+        imgui.begin('##pane', None, PANE_FLAGS)
+        for title, widgets in self.sections:
+            expanded = imgui.collapsing_header(title, imgui.TreeNodeFlags_.default_open)
+            for widget in widgets:
+                widget(show=expanded)
+        imgui.end()
+        self.viewport(self.pane_w, 0, width - self.pane_w, height)
+        self._submit()
+        self._show_results()
+        self.window.render_gui()
+        if screenshot is not None:
+            Image.fromarray(self.window.grab_framebuffer()).save(screenshot)
+        elif self.capture_widget.want_gui_grab:
+            self.capture_widget.gui_grabbed(self.window.grab_framebuffer())
+        self.window.end_frame()
+
+    def _submit(self):
+        """Preview while the inputs change, the full frame once they are still."""
+        args = self.render_args()
+        now = time.monotonic()
+        if args != self._core_args:
+            self._core_args = args
+            self._last_change = now
+        recording = self.capture_widget.orbit is not None
+        moving = self.viewport.interacting or now - self._last_change < STILL_SECONDS
+        self.worker.submit(args.with_(preview=moving and not recording))
+
+    def _show_results(self):
+        result = self.worker.poll()
+        if result is None:
+            return
+        if result.info:
+            self.network_info = result.info
+        if result.timings:
+            self.perf_widget.record_render(result.timings['synthesis'])
+        self.viewport.show_result(result)
+        if self.capture_widget.orbit is not None and result.image is not None \
+                and result.quality == 'full' and result.args == self.render_args():
+            self.capture_widget.orbit_frame(self.viewport.last_image)
+
+    def settle(self, timeout=600):
+        """Headless: wait until the newest full-quality frame is on screen."""
+        deadline = time.monotonic() + timeout
+        self._last_change = 0.0
+        while time.monotonic() < deadline:
+            self.draw_frame()
+            result = self.viewport.result
+            if not self.worker.busy and result is not None and result.quality == 'full' \
+                    and result.args == self.render_args():
+                return True
+            time.sleep(0.01)
+        return False
+
+    def run(self, frames=None, screenshot=None):
+        count = 0
+        try:
+            while not self.window.should_close:
+                self.draw_frame()
+                count += 1
+                if frames is not None and count >= frames:
+                    break
+            if screenshot:
+                self.settle()
+                self.draw_frame(screenshot=screenshot)
+        finally:
+            self.worker.close()
+            self.window.destroy()

@@ -1,0 +1,227 @@
+"""Turns RenderArgs into a displayable frame with eg3d_runtime; no GUI code here.
+
+Keeps what is expensive between frames: the loaded network, the mapped ws (recomputed only
+when the latent fields change) and the tri-planes (reused while only the camera changes).
+"""
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from eg3d_runtime import PickleLoadError, cameras, load_generator
+from eg3d_runtime.generate import latent
+
+SEED_GRID_WIDTH = 100
+
+
+class RenderAborted(Exception):
+    """A newer request made the frame in progress unwanted."""
+
+
+@dataclass
+class RenderResult:
+    image: torch.Tensor | None = None      # uint8 [H, W, 3] on the render device
+    quality: str = 'full'                  # 'full' | 'preview'
+    timings: dict = field(default_factory=dict)   # stage -> milliseconds
+    error: str | None = None
+    message: str | None = None
+    info: dict = field(default_factory=dict)      # network facts the widgets show
+    args: object = None
+
+
+def seed_blend(x, y):
+    """The (seed, weight) pairs of the 4 integer grid points around (x, y), bilinear weights."""
+    pairs = []
+    for ox in (0, 1):
+        for oy in (0, 1):
+            sx, sy = math.floor(x) + ox, math.floor(y) + oy
+            weight = (1 - abs(x - sx)) * (1 - abs(y - sy))
+            if weight > 0:
+                pairs.append(((sx + sy * SEED_GRID_WIDTH) % (1 << 32), weight))
+    return pairs
+
+
+def to_uint8_image(x):
+    """[1, 3, H, W] in about [-1, 1] -> uint8 [H, W, 3] (the official conversion)."""
+    return (x[0].permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+def depth_to_image(depth):
+    """[1, 1, H, W] -> uint8 grey [H, W, 3], near = white, normalised to the frame's range."""
+    d = depth[0, 0]
+    lo, hi = d.min(), d.max()
+    d = (hi - d) / (hi - lo).clamp_min(1e-8)
+    return (d * 255).round().to(torch.uint8)[..., None].expand(-1, -1, 3).contiguous()
+
+
+def normals_to_image(depth, origins, directions, cam2world):
+    """Camera-space normals of the depth surface as an RGB normal map (x red, y green, z blue)."""
+    n, _, h, w = depth.shape
+    points = (origins + directions * depth.reshape(n, -1, 1)).reshape(h, w, 3)
+    dx = torch.zeros_like(points)
+    dy = torch.zeros_like(points)
+    dx[:, 1:-1] = points[:, 2:] - points[:, :-2]
+    dy[1:-1] = points[2:] - points[:-2]
+    normals = torch.nn.functional.normalize(torch.cross(dy, dx, dim=-1), dim=-1)
+    facing = (normals * directions.reshape(h, w, 3)).sum(-1, keepdim=True)
+    normals = torch.where(facing > 0, -normals, normals)
+    cam = normals @ cam2world[0, :3, :3]                     # world -> OpenCV camera axes
+    cam = cam * torch.tensor([1.0, -1.0, -1.0], device=cam.device)   # OpenGL-style normal map
+    return ((cam * 0.5 + 0.5) * 255).clamp(0, 255).round().to(torch.uint8)
+
+
+class _ProgressFile:
+    """A read-only file wrapper that reports the fraction read, for the loading message."""
+
+    def __init__(self, path, on_progress):
+        self._f = open(path, 'rb')
+        self._total = max(os.path.getsize(path), 1)
+        self._on_progress = on_progress
+        self._reported = 0.0
+        self.name = path
+
+    def read(self, n=-1):
+        data = self._f.read(n)
+        fraction = self._f.tell() / self._total
+        if fraction - self._reported >= 0.01:
+            self._reported = fraction
+            self._on_progress(fraction)
+        return data
+
+    def readline(self):
+        return self._f.readline()
+
+    def close(self):
+        self._f.close()
+
+
+class FrameRenderer:
+    """Renders frames for the viewer. Not thread-safe: one render worker owns it."""
+
+    def __init__(self, device='cpu', preview_policy=None):
+        self.device = torch.device(device)
+        self.preview_policy = preview_policy
+        self._pkl = None
+        self._G = None
+        self._latent_key = None
+        self._ws = None
+        self._planes_key = None
+
+    def network(self, pkl, on_progress=lambda fraction: None):
+        """The G_ema of a pickle, loaded once (the previous network is released)."""
+        if pkl != self._pkl:
+            self._G = self._pkl = None
+            self._latent_key = self._planes_key = None
+            f = _ProgressFile(pkl, on_progress) if os.path.isfile(pkl) else pkl
+            try:
+                G = load_generator(f, device=self.device)
+            finally:
+                if f is not pkl:
+                    f.close()
+            self._G, self._pkl = G, pkl
+        return self._G
+
+    def camera(self, G, yaw, pitch, args):
+        pivot = args.lookat if args.lookat is not None else \
+            G.rendering_kwargs.get('avg_camera_pivot', (0, 0, 0))
+        radius = G.rendering_kwargs.get('avg_camera_radius', cameras.DEFAULT_RADIUS)
+        return cameras.orbit_camera(yaw, pitch, args.fov_degrees, radius=radius, pivot=pivot,
+                                    device=self.device)
+
+    def latent_ws(self, G, args):
+        """ws of the blended seeds (every seed mapped with the conditioning camera), style mix."""
+        if args.latent_key() == self._latent_key:
+            return self._ws
+        cond = self.camera(G, args.cond_yaw, args.cond_pitch, args)
+        w_avg = G.backbone.mapping.w_avg
+
+        def mapped(seed):
+            return G.mapping(latent(seed, G.z_dim, self.device), cond, truncation_psi=args.psi,
+                             truncation_cutoff=args.cutoff) - w_avg
+
+        ws = sum(weight * mapped(seed) for seed, weight in seed_blend(args.seed_x, args.seed_y))
+        if args.stylemix_idx:
+            idx = list(args.stylemix_idx)
+            ws[:, idx] = mapped(args.stylemix_seed)[:, idx]
+        self._ws = ws + w_avg
+        self._latent_key = args.latent_key()
+        self._planes_key = None
+        return self._ws
+
+    def render(self, args, should_abort=lambda: False, on_progress=lambda fraction: None):
+        """One frame for `args`; errors come back in the result, never as exceptions."""
+        result = RenderResult(args=args, quality='preview' if args.preview else 'full')
+        if not args.pkl:
+            result.message = 'No network loaded: open a pickle in "Network & latent"'
+            return result
+        t0 = time.perf_counter()
+        try:
+            G = self.network(args.pkl, on_progress)
+            result.info = self.network_info(G)
+            t1 = time.perf_counter()
+            with torch.no_grad():
+                ws = self.latent_ws(G, args)
+                t2 = time.perf_counter()
+                if should_abort():
+                    raise RenderAborted()
+                result.image = self._synthesize(G, ws, args, result)
+            self._sync()
+            t3 = time.perf_counter()
+            result.timings = {'load': (t1 - t0) * 1e3, 'mapping': (t2 - t1) * 1e3,
+                              'synthesis': (t3 - t2) * 1e3, 'total': (t3 - t1) * 1e3}
+            if self.preview_policy is not None and args.preview:
+                self.preview_policy.record(t3 - t2)
+        except RenderAborted:
+            result.error = None
+            result.message = 'aborted'
+        except PickleLoadError as e:
+            result.error = str(e)
+        except Exception as e:  # a bad network or option must not take the viewer down
+            result.error = f'{type(e).__name__}: {e}'.splitlines()[0]
+        return result
+
+    def _synthesize(self, G, ws, args, result):
+        planes_key = (args.latent_key(), args.noise_mode, args.noise_seed, args.force_fp32)
+        reuse = args.cache_backbone and planes_key == self._planes_key
+        c = self.camera(G, args.yaw, args.pitch, args)
+        depth0 = G.rendering_kwargs['depth_resolution']
+        importance0 = G.rendering_kwargs.get('depth_resolution_importance', 0)
+        if args.preview and self.preview_policy is not None:
+            nrr, depth, importance = self.preview_policy.settings(G)
+        else:
+            nrr = args.nrr or G.neural_rendering_resolution
+            depth = max(2, int(round(depth0 * args.depth_mult)))
+            importance = int(round(importance0 * args.importance_mult))
+        want_sr = args.render_type == 'image' and not args.preview
+        torch.manual_seed(args.noise_seed)
+        out = G.synthesis(ws, c, neural_rendering_resolution=nrr, noise_mode=args.noise_mode,
+                          cache_backbone=args.cache_backbone, use_cached_backbone=reuse,
+                          rendering_overrides={'depth_resolution': depth,
+                                               'depth_resolution_importance': importance},
+                          superresolution=want_sr, force_fp32=args.force_fp32)
+        self._planes_key = planes_key if args.cache_backbone else None
+        result.info.update(nrr=nrr, samples=(depth, importance), backbone_reused=reuse)
+        if args.render_type == 'image_depth':
+            return depth_to_image(out['image_depth'])
+        if args.render_type == 'normals':
+            origins, directions = G.ray_sampler(c[:, :16].view(-1, 4, 4),
+                                                c[:, 16:25].view(-1, 3, 3), nrr)
+            return normals_to_image(out['image_depth'], origins, directions,
+                                    c[:, :16].view(-1, 4, 4))
+        return to_uint8_image(out['image'] if want_sr else out['image_raw'])
+
+    def network_info(self, G):
+        return {'img_resolution': G.img_resolution, 'num_ws': G.backbone.mapping.num_ws,
+                'default_nrr': G.neural_rendering_resolution,
+                'rendering_kwargs': G.rendering_kwargs}
+
+    def _sync(self):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+
+
+def frame_to_numpy(image):
+    return np.ascontiguousarray(image.cpu().numpy())

@@ -1,0 +1,178 @@
+"""Network pickle: path field, file browser, Recent list, released names, run directories,
+drag-and-drop, and the extra pickles given on the command line."""
+import re
+import threading
+from pathlib import Path
+
+from imgui_bundle import imgui
+
+import checkpoints
+
+from .gui_helpers import button, label
+from .settings import RecentList
+
+SNAPSHOT = re.compile(r'network-snapshot-(\d+)\.pkl$')
+
+
+def latest_snapshot(run_dir: Path):
+    """The newest network-snapshot-KKKKKK.pkl of a training run directory, or None."""
+    snaps = [(int(m.group(1)), p) for p in run_dir.glob('network-snapshot-*.pkl')
+             if (m := SNAPSHOT.search(p.name))]
+    return max(snaps)[1] if snaps else None
+
+
+def resolve_network(text):
+    """User text -> (local path or None, released Checkpoint to download or None, error or None)."""
+    text = text.strip()
+    ckpt = checkpoints.resolve(text)
+    if ckpt is not None:
+        path = checkpoints.local_path(ckpt.name)
+        return (str(path), None, None) if path.exists() else (None, ckpt, None)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        snap = latest_snapshot(path)
+        if snap is None:
+            return None, None, f'{path}: no network-snapshot-*.pkl in this directory'
+        return str(snap.resolve()), None, None
+    if not path.exists():
+        return None, None, f'{path}: no such file'
+    return str(path.resolve()), None, None
+
+
+class PickleWidget:
+    def __init__(self, viz, paths=(), recent=None):
+        self.viz = viz
+        self.recent = recent if recent is not None else RecentList()
+        self.others = [str(p) for p in paths[1:]]
+        self.text = ''
+        self.pkl = None                  # the path rendered
+        self.error = None
+        self.download = None             # (name, fraction or None) while downloading
+        self._download_result = None
+        self.browse_dir = Path.cwd()
+        if paths:
+            self.load(str(paths[0]))
+
+    def load(self, text):
+        self.text = text
+        path, ckpt, error = resolve_network(text)
+        self.error = error
+        if error:
+            return
+        if ckpt is not None:
+            self._start_download(ckpt)
+            return
+        self.pkl = path
+        self.recent.add(text if checkpoints.resolve(text) else path)
+        self.viz.on_network_selected(path, checkpoints.resolve(text))
+
+    def _start_download(self, ckpt):
+        if self.download is not None:
+            return
+        self.download = (ckpt.name, None)
+
+        def run():
+            try:
+                checkpoints.download(ckpt.name, on_progress=lambda done, total: setattr(
+                    self, 'download', (ckpt.name, done / total if total else None)))
+                self._download_result = (ckpt.name, None)
+            except checkpoints.DownloadError as e:
+                self._download_result = (ckpt.name, str(e))
+        threading.Thread(target=run, daemon=True, name='download').start()
+
+    def _poll_download(self):
+        if self._download_result is None:
+            return
+        (name, error), self._download_result = self._download_result, None
+        self.download = None
+        if error:
+            self.error = error
+        else:
+            self.load(name)
+
+    def __call__(self, show=True):
+        self._poll_download()
+        for path in self.viz.window.pop_drop_paths():
+            self.load(path)
+        if not show:
+            return
+        viz = self.viz
+        label('Pickle', viz.label_w)
+        imgui.set_next_item_width(-viz.button_w * 3 - viz.spacing * 3)
+        entered, self.text = imgui.input_text_with_hint(
+            '##pkl', 'path | run dir | released name (ffhq512-128 ...)', self.text,
+            imgui.InputTextFlags_.enter_returns_true)
+        if entered:
+            self.load(self.text)
+        imgui.same_line()
+        if button('Browse...', width=viz.button_w):
+            imgui.open_popup('browse_popup')
+        imgui.same_line()
+        if button('Recent...', enabled=bool(self.recent.items), width=viz.button_w):
+            imgui.open_popup('recent_popup')
+        imgui.same_line()
+        if button('Released...', width=viz.button_w):
+            imgui.open_popup('released_popup')
+        self._recent_popup()
+        self._released_popup()
+        self._browse_popup()
+        imgui.set_cursor_pos_x(viz.label_w)
+        if self.download is not None:
+            name, fraction = self.download
+            imgui.progress_bar(fraction if fraction is not None else 0.0, imgui.ImVec2(-1, 0),
+                               f'Downloading {name}...')
+        elif self.error:
+            imgui.text_colored(imgui.ImVec4(1, 0.4, 0.4, 1), self.error)
+        elif self.pkl:
+            imgui.text_disabled(self.pkl)
+        else:
+            imgui.text_disabled('No network loaded (drop a .pkl on the window)')
+        for other in self.others:
+            imgui.set_cursor_pos_x(viz.label_w)
+            if imgui.small_button(f'Open {Path(other).name}##{other}'):
+                self.load(other)
+
+    def _recent_popup(self):
+        if imgui.begin_popup('recent_popup'):
+            for item in self.recent.items:
+                if imgui.selectable(item, False)[0]:
+                    self.load(item)
+            imgui.end_popup()
+
+    def _released_popup(self):
+        if imgui.begin_popup('released_popup'):
+            for ckpt in checkpoints.RELEASED.values():
+                here = checkpoints.local_path(ckpt.name).exists()
+                text = f'{ckpt.name}  ({"downloaded" if here else "download from NGC"})'
+                if imgui.selectable(text, False)[0]:
+                    self.load(ckpt.name)
+            imgui.end_popup()
+
+    def _browse_popup(self):
+        if not imgui.begin_popup('browse_popup'):
+            return
+        imgui.text_disabled(str(self.browse_dir))
+        imgui.separator()
+        try:
+            entries = sorted(self.browse_dir.iterdir(), key=lambda p: (not p.is_dir(), p.name))
+        except OSError as e:
+            entries = []
+            imgui.text_colored(imgui.ImVec4(1, 0.4, 0.4, 1), f'cannot list: {e.strerror}')
+        keep_open = imgui.SelectableFlags_.dont_close_popups
+        if imgui.selectable('..', False, keep_open)[0]:
+            self.browse_dir = self.browse_dir.parent
+        if latest_snapshot(self.browse_dir) is not None and \
+                imgui.selectable('[open the latest snapshot of this run]', False)[0]:
+            self.load(str(self.browse_dir))
+        for entry in entries:
+            if entry.name.startswith('.'):
+                continue
+            if entry.is_dir():
+                if imgui.selectable(entry.name + '/', False, keep_open)[0]:
+                    self.browse_dir = entry
+            elif entry.suffix == '.pkl' and imgui.selectable(entry.name, False)[0]:
+                self.load(str(entry))
+        imgui.end_popup()
+
+    def render_fields(self):
+        return {'pkl': self.pkl}

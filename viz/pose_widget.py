@@ -1,0 +1,60 @@
+"""Camera pose: yaw/pitch (drag the viewport to orbit), snap, and the look-at point."""
+from imgui_bundle import imgui
+
+from .gui_helpers import button, label
+
+DRAG_SPEED = 0.03           # radians per font-size of mouse movement, as the official viewer
+PIVOTS = {'Auto (network)': None, 'FFHQ (0, 0, 0.2)': (0.0, 0.0, 0.2),
+          'AFHQ (0, 0, -0.06)': (0.0, 0.0, -0.06), 'ShapeNet (0, 0, 0)': (0.0, 0.0, 0.0),
+          'Manual': 'manual'}
+
+
+class PoseWidget:
+    def __init__(self, viz, yaw=0.0, pitch=0.0):
+        self.viz = viz
+        self.default = (yaw, pitch)
+        self.yaw, self.pitch = yaw, pitch
+        self.pivot_choice = 0
+        self.manual_pivot = [0.0, 0.0, 0.2]
+
+    def drag(self, dx, dy):
+        """Orbit from a mouse drag of (dx, dy) pixels in the viewport."""
+        scale = DRAG_SPEED / self.viz.font_size
+        self.yaw -= dx * scale
+        self.pitch = min(max(self.pitch - dy * scale, -1.5), 1.5)
+
+    def reset(self):
+        self.yaw, self.pitch = self.default
+        self.pivot_choice = 0
+
+    def __call__(self, show=True):
+        if not show:
+            return
+        viz = self.viz
+        label('Pose', viz.label_w)
+        imgui.set_next_item_width(viz.field_w)
+        changed, values = imgui.drag_float2('##pose', [self.yaw, self.pitch], 0.01, -3.2, 3.2,
+                                            '%+.2f')
+        if changed:
+            self.yaw, self.pitch = values
+        imgui.same_line()
+        if button('Snap', width=viz.button_w):
+            self.yaw, self.pitch = round(self.yaw, 1), round(self.pitch, 1)
+        imgui.same_line()
+        if button('Reset##pose', width=viz.button_w):
+            self.reset()
+        label('Look-at', viz.label_w)
+        imgui.set_next_item_width(viz.field_w)
+        names = list(PIVOTS)
+        _, self.pivot_choice = imgui.combo('##pivot', self.pivot_choice, names)
+        if PIVOTS[names[self.pivot_choice]] == 'manual':
+            imgui.same_line()
+            imgui.set_next_item_width(-1)
+            _, self.manual_pivot = imgui.drag_float3('##manual_pivot', self.manual_pivot, 0.005,
+                                                     -1, 1, '%.3f')
+
+    def render_fields(self):
+        pivot = PIVOTS[list(PIVOTS)[self.pivot_choice]]
+        if pivot == 'manual':
+            pivot = tuple(self.manual_pivot)
+        return {'yaw': self.yaw, 'pitch': self.pitch, 'lookat': pivot}

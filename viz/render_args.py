@@ -1,0 +1,43 @@
+"""Everything one frame depends on, as a frozen value: equal args mean an identical frame."""
+from dataclasses import dataclass, replace
+
+RENDER_TYPES = {'image': 'RGB image', 'image_raw': 'Neural rendering (raw)',
+                'image_depth': 'Depth', 'normals': 'Normals (from depth)'}
+
+
+@dataclass(frozen=True)
+class RenderArgs:
+    pkl: str | None = None
+    # Latent: a point on the seed grid (seed = x + 100 y); fractional points blend 4 seeds.
+    seed_x: float = 0.0
+    seed_y: float = 0.0
+    stylemix_seed: int = 0
+    stylemix_idx: tuple = ()
+    psi: float = 1.0
+    cutoff: int = 14
+    noise_mode: str = 'const'          # 'const' | 'random' | 'none'
+    noise_seed: int = 0
+    # Camera: orbit offsets in radians around the look-at point (None = the network's pivot).
+    yaw: float = 0.0
+    pitch: float = 0.0
+    lookat: tuple | None = None
+    fov_degrees: float = 18.837
+    cond_yaw: float = 0.0
+    cond_pitch: float = 0.0
+    # Rendering.
+    nrr: int | None = None             # neural rendering resolution; None = the pickle's
+    depth_mult: float = 1.0
+    importance_mult: float = 1.0
+    render_type: str = 'image'
+    cache_backbone: bool = True
+    force_fp32: bool = False
+    preview: bool = False              # fast raw preview while the user interacts
+
+    def with_(self, **changes):
+        return replace(self, **changes)
+
+    def latent_key(self):
+        """The fields the latent ws depend on (mapping is skipped when they do not change)."""
+        return (self.pkl, self.seed_x, self.seed_y, self.stylemix_seed, self.stylemix_idx,
+                self.psi, self.cutoff, self.lookat, self.fov_degrees, self.cond_yaw,
+                self.cond_pitch)

@@ -1,0 +1,88 @@
+"""The render worker: a thread that renders only the newest RenderArgs, so the GUI never waits.
+
+The GUI calls `submit(args)` every frame (identical args are ignored) and `poll()` to pick up
+the latest finished frame. A newer request aborts an unwanted full-quality frame between stages.
+"""
+import threading
+import time
+
+from .frame_renderer import FrameRenderer, RenderResult
+
+
+class RenderWorker:
+    def __init__(self, frame_renderer: FrameRenderer):
+        self.renderer = frame_renderer
+        self._lock = threading.Condition()
+        self._pending = None          # newest args not yet rendered
+        self._last_submitted = None
+        self._result = None           # newest finished result not yet polled
+        self._busy_with = None
+        self._status = None           # e.g. 'Loading x.pkl... 40%'
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name='render-worker', daemon=True)
+        self._thread.start()
+
+    def submit(self, args):
+        """Ask for a frame; returns False when args equal the last request (nothing to do)."""
+        with self._lock:
+            if args == self._last_submitted:
+                return False
+            self._last_submitted = args
+            self._pending = args
+            self._lock.notify()
+            return True
+
+    def poll(self) -> RenderResult | None:
+        """The newest finished frame since the last poll, or None."""
+        with self._lock:
+            result, self._result = self._result, None
+            return result
+
+    @property
+    def busy(self):
+        return self._busy_with is not None or self._pending is not None
+
+    @property
+    def status(self):
+        return self._status
+
+    def wait_idle(self, timeout=None):
+        """Block until nothing is pending or rendering (for headless runs and tests)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.busy:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def close(self):
+        with self._lock:
+            self._stop = True
+            self._lock.notify()
+        self._thread.join(timeout=5)
+
+    def _should_abort(self):
+        # Abort only a full-quality frame that a newer request has replaced.
+        pending, current = self._pending, self._busy_with
+        return pending is not None and current is not None and not current.preview
+
+    def _on_progress(self, fraction):
+        name = getattr(self._busy_with, 'pkl', '') or ''
+        self._status = f'Loading {name.rsplit("/", 1)[-1]}... {fraction * 100:.0f}%'
+
+    def _run(self):
+        while True:
+            with self._lock:
+                while self._pending is None and not self._stop:
+                    self._lock.wait()
+                if self._stop:
+                    return
+                args, self._pending = self._pending, None
+                self._busy_with = args
+            result = self.renderer.render(args, should_abort=self._should_abort,
+                                          on_progress=self._on_progress)
+            with self._lock:
+                self._status = None
+                self._busy_with = None
+                if result.message != 'aborted':
+                    self._result = result

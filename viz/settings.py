@@ -1,0 +1,41 @@
+"""Where the viewer keeps user data: settings and the Recent list, captures, downloads.
+Never the repository or the current directory."""
+import json
+import os
+from pathlib import Path
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get('XDG_CONFIG_HOME') or Path.home() / '.config') / 'eg3d-app'
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'eg3d-app'
+
+
+def captures_dir() -> Path:
+    pictures = Path.home() / 'Pictures'
+    return (pictures if pictures.is_dir() else cache_dir()) / 'eg3d-captures'
+
+
+class RecentList:
+    """Most-recent-first list of opened networks, kept across restarts in a JSON file."""
+
+    def __init__(self, path=None, limit=12):
+        self.path = Path(path) if path else config_dir() / 'recent.json'
+        self.limit = limit
+        try:
+            items = json.loads(self.path.read_text())
+            self.items = [str(x) for x in items if isinstance(x, str)][:limit]
+        except (OSError, ValueError):
+            self.items = []
+
+    def add(self, item):
+        self.items = [item] + [x for x in self.items if x != item][:self.limit - 1]
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix('.tmp')
+            tmp.write_text(json.dumps(self.items, indent=1))
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # a read-only home must not break opening networks

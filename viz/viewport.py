@@ -1,0 +1,80 @@
+"""The result area: the rendered frame fitted to the space right of the control pane, with
+left-drag to orbit, right-drag to move across the seed grid, and a quality/timing overlay."""
+from imgui_bundle import imgui
+
+from gui_utils.gl_texture import Texture
+
+WINDOW_FLAGS = (imgui.WindowFlags_.no_decoration | imgui.WindowFlags_.no_move
+                | imgui.WindowFlags_.no_saved_settings | imgui.WindowFlags_.no_bring_to_front_on_focus
+                | imgui.WindowFlags_.no_scroll_with_mouse)
+
+
+class Viewport:
+    def __init__(self, viz):
+        self.viz = viz
+        self.texture = None
+        self.last_image = None        # numpy uint8 [H, W, 3] of the frame on screen
+        self.result = None            # RenderResult on screen
+        self.interacting = False
+
+    def show_result(self, result):
+        if result.image is not None:
+            if self.texture is None:
+                self.texture = Texture()
+            self.texture.update(result.image)
+            self.last_image = result.image.cpu().numpy()
+        self.result = result
+
+    def __call__(self, x, y, w, h):
+        imgui.set_next_window_pos(imgui.ImVec2(x, y))
+        imgui.set_next_window_size(imgui.ImVec2(w, h))
+        imgui.push_style_var(imgui.StyleVar_.window_padding, imgui.ImVec2(0, 0))
+        imgui.begin('##viewport', None, WINDOW_FLAGS)
+        imgui.invisible_button('##drag', imgui.ImVec2(w, h), imgui.ButtonFlags_.mouse_button_left
+                               | imgui.ButtonFlags_.mouse_button_right)
+        self.interacting = imgui.is_item_active()
+        if self.interacting:
+            delta = imgui.get_io().mouse_delta
+            if imgui.is_mouse_down(imgui.MouseButton_.left):
+                self.viz.pose_widget.drag(delta.x, delta.y)
+            elif imgui.is_mouse_down(imgui.MouseButton_.right):
+                self.viz.latent_widget.drag(delta.x, delta.y)
+        draw = imgui.get_window_draw_list()
+        if self.texture is not None and self.result is not None and self.result.image is not None:
+            tw, th = self.texture.width, self.texture.height
+            zoom = min(w / tw, h / th)
+            zw, zh = tw * zoom, th * zoom
+            x0, y0 = x + (w - zw) / 2, y + (h - zh) / 2
+            draw.add_image(imgui.ImTextureRef(self.texture.id), imgui.ImVec2(x0, y0),
+                           imgui.ImVec2(x0 + zw, y0 + zh))
+        self._overlay(draw, x, y, w, h)
+        imgui.end()
+        imgui.pop_style_var()
+
+    def _overlay(self, draw, x, y, w, h):
+        result, viz = self.result, self.viz
+        status = viz.worker.status
+        lines = []
+        if result is not None and result.image is not None:
+            info = result.info
+            quality = 'preview (raw neural rendering)' if result.quality == 'preview' else 'full quality'
+            samples = info.get('samples', ('?', '?'))
+            lines.append(f'{quality}  |  neural {info.get("nrr")}^2, {samples[0]}+{samples[1]} '
+                         f'samples  |  {result.timings.get("total", 0):.0f} ms')
+            if viz.worker.busy:
+                lines.append('rendering...')
+        pad = viz.spacing
+        for i, line in enumerate(lines):
+            draw.add_text(imgui.ImVec2(x + pad + 1, y + pad + 1 + i * viz.font_size * 1.3),
+                          0xC0000000, line)
+            draw.add_text(imgui.ImVec2(x + pad, y + pad + i * viz.font_size * 1.3), 0xFFFFFFFF,
+                          line)
+        centre = status or (result.error if result is not None and result.error else None) \
+            or (result.message if result is not None else None)
+        if centre is None and result is None:
+            centre = 'Rendering...' if viz.pickle_widget.pkl else \
+                'No network loaded: open a pickle in "Network & latent"'
+        if centre:
+            size = imgui.calc_text_size(centre)
+            colour = 0xFF6666FF if result is not None and result.error and not status else 0xFFFFFFFF
+            draw.add_text(imgui.ImVec2(x + (w - size.x) / 2, y + (h - size.y) / 2), colour, centre)
