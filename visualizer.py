@@ -5,6 +5,7 @@
 The first pickle is opened, the others are listed in the Pickle section. Esc closes the window.
 """
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -37,6 +38,7 @@ def build_parser():
 
 def main(argv=None):
     options = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(name)s: %(message)s')
     from gui_utils import platform
     problem = platform.display_problem(options.headless)
     if problem:

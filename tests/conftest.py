@@ -1,5 +1,6 @@
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +79,27 @@ def user_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv('XDG_CONFIG_HOME', str(tmp_path / 'config'))
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
     return tmp_path
+
+
+@pytest.fixture
+def viewer(xvfb_display, fixture_pkl, user_dirs):
+    import glfw
+
+    from gui_utils import platform
+    platform.configure(False)
+    from viz.app import Visualizer
+    from visualizer import build_parser
+    options = build_parser().parse_args([str(fixture_pkl), '--nrr', '16', '--width', '1200',
+                                         '--height', '700'])
+    viz = Visualizer(options)
+    glfw.set_window_pos(viz.window.handle, 0, 0)
+    yield viz
+    viz.worker.close()
+    viz.window.destroy()
+
+
+def frames(viz, n=3):
+    """Draw n GUI frames, giving the X server time to deliver events in between."""
+    for _ in range(n):
+        viz.draw_frame()
+        time.sleep(0.02)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, frames
 
 
 def run_visualizer(*args, env=None, timeout=600):
@@ -47,29 +47,6 @@ def test_bad_pickle_keeps_window_alive(tmp_path, user_dirs):
                        '--height', 500)
     assert r.returncode == 0, r.stderr
     assert shot.exists() and 'Traceback' not in r.stderr
-
-
-@pytest.fixture
-def viewer(xvfb_display, fixture_pkl, user_dirs):
-    import glfw
-
-    from gui_utils import platform
-    platform.configure(False)
-    from viz.app import Visualizer
-    from visualizer import build_parser
-    options = build_parser().parse_args([str(fixture_pkl), '--nrr', '16', '--width', '1200',
-                                         '--height', '700'])
-    viz = Visualizer(options)
-    glfw.set_window_pos(viz.window.handle, 0, 0)
-    yield viz
-    viz.worker.close()
-    viz.window.destroy()
-
-
-def frames(viz, n=3):
-    for _ in range(n):
-        viz.draw_frame()
-        time.sleep(0.02)
 
 
 def xdotool(*args):
@@ -144,3 +121,60 @@ def test_escape_closes(viewer):
     xdotool('key', '--window', glfw.get_x11_window(viz.window.handle), 'Escape')
     frames(viz, 3)
     assert viz.window.should_close
+
+
+def test_typing_a_seed_changes_the_image(viewer):
+    viz = viewer
+    assert viz.settle(timeout=300)
+    before = viz.viewport.last_image.copy()
+    pos = viz.latent_widget.seed_field_pos
+    xdotool('mousemove', int(pos.x) + 10, int(pos.y) + 5)
+    frames(viz)
+    xdotool('click', 1)
+    frames(viz)
+    xdotool('key', 'ctrl+a')
+    frames(viz)
+    xdotool('type', '7')
+    frames(viz)
+    xdotool('key', 'Return')
+    frames(viz)
+    assert viz.latent_widget.seed == 7
+    assert viz.settle(timeout=300)
+    assert np.abs(viz.viewport.last_image.astype(int) - before).mean() > 1
+
+
+def test_screenshot_matches_the_runtime_render(viewer, tmp_path):
+    from viz.frame_renderer import FrameRenderer
+    viz = viewer
+    viz.render_widget.render_type = 'image_depth'
+    assert viz.settle(timeout=300)
+    shot = tmp_path / 'window.png'
+    viz.draw_frame(screenshot=shot)
+    expected = FrameRenderer('cpu').render(viz.render_args()).image.numpy()
+    assert np.array_equal(viz.viewport.last_image, expected)
+    x0, y0, x1, y1 = viz.viewport.image_rect
+    window = np.asarray(Image.open(shot).convert('RGB'))
+    h, w = expected.shape[:2]
+    rows = (y0 + (np.arange(h) + 0.5) * (y1 - y0) / h).astype(int)    # texel centres on screen
+    cols = (x0 + (np.arange(w) + 0.5) * (x1 - x0) / w).astype(int)
+    drawn = window[rows][:, cols].astype(int)
+    assert np.abs(drawn - expected).mean() < 3
+    assert window.std() > 10
+
+
+def test_corrupt_pickle_in_the_window_keeps_the_previous_network(viewer, tmp_path):
+    viz = viewer
+    assert viz.settle(timeout=300)
+    good = viz.pickle_widget.pkl
+    bad = tmp_path / 'corrupt.pkl'
+    bad.write_bytes(b'\x80\x04\x95garbage')
+    viz.pickle_widget.load(str(bad))
+    for _ in range(200):
+        viz.draw_frame()
+        if viz.pickle_widget.error:
+            break
+        time.sleep(0.02)
+    assert viz.pickle_widget.error.startswith(f'{bad}: ')
+    assert viz.pickle_widget.pkl == good
+    assert viz.settle(timeout=300) and viz.viewport.result.error is None
+    assert not viz.window.should_close

@@ -1,5 +1,6 @@
 """The viewer: one loop that draws the control pane and the viewport, sends RenderArgs to the
 render worker and shows whatever frame is newest. The loop never waits for the model."""
+import logging
 import time
 
 from imgui_bundle import imgui
@@ -13,6 +14,7 @@ from .cond_pose_widget import CondPoseWidget
 from .fov_widget import FovWidget
 from .frame_renderer import FrameRenderer
 from .latent_widget import LatentWidget
+from .layer_widget import LayerWidget
 from .perf_widget import PerfWidget
 from .pickle_widget import PickleWidget
 from .pose_widget import PoseWidget
@@ -23,6 +25,7 @@ from .stylemix_widget import StylemixWidget
 from .trunc_widget import TruncWidget
 from .viewport import Viewport
 
+log = logging.getLogger('eg3d.viewer')
 STILL_SECONDS = 0.3      # refine to full quality once the inputs are this long unchanged
 PANE_FLAGS = (imgui.WindowFlags_.no_title_bar | imgui.WindowFlags_.no_move
               | imgui.WindowFlags_.no_resize | imgui.WindowFlags_.no_collapse
@@ -51,6 +54,7 @@ class Visualizer:
         self.render_widget = RenderWidget(self, options.render_type, options.nrr)
         self.perf_widget = PerfWidget(self)
         self.capture_widget = CaptureWidget(self, options.capture_dir)
+        self.layer_widget = LayerWidget(self)
         self.pickle_widget = PickleWidget(self, options.pkls)
         self.sections = [
             ('Network & latent', [self.pickle_widget, self.latent_widget, self.stylemix_widget,
@@ -58,6 +62,7 @@ class Visualizer:
             ('Camera', [self.pose_widget, self.fov_widget, self.cond_pose_widget]),
             ('Rendering', [self.render_widget]),
             ('Performance & capture', [self.perf_widget, self.capture_widget]),
+            ('Layers & channels', [self.layer_widget]),
         ]
         self._core_args = None
         self._last_change = 0.0
@@ -103,7 +108,8 @@ class Visualizer:
         imgui.set_next_window_size(imgui.ImVec2(self.pane_w, height))
         imgui.begin('##pane', None, PANE_FLAGS)
         for title, widgets in self.sections:
-            expanded = imgui.collapsing_header(title, imgui.TreeNodeFlags_.default_open)
+            flags = imgui.TreeNodeFlags_.default_open if widgets[0] is not self.layer_widget else 0
+            expanded = imgui.collapsing_header(title, flags)
             for widget in widgets:
                 widget(show=expanded)
         imgui.end()
@@ -132,8 +138,13 @@ class Visualizer:
         result = self.worker.poll()
         if result is None:
             return
-        if result.info:
+        if result.error and result.error != getattr(self.viewport.result, 'error', None):
+            log.error(result.error)
+        if result.load_failed:
+            self.pickle_widget.load_failed(result.args.pkl, result.error)
+        elif result.info:
             self.network_info = result.info
+            self.pickle_widget.loaded(result.args.pkl)
         if result.timings:
             self.perf_widget.record_render(result.timings['synthesis'])
         self.viewport.show_result(result)

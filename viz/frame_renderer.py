@@ -6,6 +6,7 @@ when the latent fields change) and the tri-planes (reused while only the camera 
 import math
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,6 +14,8 @@ import torch
 
 from eg3d_runtime import PickleLoadError, cameras, load_generator
 from eg3d_runtime.generate import latent
+
+from .layer_capture import capture_layers, layer_to_image
 
 SEED_GRID_WIDTH = 100
 
@@ -27,6 +30,8 @@ class RenderResult:
     quality: str = 'full'                  # 'full' | 'preview'
     timings: dict = field(default_factory=dict)   # stage -> milliseconds
     error: str | None = None
+    load_failed: bool = False              # the requested network could not be opened
+    aborted: bool = False
     message: str | None = None
     info: dict = field(default_factory=dict)      # network facts the widgets show
     args: object = None
@@ -111,10 +116,9 @@ class FrameRenderer:
         self._planes_key = None
 
     def network(self, pkl, on_progress=lambda fraction: None):
-        """The G_ema of a pickle, loaded once (the previous network is released)."""
+        """The G_ema of a pickle, loaded once. If the new one fails to load, the previous
+        network stays loaded and usable."""
         if pkl != self._pkl:
-            self._G = self._pkl = None
-            self._latent_key = self._planes_key = None
             f = _ProgressFile(pkl, on_progress) if os.path.isfile(pkl) else pkl
             try:
                 G = load_generator(f, device=self.device)
@@ -122,6 +126,7 @@ class FrameRenderer:
                 if f is not pkl:
                     f.close()
             self._G, self._pkl = G, pkl
+            self._latent_key = self._planes_key = None
         return self._G
 
     def camera(self, G, yaw, pitch, args):
@@ -175,10 +180,10 @@ class FrameRenderer:
             if self.preview_policy is not None and args.preview:
                 self.preview_policy.record(t3 - t2)
         except RenderAborted:
-            result.error = None
-            result.message = 'aborted'
+            result.aborted = True
         except PickleLoadError as e:
             result.error = str(e)
+            result.load_failed = True
         except Exception as e:  # a bad network or option must not take the viewer down
             result.error = f'{type(e).__name__}: {e}'.splitlines()[0]
         return result
@@ -195,15 +200,22 @@ class FrameRenderer:
             nrr = args.nrr or G.neural_rendering_resolution
             depth = max(2, int(round(depth0 * args.depth_mult)))
             importance = int(round(importance0 * args.importance_mult))
-        want_sr = args.render_type == 'image' and not args.preview
+        want_sr = (args.render_type == 'image' or args.layer_view) and not args.preview
         torch.manual_seed(args.noise_seed)
-        out = G.synthesis(ws, c, neural_rendering_resolution=nrr, noise_mode=args.noise_mode,
-                          cache_backbone=args.cache_backbone, use_cached_backbone=reuse,
-                          rendering_overrides={'depth_resolution': depth,
-                                               'depth_resolution_importance': importance},
-                          superresolution=want_sr, force_fp32=args.force_fp32)
+        capture = capture_layers(G, args.layer) if args.layer_view else nullcontext()
+        with capture as layers:
+            out = G.synthesis(ws, c, neural_rendering_resolution=nrr, noise_mode=args.noise_mode,
+                              cache_backbone=args.cache_backbone, use_cached_backbone=reuse,
+                              rendering_overrides={'depth_resolution': depth,
+                                                   'depth_resolution_importance': importance},
+                              superresolution=want_sr, force_fp32=args.force_fp32)
         self._planes_key = planes_key if args.cache_backbone else None
         result.info.update(nrr=nrr, samples=(depth, importance), backbone_reused=reuse)
+        if args.layer_view:
+            result.info['layers'] = layers.layers
+            if layers.captured is not None:
+                return layer_to_image(layers.captured, args.layer_channel, args.layer_rgb,
+                                      args.layer_normalize, args.layer_gain_db)
         if args.render_type == 'image_depth':
             return depth_to_image(out['image_depth'])
         if args.render_type == 'normals':

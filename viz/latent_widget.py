@@ -14,6 +14,7 @@ class LatentWidget:
         self.x, self.y = float(seed), 0.0
         self.anim = False
         self.speed = 0.25
+        self.seed_field_pos = None
 
     @property
     def seed(self):
@@ -36,6 +37,7 @@ class LatentWidget:
         label('Latent', viz.label_w)
         imgui.set_next_item_width(viz.button_w * 2)
         changed, seed = imgui.input_int('##seed', self.seed, 1, 10)
+        self.seed_field_pos = imgui.get_item_rect_min()     # where tests click to type a seed
         if changed:
             self.set_seed(max(seed, 0))
         imgui.same_line()

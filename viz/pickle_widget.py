@@ -46,6 +46,8 @@ class PickleWidget:
         self.others = [str(p) for p in paths[1:]]
         self.text = ''
         self.pkl = None                  # the path rendered
+        self._previous_pkl = None        # restored if the new one fails to load
+        self._entered = None             # what the user typed for the network being opened
         self.error = None
         self.download = None             # (name, fraction or None) while downloading
         self._download_result = None
@@ -62,9 +64,22 @@ class PickleWidget:
         if ckpt is not None:
             self._start_download(ckpt)
             return
-        self.pkl = path
-        self.recent.add(text if checkpoints.resolve(text) else path)
+        self._previous_pkl, self.pkl = self.pkl, path
+        self._entered = text
         self.viz.on_network_selected(path, checkpoints.resolve(text))
+
+    def loaded(self, path):
+        """The renderer opened `path`: remember it in the Recent list."""
+        if path == self.pkl and self._entered is not None:
+            self.recent.add(self._entered if checkpoints.resolve(self._entered) else path)
+            self._entered = None
+
+    def load_failed(self, path, error):
+        """The renderer could not open `path`: show why and go back to the previous network."""
+        if path == self.pkl:
+            self.error = error
+            self.pkl, self._previous_pkl = self._previous_pkl, None
+            self._entered = None
 
     def _start_download(self, ckpt):
         if self.download is not None:

@@ -32,6 +32,13 @@ class RenderArgs:
     cache_backbone: bool = True
     force_fp32: bool = False
     preview: bool = False              # fast raw preview while the user interacts
+    # Layer viewer: while open, every image-like layer is listed and `layer` is shown.
+    layer_view: bool = False
+    layer: str | None = None
+    layer_channel: int = 0
+    layer_rgb: bool = True
+    layer_normalize: bool = False
+    layer_gain_db: float = 0.0
 
     def with_(self, **changes):
         return replace(self, **changes)

@@ -84,5 +84,5 @@ class RenderWorker:
             with self._lock:
                 self._status = None
                 self._busy_with = None
-                if result.message != 'aborted':
+                if not result.aborted:
                     self._result = result

@@ -16,6 +16,7 @@ class Viewport:
         self.last_image = None        # numpy uint8 [H, W, 3] of the frame on screen
         self.result = None            # RenderResult on screen
         self.interacting = False
+        self.image_rect = None        # (x0, y0, x1, y1) where the frame was drawn
 
     def show_result(self, result):
         if result.image is not None:
@@ -47,6 +48,7 @@ class Viewport:
             x0, y0 = x + (w - zw) / 2, y + (h - zh) / 2
             draw.add_image(imgui.ImTextureRef(self.texture.id), imgui.ImVec2(x0, y0),
                            imgui.ImVec2(x0 + zw, y0 + zh))
+            self.image_rect = (x0, y0, x0 + zw, y0 + zh)
         self._overlay(draw, x, y, w, h)
         imgui.end()
         imgui.pop_style_var()
@@ -69,6 +71,11 @@ class Viewport:
                           0xC0000000, line)
             draw.add_text(imgui.ImVec2(x + pad, y + pad + i * viz.font_size * 1.3), 0xFFFFFFFF,
                           line)
+        failed = viz.pickle_widget.error
+        if failed:
+            size = imgui.calc_text_size(failed)
+            draw.add_text(imgui.ImVec2(x + (w - size.x) / 2, y + h - size.y - pad), 0xFF6666FF,
+                          failed)
         centre = status or (result.error if result is not None and result.error else None) \
             or (result.message if result is not None else None)
         if centre is None and result is None:

@@ -1,0 +1,148 @@
+"""Every widget changes what is rendered (or what is saved)."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from viz.frame_renderer import FrameRenderer
+
+from conftest import frames
+
+
+@pytest.fixture(scope='module')
+def engine():
+    return FrameRenderer('cpu')
+
+
+def render(engine, viz):
+    result = engine.render(viz.render_args())
+    assert result.error is None, result.error
+    return result
+
+
+def pick_pivot(viz, name, manual=None):
+    from viz.pose_widget import PIVOTS
+    viz.pose_widget.pivot_choice = list(PIVOTS).index(name)
+    if manual:
+        viz.pose_widget.manual_pivot = manual
+
+
+MUTATIONS = {
+    'pose': lambda viz: setattr(viz.pose_widget, 'yaw', 0.6),
+    'look-at': lambda viz: pick_pivot(viz, 'Manual', [0.15, 0.1, 0.2]),
+    'fov': lambda viz: setattr(viz.fov_widget, 'fov', 30.0),
+    'cond pose': lambda viz: setattr(viz.cond_pose_widget, 'yaw', 0.8),
+    'seed': lambda viz: viz.latent_widget.set_seed(5),
+    'seed grid blend': lambda viz: setattr(viz.latent_widget, 'x', 0.5),
+    'stylemix': lambda viz: viz.stylemix_widget.enabled.__setitem__(slice(0, 7), [True] * 7),
+    'psi': lambda viz: setattr(viz.trunc_widget, 'psi', -0.5),
+    'cutoff': lambda viz: setattr(viz.trunc_widget, 'cutoff', 2),
+    'render type depth': lambda viz: setattr(viz.render_widget, 'render_type', 'image_depth'),
+    'render type normals': lambda viz: setattr(viz.render_widget, 'render_type', 'normals'),
+    'depth samples': lambda viz: setattr(viz.render_widget, 'depth_mult', 0.25),
+    'importance samples': lambda viz: setattr(viz.render_widget, 'importance_mult', 0.25),
+}
+
+
+@pytest.mark.parametrize('name', list(MUTATIONS))
+def test_widget_changes_the_frame(viewer, engine, name):
+    viz = viewer
+    viz.render_widget.render_type = 'image_raw'
+    frames(viz, 2)
+    before = render(engine, viz).image.numpy()
+    MUTATIONS[name](viz)
+    frames(viz, 2)
+    after = render(engine, viz).image.numpy()
+    assert not np.array_equal(after, before), name
+
+
+def test_neural_rendering_resolution(viewer, engine):
+    viz = viewer
+    viz.render_widget.render_type = 'image_raw'
+    viz.render_widget.nrr = 32
+    assert render(engine, viz).image.shape == (32, 32, 3)
+    viz.render_widget.nrr = None                 # back to the network's own (64)
+    assert render(engine, viz).info['nrr'] == 64
+
+
+def test_look_at_presets(viewer):
+    viz = viewer
+    assert viz.render_args().lookat is None                    # Auto: the network's pivot
+    pick_pivot(viz, 'AFHQ (0, 0, -0.06)')                      # the trained pivot, not (0,0,0)
+    assert viz.render_args().lookat == (0.0, 0.0, -0.06)
+
+
+def test_noise_widget_selects_the_noise_mode(viewer):
+    viz = viewer
+    assert viz.render_args().noise_mode == 'const'
+    viz.trunc_widget.noise_seed = 3
+    assert viz.render_args().noise_mode == 'random'
+    viz.trunc_widget.noise = False
+    assert viz.render_args().noise_mode == 'none'
+
+
+def test_backbone_cache_toggle(viewer, engine):
+    viz = viewer
+    viz.render_widget.render_type = 'image_raw'
+    render(engine, viz)
+    viz.pose_widget.yaw = 0.3
+    assert render(engine, viz).info['backbone_reused']
+    viz.render_widget.cache_backbone = False
+    viz.pose_widget.yaw = 0.4
+    assert not render(engine, viz).info['backbone_reused']
+
+
+def test_layer_viewer_shows_an_intermediate_layer(viewer, engine):
+    viz = viewer
+    viz.render_widget.render_type = 'image_raw'
+    viz.render_widget.cache_backbone = False
+    viz.layer_widget.open = True
+    layers = render(engine, viz).info['layers']
+    names = [name for name, _ in layers]
+    assert 'backbone.synthesis.b64' in names[0:40] or any(n.startswith('backbone') for n in names)
+    viz.layer_widget.layer = next(n for n in names if n.startswith('backbone.synthesis.b32'))
+    shape = dict(layers)[viz.layer_widget.layer]
+    image = render(engine, viz).image
+    assert image.shape[:2] == shape[1:]
+    viz.layer_widget.channel = 1
+    assert not np.array_equal(render(engine, viz).image.numpy(), image.numpy())
+    G = engine.network(viz.pickle_widget.pkl)
+    assert not any(m._forward_hooks for m in G.modules())     # no hooks left behind
+
+
+def test_capture_saves_image_and_gui(viewer, tmp_path):
+    viz = viewer
+    viz.capture_widget.directory = str(tmp_path / 'caps')
+    assert viz.settle(timeout=300)
+    viz.capture_widget.save_image(viz.viewport.last_image)
+    viz.capture_widget.want_gui_grab = True
+    frames(viz, 1)
+    saved = sorted(p.name for p in (tmp_path / 'caps').iterdir())
+    assert saved == ['00001.png', '00002.png']
+    gui = Image.open(tmp_path / 'caps' / '00002.png')
+    assert gui.size == tuple(viz.window.framebuffer_size)
+
+
+def test_orbit_video(viewer, tmp_path, monkeypatch):
+    import viz.capture_widget as capture
+    monkeypatch.setattr(capture, 'ORBIT_FRAMES', 3)
+    viz = viewer
+    viz.render_widget.render_type = 'image_raw'
+    viz.capture_widget.directory = str(tmp_path / 'caps')
+    viz.capture_widget.orbit = []
+    viz.capture_widget._orbit_base = (0.0, 0.0)
+    for _ in range(3000):
+        frames(viz, 1)
+        if viz.capture_widget.orbit is None:
+            break
+    video = Image.open(tmp_path / 'caps' / '00001.webp')
+    assert video.n_frames == 3
+
+
+def test_performance_widget_settings(viewer):
+    viz = viewer
+    viz.perf_widget.fps_limit = 30
+    viz.perf_widget.force_fp32 = True
+    frames(viz, 2)
+    assert viz.window.fps_limit == 30
+    assert viz.render_args().force_fp32
+    assert len(viz.perf_widget.gui_times) > 0
