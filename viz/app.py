@@ -83,7 +83,7 @@ class Visualizer:
     def _layout(self, width, height):
         self.font_size = min(max(min(width / 90, height / 50), 13), 28)
         self.spacing = round(self.font_size * 0.4)
-        self.pane_w = round(self.font_size * 34)
+        self.pane_w = round(self.font_size * 37)
         self.label_w = round(self.font_size * 6.5)
         self.button_w = round(self.font_size * 4.5)
         self.field_w = self.pane_w - self.label_w - 2 * self.button_w - 4 * self.spacing
