@@ -32,6 +32,8 @@ def build_parser():
     p.add_argument('--psi', type=float, default=None, help='truncation psi (default 0.7)')
     p.add_argument('--nrr', type=int, default=None, help='neural rendering resolution')
     p.add_argument('--render-type', choices=list(RENDER_TYPES), default='image')
+    p.add_argument('--compare', action='store_true',
+                   help='show the given pickles side by side (one pickle: at nrr 64 and 128)')
     p.add_argument('--capture-dir', type=Path, default=None, help='where captures are saved')
     return p
 

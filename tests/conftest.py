@@ -94,8 +94,7 @@ def viewer(xvfb_display, fixture_pkl, user_dirs):
     viz = Visualizer(options)
     glfw.set_window_pos(viz.window.handle, 0, 0)
     yield viz
-    viz.worker.close()
-    viz.window.destroy()
+    viz.close()
 
 
 def frames(viz, n=3):

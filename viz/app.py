@@ -10,6 +10,8 @@ from eg3d_runtime.devices import default_device
 from gui_utils.imgui_window import ImguiWindow
 
 from .capture_widget import CaptureWidget
+from .compare import CompareView
+from .compare_widget import CompareWidget
 from .cond_pose_widget import CondPoseWidget
 from .fov_widget import FovWidget
 from .frame_renderer import FrameRenderer
@@ -55,12 +57,16 @@ class Visualizer:
         self.perf_widget = PerfWidget(self)
         self.capture_widget = CaptureWidget(self, options.capture_dir)
         self.layer_widget = LayerWidget(self)
+        self.compare = CompareView(self)
         self.pickle_widget = PickleWidget(self, options.pkls)
+        self.compare_widget = CompareWidget(self, self.pickle_widget.resolved_paths(options.pkls),
+                                            enabled=options.compare)
         self.sections = [
             ('Network & latent', [self.pickle_widget, self.latent_widget, self.stylemix_widget,
                                   self.trunc_widget]),
             ('Camera', [self.pose_widget, self.fov_widget, self.cond_pose_widget]),
             ('Rendering', [self.render_widget]),
+            ('Compare', [self.compare_widget]),
             ('Performance & capture', [self.perf_widget, self.capture_widget]),
             ('Layers & channels', [self.layer_widget]),
         ]
@@ -76,8 +82,26 @@ class Visualizer:
         if device == self.device:
             return
         self.worker.close()
+        self.compare.close()
         self.device = device
         self.worker = RenderWorker(FrameRenderer(device))
+        self.compare_widget.set_enabled(self.compare_widget.enabled)
+
+    @property
+    def comparing(self):
+        return self.compare_widget.enabled
+
+    def current_image(self):
+        """What 'Save image' and the orbit video capture: the frame, or all panels."""
+        return self.compare.composite() if self.comparing else self.viewport.last_image
+
+    def frame_complete(self, args):
+        """The full-quality frame(s) of `args` are on screen."""
+        if self.comparing:
+            return self.compare.complete(args)
+        result = self.viewport.result
+        return not self.worker.busy and result is not None and result.quality == 'full' \
+            and result.args == args
 
     # ---- frame -----------------------------------------------------------------------------
     def _layout(self, width, height):
@@ -113,7 +137,10 @@ class Visualizer:
             for widget in widgets:
                 widget(show=expanded)
         imgui.end()
-        self.viewport(self.pane_w, 0, width - self.pane_w, height)
+        if self.comparing:
+            self.compare.draw(self.pane_w, 0, width - self.pane_w, height)
+        else:
+            self.viewport(self.pane_w, 0, width - self.pane_w, height)
         self._submit()
         self._show_results()
         self.window.render_gui()
@@ -131,10 +158,23 @@ class Visualizer:
             self._core_args = args
             self._last_change = now
         recording = self.capture_widget.orbit is not None
-        moving = self.viewport.interacting or now - self._last_change < STILL_SECONDS
-        self.worker.submit(args.with_(preview=moving and not recording))
+        interacting = self.compare.interacting if self.comparing else self.viewport.interacting
+        moving = interacting or now - self._last_change < STILL_SECONDS
+        args = args.with_(preview=moving and not recording)
+        if self.comparing:
+            self.compare.submit(args)
+        else:
+            self.worker.submit(args)
 
     def _show_results(self):
+        if self.comparing:
+            for result in self.compare.poll():
+                if result.info:
+                    self.network_info = result.info
+                if result.timings:
+                    self.perf_widget.record_render(result.timings['synthesis'])
+            self._record_orbit()
+            return
         result = self.worker.poll()
         if result is None:
             return
@@ -148,9 +188,13 @@ class Visualizer:
         if result.timings:
             self.perf_widget.record_render(result.timings['synthesis'])
         self.viewport.show_result(result)
-        if self.capture_widget.orbit is not None and result.image is not None \
-                and result.quality == 'full' and result.args == self.render_args():
-            self.capture_widget.orbit_frame(self.viewport.last_image)
+        self._record_orbit()
+
+    def _record_orbit(self):
+        if self.capture_widget.orbit is not None and self.frame_complete(self.render_args()):
+            image = self.current_image()
+            if image is not None:
+                self.capture_widget.orbit_frame(image)
 
     def settle(self, timeout=600):
         """Headless: wait until the newest full-quality frame is on screen."""
@@ -158,9 +202,7 @@ class Visualizer:
         self._last_change = 0.0
         while time.monotonic() < deadline:
             self.draw_frame()
-            result = self.viewport.result
-            if not self.worker.busy and result is not None and result.quality == 'full' \
-                    and result.args == self.render_args():
+            if self.frame_complete(self.render_args()):
                 return True
             time.sleep(0.01)
         return False
@@ -177,5 +219,9 @@ class Visualizer:
                 self.settle()
                 self.draw_frame(screenshot=screenshot)
         finally:
-            self.worker.close()
-            self.window.destroy()
+            self.close()
+
+    def close(self):
+        self.worker.close()
+        self.compare.close()
+        self.window.destroy()

@@ -82,7 +82,7 @@ class CaptureWidget:
         imgui.set_next_item_width(-1)
         _, self.directory = imgui.input_text('##capdir', self.directory)
         imgui.set_cursor_pos_x(viz.label_w)
-        image = viz.viewport.last_image
+        image = viz.current_image()
         if button('Save image', enabled=image is not None, width=viz.button_w * 2):
             self.save_image(image)
         imgui.same_line()

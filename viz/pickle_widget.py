@@ -55,6 +55,11 @@ class PickleWidget:
         if paths:
             self.load(str(paths[0]))
 
+    @staticmethod
+    def resolved_paths(texts):
+        """Local paths of the command-line networks that exist (for compare panels)."""
+        return [path for path, _, _ in map(resolve_network, texts) if path]
+
     def load(self, text):
         self.text = text
         path, ckpt, error = resolve_network(text)

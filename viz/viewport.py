@@ -9,6 +9,33 @@ WINDOW_FLAGS = (imgui.WindowFlags_.no_decoration | imgui.WindowFlags_.no_move
                 | imgui.WindowFlags_.no_scroll_with_mouse)
 
 
+def drag_area(viz, w, h):
+    """An invisible w x h button: left-drag orbits, right-drag moves on the seed grid.
+    Returns whether the user is dragging."""
+    imgui.invisible_button('##drag', imgui.ImVec2(w, h), imgui.ButtonFlags_.mouse_button_left
+                           | imgui.ButtonFlags_.mouse_button_right)
+    if not imgui.is_item_active():
+        return False
+    delta = imgui.get_io().mouse_delta
+    if imgui.is_mouse_down(imgui.MouseButton_.left):
+        viz.pose_widget.drag(delta.x, delta.y)
+    elif imgui.is_mouse_down(imgui.MouseButton_.right):
+        viz.latent_widget.drag(delta.x, delta.y)
+    return True
+
+
+def fit(tw, th, x, y, w, h):
+    """The rectangle (x0, y0, x1, y1) of a tw x th image scaled to fit the box, centred."""
+    zoom = min(w / tw, h / th)
+    x0, y0 = x + (w - tw * zoom) / 2, y + (h - th * zoom) / 2
+    return x0, y0, x0 + tw * zoom, y0 + th * zoom
+
+
+def shadowed_text(draw, x, y, colour, text):
+    draw.add_text(imgui.ImVec2(x + 1, y + 1), 0xC0000000, text)
+    draw.add_text(imgui.ImVec2(x, y), colour, text)
+
+
 class Viewport:
     def __init__(self, viz):
         self.viz = viz
@@ -31,24 +58,13 @@ class Viewport:
         imgui.set_next_window_size(imgui.ImVec2(w, h))
         imgui.push_style_var(imgui.StyleVar_.window_padding, imgui.ImVec2(0, 0))
         imgui.begin('##viewport', None, WINDOW_FLAGS)
-        imgui.invisible_button('##drag', imgui.ImVec2(w, h), imgui.ButtonFlags_.mouse_button_left
-                               | imgui.ButtonFlags_.mouse_button_right)
-        self.interacting = imgui.is_item_active()
-        if self.interacting:
-            delta = imgui.get_io().mouse_delta
-            if imgui.is_mouse_down(imgui.MouseButton_.left):
-                self.viz.pose_widget.drag(delta.x, delta.y)
-            elif imgui.is_mouse_down(imgui.MouseButton_.right):
-                self.viz.latent_widget.drag(delta.x, delta.y)
+        self.interacting = drag_area(self.viz, w, h)
         draw = imgui.get_window_draw_list()
         if self.texture is not None and self.result is not None and self.result.image is not None:
-            tw, th = self.texture.width, self.texture.height
-            zoom = min(w / tw, h / th)
-            zw, zh = tw * zoom, th * zoom
-            x0, y0 = x + (w - zw) / 2, y + (h - zh) / 2
+            self.image_rect = fit(self.texture.width, self.texture.height, x, y, w, h)
+            x0, y0, x1, y1 = self.image_rect
             draw.add_image(imgui.ImTextureRef(self.texture.id), imgui.ImVec2(x0, y0),
-                           imgui.ImVec2(x0 + zw, y0 + zh))
-            self.image_rect = (x0, y0, x0 + zw, y0 + zh)
+                           imgui.ImVec2(x1, y1))
         self._overlay(draw, x, y, w, h)
         imgui.end()
         imgui.pop_style_var()
@@ -67,10 +83,7 @@ class Viewport:
                 lines.append('rendering...')
         pad = viz.spacing
         for i, line in enumerate(lines):
-            draw.add_text(imgui.ImVec2(x + pad + 1, y + pad + 1 + i * viz.font_size * 1.3),
-                          0xC0000000, line)
-            draw.add_text(imgui.ImVec2(x + pad, y + pad + i * viz.font_size * 1.3), 0xFFFFFFFF,
-                          line)
+            shadowed_text(draw, x + pad, y + pad + i * viz.font_size * 1.3, 0xFFFFFFFF, line)
         failed = viz.pickle_widget.error
         if failed:
             size = imgui.calc_text_size(failed)

@@ -1,0 +1,263 @@
+"""Compare mode: up to four panels, each with its own network and neural rendering resolution,
+sharing camera, latent, truncation, noise and render type. Panels on the same network share one
+render worker, so its tri-planes are computed once for all of them."""
+from dataclasses import dataclass
+
+import numpy as np
+from imgui_bundle import imgui
+from PIL import Image, ImageDraw
+
+from gui_utils.gl_texture import Texture
+
+from .frame_renderer import FrameRenderer
+from .render_worker import RenderWorker
+from .viewport import drag_area, fit, shadowed_text
+
+MAX_PANELS = 4
+WINDOW_FLAGS = (imgui.WindowFlags_.no_decoration | imgui.WindowFlags_.no_move
+                | imgui.WindowFlags_.no_saved_settings
+                | imgui.WindowFlags_.no_bring_to_front_on_focus
+                | imgui.WindowFlags_.no_scroll_with_mouse)
+CAMERA_KEYS = ('avg_camera_radius', 'avg_camera_pivot', 'c_gen_conditioning_zero')
+
+
+@dataclass(frozen=True)
+class Panel:
+    pkl: str
+    nrr: int | None = None
+
+    @property
+    def name(self):
+        return self.pkl.rsplit('/', 1)[-1]
+
+
+@dataclass(frozen=True)
+class PanelBatch:
+    """The requests of all panels on one network: rendered in order by one worker."""
+    items: tuple          # ((panel index, RenderArgs), ...)
+
+    @property
+    def preview(self):
+        return any(args.preview for _, args in self.items)
+
+    @property
+    def pkl(self):
+        return self.items[0][1].pkl
+
+
+@dataclass
+class BatchResult:
+    results: dict         # panel index -> RenderResult
+    aborted: bool = False
+
+
+class BatchRenderer:
+    def __init__(self, device):
+        self.frames = FrameRenderer(device)
+
+    def render(self, batch, should_abort, on_progress):
+        results = {}
+        for idx, args in batch.items:
+            result = self.frames.render(args, should_abort, on_progress)
+            if result.aborted:
+                return BatchResult(results, aborted=True)
+            results[idx] = result
+        return BatchResult(results)
+
+
+def difference_heatmap(a, b):
+    """|a - b| averaged over channels, as a black-red-yellow-white heat map (uint8 [H, W, 3])."""
+    if a.shape != b.shape:
+        b = np.asarray(Image.fromarray(b).resize(a.shape[1::-1], Image.BILINEAR))
+    d = np.abs(a.astype(np.float32) - b.astype(np.float32)).mean(-1) / 255
+    d = np.clip(d * 4, 0, 1)      # x4: small differences stay visible
+    heat = np.stack([np.clip(d * 3, 0, 1), np.clip(d * 3 - 1, 0, 1), np.clip(d * 3 - 2, 0, 1)], -1)
+    return (heat * 255).round().astype(np.uint8)
+
+
+def panel_label(panel, result):
+    parts = [panel.name]
+    if result is not None and result.info:
+        parts.append(f'neural {result.info.get("nrr")}^2')
+        if result.timings:
+            ms = result.timings['total']
+            parts.append(f'{ms:.0f} ms ({1e3 / ms if ms else 0:.1f} FPS)')
+        parts.append(result.quality)
+    return '  |  '.join(parts)
+
+
+class CompareView:
+    def __init__(self, viz):
+        self.viz = viz
+        self.panels = []
+        self.workers = {}          # pkl -> RenderWorker over a BatchRenderer
+        self.results = {}          # panel index -> RenderResult on screen
+        self.images = {}           # panel index -> numpy uint8 image on screen
+        self.textures = {}         # slot name -> Texture
+        self.difference = None     # (panel a, panel b) or None
+        self.wipe = None           # fraction of the first panel's width showing panel 1, or None
+        self.interacting = False
+
+    def set_panels(self, panels):
+        self.panels = list(panels)[:MAX_PANELS]
+        self.results, self.images = {}, {}
+        for pkl in set(self.workers) - {p.pkl for p in self.panels}:
+            self.workers.pop(pkl).close()
+        for panel in self.panels:
+            if panel.pkl not in self.workers:
+                self.workers[panel.pkl] = RenderWorker(BatchRenderer(self.viz.device))
+
+    def close(self):
+        for worker in self.workers.values():
+            worker.close()
+        self.workers = {}
+
+    @property
+    def busy(self):
+        return any(w.busy for w in self.workers.values())
+
+    def panel_args(self, base):
+        return [base.with_(pkl=p.pkl, nrr=p.nrr if p.nrr else base.nrr) for p in self.panels]
+
+    def submit(self, base):
+        groups = {}
+        for idx, args in enumerate(self.panel_args(base)):
+            groups.setdefault(args.pkl, []).append((idx, args))
+        for pkl, items in groups.items():
+            self.workers[pkl].submit(PanelBatch(tuple(items)))
+
+    def poll(self):
+        """Take finished frames; returns the panel results that arrived."""
+        arrived = []
+        for worker in self.workers.values():
+            batch = worker.poll()
+            if batch is None:
+                continue
+            for idx, result in batch.results.items():
+                if idx >= len(self.panels):
+                    continue
+                self.results[idx] = result
+                if result.image is not None:
+                    self.images[idx] = result.image.cpu().numpy()
+                    self._texture(idx).update(result.image)
+                arrived.append(result)
+        return arrived
+
+    def complete(self, base):
+        """All panels show full-quality frames of `base` (for captures and orbit videos)."""
+        wanted = self.panel_args(base)
+        return not self.busy and all(
+            self.results.get(i) is not None and self.results[i].quality == 'full'
+            and self.results[i].args == args.with_(preview=False) for i, args in enumerate(wanted))
+
+    def _texture(self, key):
+        if key not in self.textures:
+            self.textures[key] = Texture()
+        return self.textures[key]
+
+    def difference_image(self):
+        if self.difference is None:
+            return None
+        a, b = self.difference
+        if a in self.images and b in self.images:
+            return difference_heatmap(self.images[a], self.images[b])
+        return None
+
+    def slots(self):
+        """What is drawn, in order: ('panel', idx) or ('difference', None)."""
+        slots = [('panel', i) for i in range(len(self.panels))]
+        if self.wipe is not None and len(self.panels) >= 2:
+            slots = [('panel', 0)] + slots[2:]          # panel 1 is wiped over panel 0
+        if self.difference is not None:
+            slots.append(('difference', None))
+        return slots
+
+    def draw(self, x, y, w, h):
+        viz = self.viz
+        imgui.set_next_window_pos(imgui.ImVec2(x, y))
+        imgui.set_next_window_size(imgui.ImVec2(w, h))
+        imgui.push_style_var(imgui.StyleVar_.window_padding, imgui.ImVec2(0, 0))
+        imgui.begin('##compare', None, WINDOW_FLAGS)
+        self.interacting = drag_area(viz, w, h)
+        draw = imgui.get_window_draw_list()
+        slots = self.slots()
+        cols = 1 if len(slots) == 1 else 2 if len(slots) in (2, 4) else 3
+        rows = (len(slots) + cols - 1) // cols
+        cw, ch = w / cols, h / rows
+        heat = self.difference_image()
+        if heat is not None:
+            self._texture('difference').update(heat)
+        for n, (kind, idx) in enumerate(slots):
+            sx, sy = x + (n % cols) * cw, y + (n // cols) * ch
+            if kind == 'difference':
+                if heat is not None:
+                    self._draw_texture(draw, 'difference', sx, sy, cw, ch)
+                a, b = self.difference
+                shadowed_text(draw, sx + viz.spacing, sy + viz.spacing, 0xFFFFFFFF,
+                              f'|panel {a + 1} - panel {b + 1}| (x4)')
+                continue
+            rect = self._draw_texture(draw, idx, sx, sy, cw, ch)
+            if kind == 'panel' and idx == 0 and self.wipe is not None and rect and 1 in self.images:
+                self._draw_wipe(draw, rect)
+            label = panel_label(self.panels[idx], self.results.get(idx))
+            if idx == 0 and self.wipe is not None and len(self.panels) >= 2:
+                label += '   <- wipe ->   ' + panel_label(self.panels[1], self.results.get(1))
+            shadowed_text(draw, sx + viz.spacing, sy + viz.spacing, 0xFFFFFFFF, label)
+            warning = self._camera_warning(idx)
+            if warning:
+                shadowed_text(draw, sx + viz.spacing, sy + viz.spacing + viz.font_size * 1.3,
+                              0xFF66CCFF, warning)
+            result = self.results.get(idx)
+            if result is not None and result.error:
+                shadowed_text(draw, sx + viz.spacing, sy + ch / 2, 0xFF6666FF, result.error)
+        imgui.end()
+        imgui.pop_style_var()
+
+    def _draw_texture(self, draw, key, x, y, w, h):
+        texture = self.textures.get(key)
+        if texture is None or (key != 'difference' and key not in self.images):
+            return None
+        rect = fit(texture.width, texture.height, x, y, w, h)
+        draw.add_image(imgui.ImTextureRef(texture.id), imgui.ImVec2(rect[0], rect[1]),
+                       imgui.ImVec2(rect[2], rect[3]))
+        return rect
+
+    def _draw_wipe(self, draw, rect):
+        """Panel 1 over panel 0 to the right of the wipe line."""
+        x0, y0, x1, y1 = rect
+        split = x0 + (x1 - x0) * self.wipe
+        draw.add_image(imgui.ImTextureRef(self.textures[1].id), imgui.ImVec2(split, y0),
+                       imgui.ImVec2(x1, y1), imgui.ImVec2(self.wipe, 0), imgui.ImVec2(1, 1))
+        draw.add_line(imgui.ImVec2(split, y0), imgui.ImVec2(split, y1), 0xFFFFFFFF, 2)
+
+    def _camera_warning(self, idx):
+        """Panels whose networks use other camera conventions than panel 1 say so."""
+        first, this = self.results.get(0), self.results.get(idx)
+        if idx == 0 or first is None or this is None or not first.info or not this.info:
+            return None
+        a, b = first.info['rendering_kwargs'], this.info['rendering_kwargs']
+        differing = [k for k in CAMERA_KEYS if a.get(k) != b.get(k)]
+        return f'other camera conventions than panel 1 ({", ".join(differing)})' \
+            if differing else None
+
+    def composite(self):
+        """All panels side by side at their rendered size, with labels and timings."""
+        tiles = []
+        for idx, panel in enumerate(self.panels):
+            if idx in self.images:
+                tiles.append((self.images[idx], panel_label(panel, self.results.get(idx))))
+        heat = self.difference_image()
+        if heat is not None:
+            tiles.append((heat, 'difference'))
+        if not tiles:
+            return None
+        height = max(t.shape[0] for t, _ in tiles)
+        banner = 24
+        canvas = Image.new('RGB', (sum(t.shape[1] for t, _ in tiles), height + banner))
+        pen = ImageDraw.Draw(canvas)
+        x = 0
+        for tile, text in tiles:
+            canvas.paste(Image.fromarray(tile), (x, banner))
+            pen.text((x + 4, 5), text, fill=(255, 255, 255))
+            x += tile.shape[1]
+        return np.asarray(canvas)
