@@ -86,8 +86,7 @@ def test_orbit_video_of_all_panels(compare_viewer, tmp_path, monkeypatch):
     monkeypatch.setattr(capture, 'ORBIT_FRAMES', 2)
     viz = compare_viewer
     viz.capture_widget.directory = str(tmp_path / 'caps')
-    viz.capture_widget.orbit = []
-    viz.capture_widget._orbit_base = (0.0, 0.0)
+    viz.capture_widget.start_orbit()
     for _ in range(3000):
         frames(viz, 1)
         if viz.capture_widget.orbit is None:

@@ -128,8 +128,7 @@ def test_orbit_video(viewer, tmp_path, monkeypatch):
     viz = viewer
     viz.render_widget.render_type = 'image_raw'
     viz.capture_widget.directory = str(tmp_path / 'caps')
-    viz.capture_widget.orbit = []
-    viz.capture_widget._orbit_base = (0.0, 0.0)
+    viz.capture_widget.start_orbit()
     for _ in range(3000):
         frames(viz, 1)
         if viz.capture_widget.orbit is None:

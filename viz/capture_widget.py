@@ -57,6 +57,11 @@ class CaptureWidget:
             return None
         return orbit_pose(len(self.orbit), ORBIT_FRAMES, *self._orbit_base)
 
+    def start_orbit(self):
+        """Record ORBIT_FRAMES full-quality frames around the current pose."""
+        self.orbit = []
+        self._orbit_base = (self.viz.pose_widget.yaw, self.viz.pose_widget.pitch)
+
     def orbit_frame(self, image):
         self.orbit.append(image)
         if len(self.orbit) < ORBIT_FRAMES:
@@ -92,8 +97,7 @@ class CaptureWidget:
         if self.orbit is None:
             if button('Record orbit', enabled=bool(viz.pickle_widget.pkl),
                       width=viz.button_w * 2):
-                self.orbit = []
-                self._orbit_base = (viz.pose_widget.yaw, viz.pose_widget.pitch)
+                self.start_orbit()
         else:
             imgui.progress_bar(len(self.orbit) / ORBIT_FRAMES, imgui.ImVec2(-viz.button_w - 8, 0),
                                f'orbit {len(self.orbit)}/{ORBIT_FRAMES}')
