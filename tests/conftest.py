@@ -102,3 +102,18 @@ def frames(viz, n=3):
     for _ in range(n):
         viz.draw_frame()
         time.sleep(0.02)
+
+
+def record_orbit(viz, directory, monkeypatch, count):
+    """Record an orbit of `count` frames into `directory`; returns the saved animation."""
+    from PIL import Image
+
+    import viz.capture_widget as capture
+    monkeypatch.setattr(capture, 'ORBIT_FRAMES', count)
+    viz.capture_widget.directory = str(directory)
+    viz.capture_widget.start_orbit()
+    for _ in range(3000):
+        frames(viz, 1)
+        if viz.capture_widget.orbit is None:
+            break
+    return Image.open(directory / '00001.webp')

@@ -4,7 +4,7 @@ import pytest
 
 from viz.compare import Panel, difference_heatmap
 
-from conftest import frames
+from conftest import frames, record_orbit
 
 
 @pytest.fixture
@@ -80,16 +80,5 @@ def test_same_network_at_two_resolutions_and_capture(compare_viewer, fixture_pkl
 
 
 def test_orbit_video_of_all_panels(compare_viewer, tmp_path, monkeypatch):
-    from PIL import Image
-
-    import viz.capture_widget as capture
-    monkeypatch.setattr(capture, 'ORBIT_FRAMES', 2)
-    viz = compare_viewer
-    viz.capture_widget.directory = str(tmp_path / 'caps')
-    viz.capture_widget.start_orbit()
-    for _ in range(3000):
-        frames(viz, 1)
-        if viz.capture_widget.orbit is None:
-            break
-    video = Image.open(tmp_path / 'caps' / '00001.webp')
+    video = record_orbit(compare_viewer, tmp_path / 'caps', monkeypatch, 2)
     assert video.n_frames == 2 and video.size == (16 + 16, 16 + 24)

@@ -5,7 +5,7 @@ from PIL import Image
 
 from viz.frame_renderer import FrameRenderer
 
-from conftest import frames
+from conftest import frames, record_orbit
 
 
 @pytest.fixture(scope='module')
@@ -123,18 +123,8 @@ def test_capture_saves_image_and_gui(viewer, tmp_path):
 
 
 def test_orbit_video(viewer, tmp_path, monkeypatch):
-    import viz.capture_widget as capture
-    monkeypatch.setattr(capture, 'ORBIT_FRAMES', 3)
-    viz = viewer
-    viz.render_widget.render_type = 'image_raw'
-    viz.capture_widget.directory = str(tmp_path / 'caps')
-    viz.capture_widget.start_orbit()
-    for _ in range(3000):
-        frames(viz, 1)
-        if viz.capture_widget.orbit is None:
-            break
-    video = Image.open(tmp_path / 'caps' / '00001.webp')
-    assert video.n_frames == 3
+    viewer.render_widget.render_type = 'image_raw'
+    assert record_orbit(viewer, tmp_path / 'caps', monkeypatch, 3).n_frames == 3
 
 
 def test_performance_widget_settings(viewer):

@@ -1,7 +1,5 @@
 """Conditioning pose: the camera the mapping network is conditioned on (frontal by default)."""
-from imgui_bundle import imgui
-
-from .gui_helpers import button, label, tooltip
+from .gui_helpers import yaw_pitch_row
 
 
 class CondPoseWidget:
@@ -12,20 +10,11 @@ class CondPoseWidget:
     def __call__(self, show=True):
         if not show:
             return
-        viz = self.viz
-        label('Cond pose', viz.label_w)
-        imgui.set_next_item_width(viz.field_w)
-        changed, values = imgui.drag_float2('##cond', [self.yaw, self.pitch], 0.01, -3.2, 3.2,
-                                            '%+.2f')
-        tooltip('Camera the latent is conditioned on; no effect on networks trained without '
+        self.yaw, self.pitch, reset = yaw_pitch_row(
+            self.viz, 'Cond pose', 'cond', self.yaw, self.pitch,
+            tip='Camera the latent is conditioned on; no effect on networks trained without '
                 'pose conditioning (ShapeNet)')
-        if changed:
-            self.yaw, self.pitch = values
-        imgui.same_line()
-        if button('Snap##cond', width=viz.button_w):
-            self.yaw, self.pitch = round(self.yaw, 1), round(self.pitch, 1)
-        imgui.same_line()
-        if button('Reset##cond', width=viz.button_w):
+        if reset:
             self.yaw = self.pitch = 0.0
 
     def render_fields(self):

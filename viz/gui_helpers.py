@@ -30,3 +30,19 @@ def button(text, enabled=True, width=0):
 def tooltip(text):
     if imgui.is_item_hovered():
         imgui.set_tooltip(text)
+
+
+def yaw_pitch_row(viz, title, key, yaw, pitch, tip=None):
+    """Row 'title: [yaw, pitch] Snap Reset' -> (yaw, pitch, reset clicked)."""
+    label(title, viz.label_w)
+    imgui.set_next_item_width(viz.field_w)
+    changed, values = imgui.drag_float2(f'##{key}', [yaw, pitch], 0.01, -3.2, 3.2, '%+.2f')
+    if tip:
+        tooltip(tip)
+    if changed:
+        yaw, pitch = values
+    imgui.same_line()
+    if button(f'Snap##{key}', width=viz.button_w):
+        yaw, pitch = round(yaw, 1), round(pitch, 1)
+    imgui.same_line()
+    return yaw, pitch, button(f'Reset##{key}', width=viz.button_w)

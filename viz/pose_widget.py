@@ -1,7 +1,7 @@
 """Camera pose: yaw/pitch (drag the viewport to orbit), snap, and the look-at point."""
 from imgui_bundle import imgui
 
-from .gui_helpers import button, label
+from .gui_helpers import label, yaw_pitch_row
 
 DRAG_SPEED = 0.03           # radians per font-size of mouse movement, as the official viewer
 PIVOTS = {'Auto (network)': None, 'FFHQ (0, 0, 0.2)': (0.0, 0.0, 0.2),
@@ -31,17 +31,8 @@ class PoseWidget:
         if not show:
             return
         viz = self.viz
-        label('Pose', viz.label_w)
-        imgui.set_next_item_width(viz.field_w)
-        changed, values = imgui.drag_float2('##pose', [self.yaw, self.pitch], 0.01, -3.2, 3.2,
-                                            '%+.2f')
-        if changed:
-            self.yaw, self.pitch = values
-        imgui.same_line()
-        if button('Snap', width=viz.button_w):
-            self.yaw, self.pitch = round(self.yaw, 1), round(self.pitch, 1)
-        imgui.same_line()
-        if button('Reset##pose', width=viz.button_w):
+        self.yaw, self.pitch, reset = yaw_pitch_row(viz, 'Pose', 'pose', self.yaw, self.pitch)
+        if reset:
             self.reset()
         label('Look-at', viz.label_w)
         imgui.set_next_item_width(viz.field_w)
