@@ -37,7 +37,7 @@ def test_synthesis_matches_official(fixture_G, reference, i):
     with torch.no_grad():
         out = fixture_G.synthesis(torch.from_numpy(ref[f'ws{i}']), torch.from_numpy(ref[f'c{i}']),
                                   neural_rendering_resolution=nrr, noise_mode='const',
-                                  deterministic=True)
+                                  deterministic=True, faithful=True)
     assert out['image'].shape == (1, 3, 512, 512)
     assert out['image_raw'].shape == (1, 3, nrr, nrr)
     assert out['image_depth'].shape == (1, 1, nrr, nrr)
@@ -57,7 +57,8 @@ def test_probe_density_matches_official(fixture_G, reference):
     points = torch.from_numpy(ref['probe_points'])
     with torch.no_grad():
         out = fixture_G.sample_mixed(points, torch.zeros_like(points),
-                                     torch.from_numpy(ref['probe_ws']), noise_mode='const')
+                                     torch.from_numpy(ref['probe_ws']), noise_mode='const',
+                                     faithful=True)
     assert out['sigma'].shape == (*points.shape[:2], 1)
     assert out['rgb'].shape == (*points.shape[:2], 32)
     assert relative_rms(out['sigma'], ref['probe_sigma']) < 1e-3
@@ -67,7 +68,8 @@ def test_backbone_cache_reuses_planes(fixture_G, reference):
     ref, _ = reference
     ws = torch.from_numpy(ref['ws0'])
     c0, c1 = torch.from_numpy(ref['c0']), torch.from_numpy(ref['c1'])
-    kw = dict(neural_rendering_resolution=32, noise_mode='const', deterministic=True)
+    kw = dict(neural_rendering_resolution=32, noise_mode='const', deterministic=True,
+              faithful=True)
     with torch.no_grad():
         fixture_G.synthesis(ws, c0, cache_backbone=True, **kw)
         cached = fixture_G.synthesis(ws * 0, c1, use_cached_backbone=True, **kw)['image_raw']
@@ -80,7 +82,7 @@ def test_preview_options(fixture_G, reference):
     ws, c = torch.from_numpy(ref['ws0']), torch.from_numpy(ref['c0'])
     with torch.no_grad():
         out = fixture_G.synthesis(ws, c, neural_rendering_resolution=16, noise_mode='const',
-                                  superresolution=False, deterministic=True,
+                                  superresolution=False, deterministic=True, faithful=True,
                                   rendering_overrides={'depth_resolution': 12,
                                                        'depth_resolution_importance': 0})
     assert set(out) == {'image_raw', 'image_depth'}

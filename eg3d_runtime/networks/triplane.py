@@ -2,6 +2,7 @@
 import torch
 from torch import nn
 
+from .. import fastpath
 from ..rendering.rays import RaySampler
 from ..rendering.renderer import ImportanceRenderer
 from .decoder import OSGDecoder
@@ -45,8 +46,16 @@ class TriPlaneGenerator(nn.Module):
                                      truncation_psi=truncation_psi,
                                      truncation_cutoff=truncation_cutoff, update_emas=update_emas)
 
-    def planes(self, ws, cache_backbone=False, use_cached_backbone=False, **synthesis_kwargs):
-        """ws -> tri-planes [N, 3, 32, 256, 256], optionally kept for camera-only re-renders."""
+    def planes(self, ws, cache_backbone=False, use_cached_backbone=False, faithful=False,
+               **synthesis_kwargs):
+        """ws -> tri-planes [N, 3, 32, 256, 256], optionally kept for camera-only re-renders.
+
+        Uses the fast backbone (eg3d_runtime.fastpath) unless `faithful=True`, autograd is
+        needed, or the module is in training mode."""
+        if not faithful and fastpath.usable(self, ws, synthesis_kwargs):
+            return fastpath.planes(self, ws, cache_backbone=cache_backbone,
+                                   use_cached_backbone=use_cached_backbone,
+                                   noise_mode=synthesis_kwargs.get('noise_mode', 'random'))
         if use_cached_backbone and self._last_planes is not None:
             planes = self._last_planes
         else:
@@ -58,14 +67,23 @@ class TriPlaneGenerator(nn.Module):
     def synthesis(self, ws, c, neural_rendering_resolution=None, noise_mode='random',
                   cache_backbone=False, use_cached_backbone=False, deterministic=False,
                   update_emas=False, rendering_overrides=None, superresolution=True,
-                  **synthesis_kwargs):
+                  faithful=False, **synthesis_kwargs):
         """Render ws from camera c [N, 25] -> dict image [N,3,R,R], image_raw, image_depth.
+
+        By default the fast path (eg3d_runtime.fastpath: folded weights, Winograd convolutions,
+        one-call tri-plane sampling; same output to ~1e-6 in float32) is used whenever no
+        gradient is needed; `faithful=True` selects the reference path, which follows the
+        official code step by step and is what tests/test_parity.py checks.
 
         `rendering_overrides` replaces rendering options for this call only (e.g. fewer
         depth samples for a preview); `superresolution=False` skips the super-resolution and
         returns no 'image'. Unlike the official code this does not store
         `neural_rendering_resolution` on the generator; pass it on every call or set the attribute.
         """
+        if not faithful and fastpath.usable(self, ws, synthesis_kwargs):
+            return fastpath.synthesis(self, ws, c, neural_rendering_resolution, noise_mode,
+                                      cache_backbone, use_cached_backbone, deterministic,
+                                      rendering_overrides, superresolution)
         options = {**self.rendering_kwargs, **(rendering_overrides or {})}
         nrr = neural_rendering_resolution or self.neural_rendering_resolution
         cam2world = c[:, :16].view(-1, 4, 4)
@@ -73,8 +91,8 @@ class TriPlaneGenerator(nn.Module):
         origins, directions = self.ray_sampler(cam2world, intrinsics, nrr)
         n = origins.shape[0]
         planes = self.planes(ws, cache_backbone=cache_backbone,
-                             use_cached_backbone=use_cached_backbone, noise_mode=noise_mode,
-                             update_emas=update_emas, **synthesis_kwargs)
+                             use_cached_backbone=use_cached_backbone, faithful=True,
+                             noise_mode=noise_mode, update_emas=update_emas, **synthesis_kwargs)
         features, depth, _ = self.renderer(planes, self.decoder, origins, directions, options,
                                            deterministic=deterministic)
         feature_image = features.permute(0, 2, 1).reshape(n, features.shape[-1], nrr, nrr)
@@ -87,9 +105,13 @@ class TriPlaneGenerator(nn.Module):
             noise_mode=self.rendering_kwargs['superresolution_noise_mode'], **synthesis_kwargs)
         return {'image': sr_image, 'image_raw': rgb_image, 'image_depth': depth_image}
 
-    def sample_mixed(self, coordinates, directions, ws, noise_mode='random', **synthesis_kwargs):
+    def sample_mixed(self, coordinates, directions, ws, noise_mode='random', faithful=False,
+                     **synthesis_kwargs):
         """Raw density ('sigma') and colour features ('rgb') at world points [N, P, 3] for ws."""
-        planes = self.planes(ws, noise_mode=noise_mode, **synthesis_kwargs)
+        if not faithful and fastpath.usable(self, ws, synthesis_kwargs) \
+                and not coordinates.requires_grad:
+            return fastpath.sample_mixed(self, coordinates, directions, ws, noise_mode=noise_mode)
+        planes = self.planes(ws, noise_mode=noise_mode, faithful=True, **synthesis_kwargs)
         return self.renderer.run_model(planes, self.decoder, coordinates, directions,
                                        self.rendering_kwargs)
 

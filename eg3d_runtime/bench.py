@@ -1,0 +1,434 @@
+"""Benchmark: milliseconds per stage and per frame, fast path beside the faithful reference path
+measured in the same run.
+
+    python -m eg3d_runtime.bench                        # full-size ffhq network, default device
+    python -m eg3d_runtime.bench --cfg afhq --device cpu --json out.json
+    python -m eg3d_runtime.bench --network ffhq512-128.pkl --device cuda
+
+Without --network a randomly initialised full-size network of the family is built
+(`configs.build_generator`); random weights do not change the amount of work per frame.
+
+Frames:
+- new latent:    mapping + backbone + ray marching + super-resolution + texture-ready frame
+- camera only:   cached tri-planes; ray marching + super-resolution + texture-ready frame
+- preview:       a simulated drag with the adaptive preview (eg3d_runtime.preview): raw neural
+                 rendering, no super-resolution, settings chosen to hold --preview-fps; the
+                 faithful path is timed at the settings the controller settled on.
+"Texture-ready frame" = the image as an H x W x 3 uint8 tensor on the device (what the viewer
+uploads). Times are the best of --reps runs (interference from other processes only ever
+adds time; medians are in the JSON too); fast and faithful runs are interleaved.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+
+import torch
+
+from . import cameras, configs, fastpath, preview
+from .devices import default_device
+
+
+# ------------------------------------------------------------------------------------------------
+# measuring
+# ------------------------------------------------------------------------------------------------
+
+class PeakMemory:
+    """Peak memory during a block: CUDA max allocated, or sampled process RSS on CPU."""
+
+    def __init__(self, device):
+        self.device = device
+        self.peak = 0
+        self.base = 0
+
+    @staticmethod
+    def _rss():
+        try:
+            with open('/proc/self/statm') as f:
+                return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+        except (OSError, ValueError, IndexError):
+            import resource
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def __enter__(self):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+        else:
+            self.base = self._rss()
+            self.peak = self.base
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            self._stop.wait(0.005)
+
+    def __exit__(self, *exc):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, self._rss())
+        return False
+
+    @property
+    def peak_mb(self):
+        return self.peak / 2 ** 20
+
+
+def _sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device):
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return (time.perf_counter() - t0) * 1000, out
+
+
+def median(values):
+    return statistics.median(values) if values else float('nan')
+
+
+def best(values):
+    return min(values) if values else float('nan')
+
+
+# ------------------------------------------------------------------------------------------------
+# the benchmark
+# ------------------------------------------------------------------------------------------------
+
+def load(args, device):
+    if args.network:
+        from .pickles import load_generator
+        G = load_generator(args.network, device=device)
+        name = os.path.basename(args.network)
+    else:
+        torch.manual_seed(0)
+        G = configs.build_generator(args.cfg).to(device)
+        name = f'{args.cfg} (random weights, full size)'
+    return G.eval().requires_grad_(False), name
+
+
+def camera(G, yaw, pitch, device):
+    return cameras.orbit_camera_for(G.rendering_kwargs, yaw, pitch, device=device)
+
+
+class Bench:
+    def __init__(self, G, device, nrr, reps, noise_mode='const'):
+        self.G = G
+        self.device = device
+        self.nrr = nrr
+        self.reps = reps
+        self.noise_mode = noise_mode
+        self.cond = camera(G, 0.0, 0.0, device)
+        self.frame = 0
+        self.rows = []            # (stage, best fast ms, best faithful ms)
+        self.medians = {}
+
+    def next_camera(self):
+        self.frame += 1
+        yaw = 0.35 * torch.sin(torch.tensor(self.frame * 0.37)).item()
+        pitch = 0.15 * torch.cos(torch.tensor(self.frame * 0.23)).item()
+        return camera(self.G, yaw, pitch, self.device)
+
+    def latent(self, seed):
+        g = torch.Generator().manual_seed(seed)
+        return torch.randn(1, self.G.z_dim, generator=g).to(self.device)
+
+    def ws(self, seed):
+        return self.G.mapping(self.latent(seed), self.cond, truncation_psi=0.7,
+                              truncation_cutoff=14)
+
+    def pair(self, fast_fn, faithful_fn, reps=None, faithful=True):
+        """Interleaved timing; returns (fast ms list, faithful ms list or None)."""
+        fast, ref = [], []
+        for _ in range(reps or self.reps):
+            fast.append(timed(fast_fn, self.device)[0])
+            if faithful:
+                ref.append(timed(faithful_fn, self.device)[0])
+        return fast, (ref if faithful else None)
+
+    def add(self, stage, fast, ref):
+        """fast, ref: lists of ms (ref may be None)."""
+        self.rows.append((stage, best(fast), best(ref) if ref else None))
+        self.medians[stage] = {'fast': median(fast), 'faithful': median(ref) if ref else None}
+
+
+def run(args):
+    device = torch.device(args.device or default_device())
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    G, name = load(args, device)
+    rk = G.rendering_kwargs
+    nrr = args.nrr or (G.neural_rendering_resolution if args.network else 128)
+    d, i = rk['depth_resolution'], rk['depth_resolution_importance']
+    b = Bench(G, device, nrr, args.reps, args.noise_mode)
+    faithful = not args.no_faithful
+    sr_noise = rk.get('superresolution_noise_mode', 'none')
+
+    with torch.no_grad():
+        # warm-up (first calls build caches, probe kernels, allocate buffers)
+        ws0 = b.ws(0)
+        for _ in range(2):
+            G.synthesis(ws0, b.next_camera(), nrr, noise_mode=args.noise_mode)
+        if faithful:
+            G.synthesis(ws0, b.next_camera(), 32, noise_mode=args.noise_mode, faithful=True)
+
+        # ---- stages ------------------------------------------------------------------------
+        z = b.latent(1)
+        m_fast, m_ref = b.pair(lambda: G.mapping(z, b.cond, truncation_psi=0.7,
+                                                 truncation_cutoff=14),
+                               lambda: G.mapping(z, b.cond, truncation_psi=0.7,
+                                                 truncation_cutoff=14), faithful=faithful)
+        b.add('mapping', m_fast, m_ref)
+        seeds = iter(range(100, 10000))
+        fresh = [b.ws(next(seeds)) for _ in range(2 * b.reps)]
+        bb_fast, bb_ref = b.pair(
+            lambda: fastpath.backbone_planes(G, fresh.pop(), args.noise_mode),
+            lambda: G.backbone.synthesis(fresh.pop(), noise_mode=args.noise_mode),
+            faithful=faithful)
+        b.add('backbone (tri-planes)', bb_fast, bb_ref)
+
+        ws = b.ws(2)
+        planes5d = G.planes(ws, cache_backbone=True, noise_mode=args.noise_mode)
+        planes_ref = G.planes(ws, noise_mode=args.noise_mode, faithful=True) if faithful \
+            else None
+        t_fast, _ = b.pair(lambda: fastpath.fr.PlaneTable(planes5d), None, faithful=False)
+        b.add('tri-plane table (once per w)', t_fast, None)
+
+        def rays(res):
+            c = b.next_camera()
+            return G.ray_sampler(c[:, :16].view(-1, 4, 4), c[:, 16:25].view(-1, 3, 3), res)
+
+        march = [(nrr, d, i)]
+        for extra in args.march:
+            r, dd, ii = (int(v) for v in extra.split(','))
+            if (r, dd, ii) not in march:
+                march.append((r, dd, ii))
+        feats = None
+        for res, dd, ii in march:
+            opts = {**rk, 'depth_resolution': dd, 'depth_resolution_importance': ii}
+            o, dr = rays(res)
+            reps = b.reps if (res, dd, ii) == (nrr, d, i) else max(1, b.reps // 2)
+            r_fast, r_ref = b.pair(
+                lambda: fastpath.render(G, planes5d, o, dr, opts),
+                lambda: G.renderer(planes_ref, G.decoder, o, dr, opts),
+                reps=reps, faithful=faithful)
+            b.add(f'ray marching nrr {res}, {dd}+{ii} samples', r_fast, r_ref)
+            if (res, dd, ii) == (nrr, d, i):
+                feats, _ = fastpath.render(G, planes5d, o, dr, opts)
+
+        fimg = feats.view(1, nrr, nrr, -1)
+        fimg_nchw = fimg.permute(0, 3, 1, 2).contiguous()
+        sr_fast, sr_ref = b.pair(
+            lambda: fastpath.superresolution(G, fimg, ws),
+            lambda: G.superresolution(fimg_nchw[:, :3], fimg_nchw, ws, noise_mode=sr_noise),
+            faithful=faithful)
+        b.add('super-resolution (w cached)', sr_fast, sr_ref)
+        image = fastpath.superresolution(G, fimg, ws)
+        tex_fast, tex_ref = b.pair(lambda: fastpath.texture(image),
+                                   lambda: fastpath.texture(image), faithful=False)
+        b.add('texture-ready frame (uint8 HWC)', tex_fast, None)
+
+        # ---- frames ------------------------------------------------------------------------
+        def new_latent(faithful_path):
+            def fn():
+                w = G.mapping(b.latent(next(seeds)), b.cond, truncation_psi=0.7,
+                              truncation_cutoff=14)
+                out = G.synthesis(w, b.next_camera(), nrr, noise_mode=args.noise_mode,
+                                  faithful=faithful_path)
+                return fastpath.texture(out['image'])
+            return fn
+
+        with PeakMemory(device) as mem_new:
+            nl_fast = [timed(new_latent(False), device)[0] for _ in range(b.reps)]
+        nl_ref = []
+        if faithful:
+            with PeakMemory(device) as mem_new_ref:
+                nl_ref = [timed(new_latent(True), device)[0] for _ in range(b.reps)]
+        b.add('FRAME new latent', nl_fast, nl_ref if faithful else None)
+
+        G.synthesis(ws, b.next_camera(), nrr, noise_mode=args.noise_mode, cache_backbone=True)
+
+        def camera_only(faithful_path):
+            def fn():
+                out = G.synthesis(ws, b.next_camera(), nrr, noise_mode=args.noise_mode,
+                                  use_cached_backbone=True, faithful=faithful_path)
+                return fastpath.texture(out['image'])
+            return fn
+
+        with PeakMemory(device) as mem_cam:
+            co_fast = [timed(camera_only(False), device)[0] for _ in range(max(b.reps, 3))]
+        co_ref = []
+        if faithful:
+            with PeakMemory(device) as mem_cam_ref:
+                co_ref = [timed(camera_only(True), device)[0] for _ in range(b.reps)]
+        b.add('FRAME camera only (cached planes)', co_fast, co_ref if faithful else None)
+
+        # ---- preview (simulated drag) ------------------------------------------------------
+        ladder = preview.ladder_for(G) if args.network else preview.DEFAULT_LADDER
+        ctrl = preview.AdaptivePreview(target_fps=args.preview_fps, ladder=ladder)
+        cams = [b.next_camera() for _ in range(args.preview_frames)]
+        sync = (lambda: torch.cuda.synchronize(device)) if device.type == 'cuda' else None
+        with PeakMemory(device) as mem_prev:
+            timings = preview.drag(G, ws, cams, ctrl, noise_mode=args.noise_mode,
+                                   empty_space_skipping=args.empty_space_skipping, sync=sync)
+        settled = timings[len(timings) // 2:]
+        final = ctrl.settings
+        same = [t * 1000 for s, t in settled if s == final] or [t * 1000 for _, t in settled]
+        prev_ms = median(same)          # a drag is judged by its typical frame, not its best
+        prev_ref = None
+        if faithful:
+            def faithful_preview():
+                out = G.synthesis(ws, b.next_camera(), final.nrr, noise_mode=args.noise_mode,
+                                  rendering_overrides=final.overrides(), superresolution=False,
+                                  use_cached_backbone=True, faithful=True)
+                return fastpath.texture(out['image_raw'])
+            prev_ref = [timed(faithful_preview, device)[0] for _ in range(max(3, b.reps))]
+        prev_ref_ms = median(prev_ref) if faithful else None
+        stage = (f'FRAME preview nrr {final.nrr}, {final.depth_resolution}+'
+                 f'{final.depth_resolution_importance} (adaptive; median)')
+        b.rows.append((stage, prev_ms, prev_ref_ms))
+        b.medians[stage] = {'fast': prev_ms, 'faithful': prev_ref_ms}
+
+    result = {
+        'network': name,
+        'device': describe_device(device),
+        'threads': torch.get_num_threads(),
+        'torch': torch.__version__,
+        'nrr': nrr, 'depth_resolution': d, 'depth_resolution_importance': i,
+        'image_resolution': G.img_resolution,
+        'noise_mode': args.noise_mode,
+        'precision': {'backbone': str(fastpath.options(G).conv_dtype(device, 'backbone')),
+                      'superresolution': str(fastpath.options(G).conv_dtype(device, 'sr'))},
+        'stages_ms': {row[0]: {'fast': row[1], 'faithful': row[2]} for row in b.rows},
+        'stages_median_ms': b.medians,
+        'timing': f'best of {b.reps} (frames, stages); preview: median of the settled drag',
+        'camera_only_frame_ms': best(co_fast),
+        'new_latent_frame_ms': best(nl_fast),
+        'preview_frame_ms': prev_ms,
+        'preview_fps': 1000 / prev_ms,
+        'preview_settings': {'nrr': final.nrr, 'depth_resolution': final.depth_resolution,
+                             'depth_resolution_importance': final.depth_resolution_importance,
+                             'target_fps': args.preview_fps},
+        'camera_only_fps': 1000 / best(co_fast),
+        'peak_memory_mb': {'new_latent': mem_new.peak_mb, 'camera_only': mem_cam.peak_mb,
+                           'preview': mem_prev.peak_mb},
+    }
+    if faithful:
+        result.update({
+            'faithful_camera_only_frame_ms': best(co_ref),
+            'faithful_new_latent_frame_ms': best(nl_ref),
+            'faithful_preview_frame_ms': prev_ref_ms,
+            'faithful_preview_fps': 1000 / prev_ref_ms,
+            'speedup_camera_only': best(co_ref) / best(co_fast),
+            'speedup_new_latent': best(nl_ref) / best(nl_fast),
+            'speedup_preview': prev_ref_ms / prev_ms,
+        })
+        result['peak_memory_mb'].update({'faithful_new_latent': mem_new_ref.peak_mb,
+                                         'faithful_camera_only': mem_cam_ref.peak_mb})
+    return result, b.rows
+
+
+def describe_device(device):
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    model = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f'CPU {model}, {os.cpu_count()} logical cores'
+
+
+def format_table(result, rows):
+    lines = [f"network: {result['network']}",
+             f"device: {result['device']}, torch {result['torch']}, {result['threads']} threads",
+             f"settings: {result['image_resolution']}^2 output, nrr {result['nrr']}, "
+             f"{result['depth_resolution']}+{result['depth_resolution_importance']} samples, "
+             f"noise {result['noise_mode']}, precision {result['precision']}",
+             '',
+             f"{'stage':<52} {'fast ms':>10} {'faithful ms':>12} {'ratio':>7}"]
+    for stage, fast, ref in rows:
+        ratio = f'{ref / fast:6.1f}x' if ref and fast else ''
+        ref_s = f'{ref:12.1f}' if ref is not None else f"{'-':>12}"
+        lines.append(f'{stage:<52} {fast:10.1f} {ref_s} {ratio:>7}')
+    lines.append('')
+    lines.append(f"camera-only {result['camera_only_fps']:.2f} FPS, preview "
+                 f"{result['preview_fps']:.1f} FPS (target {result['preview_settings']['target_fps']})")
+    mem = ', '.join(f'{k} {v:.0f}' for k, v in result['peak_memory_mb'].items())
+    lines.append(f'peak memory (MB, {"CUDA allocated" if "cuda" in str(result["device"]).lower() or "NVIDIA" in result["device"] else "process RSS"}): {mem}')
+    return '\n'.join(lines)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog='python -m eg3d_runtime.bench', description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument('--network', help='network pickle')
+    src.add_argument('--cfg', default='ffhq', choices=['ffhq', 'afhq', 'shapenet'],
+                     help='family of the randomly initialised full-size network (default ffhq)')
+    p.add_argument('--device', choices=['cpu', 'cuda'], default=None,
+                   help='default: cuda when available')
+    p.add_argument('--json', help='also write the results to this JSON file')
+    p.add_argument('--nrr', type=int, default=None,
+                   help="neural rendering resolution (default: the pickle's, 128 for --cfg)")
+    p.add_argument('--reps', type=int, default=None, help='repetitions (default 3 CPU, 20 CUDA)')
+    p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
+    p.add_argument('--noise-mode', default='const', choices=['const', 'random', 'none'])
+    p.add_argument('--preview-fps', type=float, default=20.0, help='preview target (default 20)')
+    p.add_argument('--preview-frames', type=int, default=None,
+                   help='frames of the simulated drag (default 40 CPU, 200 CUDA)')
+    p.add_argument('--empty-space-skipping', action='store_true',
+                   help='preview with empty-space skipping')
+    p.add_argument('--march', action='append', default=['64,48,48', '64,24,24'],
+                   help='extra ray-marching settings nrr,coarse,fine (repeatable)')
+    p.add_argument('--no-faithful', action='store_true', help='skip the reference path')
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    device = torch.device(args.device or default_device())
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        print('error: --device cuda but CUDA is not available', file=sys.stderr)
+        return 1
+    args.reps = args.reps or (20 if device.type == 'cuda' else 3)
+    args.preview_frames = args.preview_frames or (200 if device.type == 'cuda' else 40)
+    try:
+        result, rows = run(args)
+    except Exception as e:  # one line, not a traceback, for expected failures
+        from .safe_unpickle import PickleLoadError
+        if isinstance(e, (PickleLoadError, FileNotFoundError)):
+            print(f'error: {e}', file=sys.stderr)
+            return 1
+        raise
+    print(format_table(result, rows))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(result, f, indent=2)
+        print(f'wrote {args.json}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

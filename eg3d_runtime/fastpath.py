@@ -1,0 +1,506 @@
+"""Fast inference for TriPlaneGenerator: the default path of `G.synthesis`, `G.planes` and
+`G.sample_mixed` when no gradient is needed (the reference path is `faithful=True`).
+
+It renders the same thing as the reference path (checked in tests/test_fast_paths.py: relative
+RMS error ~1e-6 in float32; within 1e-2 with reduced precision). Where the time goes and what is
+done about it, per stage of a frame:
+
+- backbone (new w only): modulation and demodulation are folded into plain convolution weights
+  for this w; up-sampling convolutions become one 3x3 convolution per output phase; big layers
+  run as Winograd F(4x4, 3x3) on CPU (fastconv.py); NHWC throughout, buffers reused. With
+  noise_mode 'const'/'none' the planes of the last w are kept, so repeated `G.planes(ws)` /
+  `G.sample_mixed` calls (mesh export) do not recompute the backbone.
+- tri-plane table (once per set of planes): the planes as one padded channels-last table.
+- ray marching: one `embedding_bag` gathers the three planes' bilinear samples; decoder as two
+  matrix products; chunked so that it runs in cache; compositing without colour gathers; only
+  3 colour channels when no super-resolution follows (fastrender.py).
+- super-resolution (uses only the last w): folded weights are computed once per w and cached,
+  so a camera-only change only runs the convolutions.
+- CPU: independent pieces (convolution row strips, ray chunks) run on worker threads with one
+  intra-op thread each (parallel.py), which also keeps frames fast when another process or the
+  GUI thread takes a core for a moment.
+- CUDA: the same code; fp16 super-resolution convolutions and, for camera-only and preview
+  frames (cached planes), the per-camera part of the frame (rays -> ray marching ->
+  super-resolution) captured once as a CUDA graph and replayed for each new camera.
+
+Per-generator state (caches, options, buffers) lives outside the module in a weak dictionary, so
+it is never pickled, deep-copied or listed in a state dict. Options: `fastpath.options(G)`.
+"""
+import threading
+import warnings
+import weakref
+
+import torch
+import torch.nn.functional as F
+
+from . import fastconv as fc
+from . import fastrender as fr
+from .parallel import parallel_map
+
+
+class FastOptions:
+    """Switches of the fast path of one generator (`fastpath.options(G)`)."""
+
+    def __init__(self):
+        self.enabled = True          # False: G.synthesis always takes the reference path
+        self.winograd = True         # Winograd convolutions on CPU
+        self.precision = 'auto'      # super-resolution convolutions: 'auto'|'fp32'|'bf16'|'fp16'
+        #   auto: fp16 on CUDA; bf16 on CPUs with native bf16 (AVX512-BF16 / AMX), else fp32
+        #   (emulated bf16 is slower than fp32). Reduced precision never uses Winograd.
+        self.backbone_precision = 'fp32'  # same choices for the backbone (13 layers deep)
+        self.cuda_graphs = True      # replay camera-only frames as CUDA graphs
+        self.chunk_points = None     # points per ray-marching step (None: 64K CPU, 2M CUDA)
+        self.backbone_min_tiles = 256  # Winograd in the backbone from this many 4x4 tiles
+        self.occupancy_resolution = 64  # empty-space skipping grid (previews)
+        self.occupancy_threshold = 1e-3
+
+    def conv_dtype(self, device, part):
+        p = self.precision if part == 'sr' else self.backbone_precision
+        if p == 'auto':
+            if device.type == 'cuda':
+                return torch.float16
+            return torch.bfloat16 if fc.cpu_supports_bf16() else torch.float32
+        return {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}[p]
+
+
+class _State:
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.options = FastOptions()
+        self.workspace = fc.Workspace()
+        self.sr = None                # (key, w, folded blocks per sample)
+        self.backbone = None          # (key, ws, planes) for deterministic noise modes
+        self.table = None             # (planes, version, PlaneTable)
+        self.decoder = None           # (key, FoldedDecoder)
+        self.graphs = {}              # CUDA graph runners
+        self.graph_failed = False
+
+
+_STATES = weakref.WeakKeyDictionary()
+_STATES_LOCK = threading.Lock()
+
+
+def state(G):
+    with _STATES_LOCK:
+        st = _STATES.get(G)
+        if st is None:
+            st = _State()
+            _STATES[G] = st
+        return st
+
+
+def options(G):
+    """The FastOptions of generator G (mutable)."""
+    return state(G).options
+
+
+def clear_caches(G):
+    """Drop cached folded weights, tables, planes, graphs and buffers of G."""
+    st = state(G)
+    with st.lock:
+        st.sr = st.backbone = st.table = st.decoder = None
+        st.graphs.clear()
+        st.workspace.clear()
+
+
+_FAST_KWARGS = {'force_fp32', 'fused_modconv', 'noise_mode', 'update_emas'}
+
+
+def usable(G, ws=None, synthesis_kwargs=None):
+    """Whether the fast path may serve this call (inference only: no autograd, eval mode)."""
+    st = state(G)
+    if not st.options.enabled or G.training:
+        return False
+    if synthesis_kwargs and set(synthesis_kwargs) - _FAST_KWARGS:
+        return False
+    if torch.is_grad_enabled():
+        if ws is not None and ws.requires_grad:
+            return False
+        if any(p.requires_grad for p in G.parameters()):
+            return False
+    return True
+
+
+# ------------------------------------------------------------------------------------------------
+# StyleGAN2 blocks with folded weights (backbone and super-resolution)
+# ------------------------------------------------------------------------------------------------
+
+class _FoldedBlock:
+    def __init__(self, block, ws, noise_mode, device, dtype, winograd, min_tiles, in_res):
+        """ws: the block's ws [num_conv + num_torgb, w_dim]; in_res: resolution of x entering."""
+        i = 0
+        wino_ok = dtype == torch.float32        # Winograd loses too much in 16-bit formats
+        self.const = None
+        self.conv0 = None
+        res = block.resolution
+        if block.in_channels == 0:
+            self.const = block.const.float().permute(1, 2, 0).contiguous()
+        else:
+            up = block.conv0.up > 1
+            kind = 'up3' if up else 'conv3'
+            h_in = in_res if in_res else (res // 2 if up else res)
+            method = fc.choose_method(device, h_in, kind, winograd and wino_ok, min_tiles)
+            self.conv0 = fc.fold_layer(block.conv0, ws[i], noise_mode, method, dtype)
+            i += 1
+        method = fc.choose_method(device, res, 'conv3', winograd and wino_ok, min_tiles)
+        self.conv1 = fc.fold_layer(block.conv1, ws[i], noise_mode, method, dtype)
+        self.torgb = fc.fold_torgb(block.torgb, ws[i + 1], dtype)
+        self.upsamples = block.upsamples
+        self.filter = block.resample_filter
+        self.default_filter = fc.is_default_filter(block.resample_filter)   # (host sync here)
+        self.resolution = res
+
+    def __call__(self, x, img, workspace, name):
+        if self.const is not None:
+            x = self.const
+        else:
+            h = x.shape[0] * (2 if self.conv0.kind == 'up3' else 1)
+            out = workspace.get(name + '.conv0', (h, h, self.conv0.out_channels), torch.float32,
+                                x.device)
+            x = self.conv0(x, out)
+        out = workspace.get(name + '.conv1', (*x.shape[:2], self.conv1.out_channels),
+                            torch.float32, x.device)
+        x = self.conv1(x, out)
+        if img is not None and self.upsamples:
+            img = fc.upsample2x(img) if self.default_filter else \
+                fc.upsample_image(img, self.filter)
+        y = self.torgb(x)
+        img = y if img is None else img + y
+        return x, img
+
+
+def _block_ws(blocks, ws):
+    """Split one sample's ws [num_ws, w_dim] over the blocks (torgb shares the next conv's w)."""
+    out, idx = [], 0
+    for block in blocks:
+        out.append(ws[idx:idx + block.num_conv + block.num_torgb])
+        idx += block.num_conv
+    return out
+
+
+def _backbone_blocks(G):
+    syn = G.backbone.synthesis
+    return [getattr(syn, f'b{res}') for res in syn.block_resolutions]
+
+
+def backbone_planes(G, ws, noise_mode='random'):
+    """ws [N, num_ws, w_dim] -> backbone image [N, 96, 256, 256] (NCHW, float32)."""
+    st = state(G)
+    opts = st.options
+    device = ws.device
+    dtype = opts.conv_dtype(device, 'backbone')
+    blocks = _backbone_blocks(G)
+    ws = ws.float()
+    result = None
+    for n in range(ws.shape[0]):
+        x = img = None
+        for block, bws in zip(blocks, _block_ws(blocks, ws[n])):
+            fb = _FoldedBlock(block, bws, noise_mode, device, dtype, opts.winograd,
+                              opts.backbone_min_tiles, None)
+            x, img = fb(x, img, st.workspace, f'backbone.b{block.resolution}')
+        if result is None:
+            result = torch.empty(ws.shape[0], img.shape[2], img.shape[0], img.shape[1],
+                                 device=device)
+        result[n].copy_(img.permute(2, 0, 1))
+    return result
+
+
+def _signature(module):
+    return fc.params_signature(module)
+
+
+def planes(G, ws, cache_backbone=False, use_cached_backbone=False, noise_mode='random'):
+    """Fast counterpart of G.planes: NCHW planes [N, 3, 32, H, W] (a view of the backbone image)."""
+    st = state(G)
+    with st.lock:
+        if use_cached_backbone and G._last_planes is not None:
+            img = G._last_planes
+        else:
+            img = None
+            key = None
+            if noise_mode != 'random':
+                key = (noise_mode, _signature(G.backbone.synthesis), ws.device, ws.dtype,
+                       tuple(ws.shape), st.options.conv_dtype(ws.device, 'backbone'))
+                cached = st.backbone
+                if cached is not None and cached[0] == key and cached[2]._version == cached[3] \
+                        and torch.equal(cached[1], ws):
+                    img = cached[2]
+            if img is None:
+                img = backbone_planes(G, ws, noise_mode)
+                if key is not None:
+                    st.backbone = (key, ws.detach().clone(), img, img._version)
+        if cache_backbone:
+            G._last_planes = img
+        return img.view(len(img), 3, img.shape[1] // 3, img.shape[-2], img.shape[-1])
+
+
+def plane_table(G, planes5d):
+    """PlaneTable for planes [N, 3, C, H, W], cached while the same tensor is used."""
+    st = state(G)
+    base = planes5d._base if planes5d._base is not None else planes5d
+    cached = st.table
+    if cached is not None and cached[0] is base and cached[1] == base._version \
+            and cached[2] == tuple(planes5d.shape):
+        return cached[3]
+    table = fr.PlaneTable(planes5d)
+    st.table = (base, base._version, tuple(planes5d.shape), table)
+    return table
+
+
+def folded_decoder(G):
+    st = state(G)
+    key = _signature(G.decoder)
+    if st.decoder is None or st.decoder[0] != key:
+        st.decoder = (key, fr.FoldedDecoder(G.decoder))
+    return st.decoder[1]
+
+
+def _chunk_points(opts, device):
+    if opts.chunk_points:
+        return opts.chunk_points
+    return 1 << 21 if device.type == 'cuda' else 1 << 16
+
+
+def _occupancy(G, table, decoder, options):
+    opts = state(G).options
+    key = (options['box_warp'], opts.occupancy_resolution, opts.occupancy_threshold)
+    grids = table.occupancy.get(key)
+    if grids is None:
+        start, end = options['ray_start'], options['ray_end']
+        n = max(int(options['depth_resolution']), 2)
+        delta = (end - start) / (n - 1) if not isinstance(start, str) else None
+        grids = [fr.build_occupancy(table, decoder, options['box_warp'], opts.occupancy_resolution,
+                                    opts.occupancy_threshold, b, delta)
+                 for b in range(table.batch)]
+        table.occupancy[key] = grids
+    return grids
+
+
+def render(G, planes5d, origins, directions, options, deterministic=False, colour_channels=None):
+    """Fast ImportanceRenderer: -> features [N, M, k], depth [N, M, 1]."""
+    st = state(G)
+    with st.lock:
+        table = plane_table(G, planes5d)
+        decoder = folded_decoder(G)
+        skip = options.get('empty_space_skipping', False)
+        grids = _occupancy(G, table, decoder, options) if skip else None
+        chunk = _chunk_points(st.options, origins.device)
+        feats, depths, lo, hi = [], [], [], []
+        for n in range(origins.shape[0]):
+            f, d, dmin, dmax = fr.render_rays(table, decoder, origins[n], directions[n], options,
+                                              deterministic, n, colour_channels, chunk,
+                                              grids[n] if grids else None)
+            feats.append(f)
+            depths.append(d)
+            lo.append(dmin)
+            hi.append(dmax)
+        depth = fr.finish_depth(torch.stack(depths), torch.stack(lo).min(),
+                                torch.stack(hi).max())
+        return torch.stack(feats), depth
+
+
+# ------------------------------------------------------------------------------------------------
+# Super-resolution with weights folded once per w
+# ------------------------------------------------------------------------------------------------
+
+def folded_superresolution(G, ws_last, noise_mode):
+    """Per-sample folded SR blocks for the last w of each sample, cached by value of w."""
+    st = state(G)
+    opts = st.options
+    device = ws_last.device
+    dtype = opts.conv_dtype(device, 'sr')
+    sr = G.superresolution
+    key = (noise_mode, _signature(sr), device, dtype, opts.winograd, tuple(ws_last.shape))
+    cached = st.sr
+    if cached is not None and cached[0] == key and torch.equal(cached[1], ws_last):
+        return cached[2]
+    in_res = sr.input_resolution
+    folded = []
+    for n in range(ws_last.shape[0]):
+        w = ws_last[n].float()
+        ws3 = w.unsqueeze(0).expand(3, -1)
+        b0 = _FoldedBlock(sr.block0, ws3, noise_mode, device, dtype, opts.winograd, 64, in_res)
+        b1 = _FoldedBlock(sr.block1, ws3, noise_mode, device, dtype, opts.winograd, 64, None)
+        folded.append((b0, b1))
+    st.sr = (key, ws_last.detach().clone(), folded)
+    return folded
+
+
+def _resize_for_sr(sr, features):
+    size = features.shape[1]
+    target = sr.input_resolution
+    if size < target or (size != target and not sr.resize_only_if_smaller):
+        x = features.permute(0, 3, 1, 2)
+        x = F.interpolate(x, size=(target, target), mode='bilinear', align_corners=False,
+                          antialias=sr.sr_antialias)
+        features = x.permute(0, 2, 3, 1)
+    return features
+
+
+def _run_superresolution(sr, folded, features, workspace):
+    features = _resize_for_sr(sr, features)
+    out = None
+    for n, (b0, b1) in enumerate(folded):
+        x = features[n].contiguous()
+        img = x[..., :3]
+        x, img = b0(x, img, workspace, 'sr.block0')
+        x, img = b1(x, img, workspace, 'sr.block1')
+        if out is None:
+            out = torch.empty(len(folded), 3, img.shape[0], img.shape[1], device=img.device)
+        out[n].copy_(img.permute(2, 0, 1))
+    return out
+
+
+def superresolution(G, features, ws, noise_mode=None):
+    """features NHWC [N, h, h, 32] (rgb = first 3 channels) -> image NCHW [N, 3, R, R]."""
+    st = state(G)
+    with st.lock:
+        noise_mode = noise_mode or G.rendering_kwargs.get('superresolution_noise_mode', 'none')
+        folded = folded_superresolution(G, ws[:, -1], noise_mode)
+        return _run_superresolution(G.superresolution, folded, features, st.workspace)
+
+
+# ------------------------------------------------------------------------------------------------
+# The frame
+# ------------------------------------------------------------------------------------------------
+
+def _frame_fn(G, planes5d, ws, nrr, options, deterministic, superresolution_enabled):
+    """The per-camera part of a frame as a function of c only (capturable in a CUDA graph:
+    no host syncs, static shapes). Weight folding and table lookups happen before."""
+    st = state(G)
+    table = plane_table(G, planes5d)
+    decoder = folded_decoder(G)
+    skip = options.get('empty_space_skipping', False)
+    grids = _occupancy(G, table, decoder, options) if skip else None
+    k = 3 if not superresolution_enabled else None
+    chunk = _chunk_points(st.options, ws.device)
+    sr = G.superresolution
+    sr_noise = G.rendering_kwargs.get('superresolution_noise_mode', 'none')
+    folded_sr = folded_superresolution(G, ws[:, -1], sr_noise) if superresolution_enabled \
+        else None
+
+    def frame(c):
+        cam2world = c[:, :16].view(-1, 4, 4)
+        intrinsics = c[:, 16:25].view(-1, 3, 3)
+        origins, directions = G.ray_sampler(cam2world, intrinsics, nrr)
+        n = origins.shape[0]
+        feats, depths, lo, hi = [], [], [], []
+        for b in range(n):
+            f, d, dmin, dmax = fr.render_rays(table, decoder, origins[b], directions[b], options,
+                                              deterministic, b, k, chunk,
+                                              grids[b] if grids else None)
+            feats.append(f)
+            depths.append(d)
+            lo.append(dmin)
+            hi.append(dmax)
+        depth = fr.finish_depth(torch.stack(depths), torch.stack(lo).min(), torch.stack(hi).max())
+        feature_image = torch.stack(feats).view(n, nrr, nrr, -1)               # NHWC
+        out = {'image_raw': feature_image[..., :3].permute(0, 3, 1, 2).contiguous(),
+               'image_depth': depth.view(n, 1, nrr, nrr)}
+        if superresolution_enabled:
+            out['image'] = _run_superresolution(sr, folded_sr, feature_image, st.workspace)
+        return out
+    return frame
+
+
+class _GraphFrame:
+    """A frame function captured as a CUDA graph; replays with a new camera."""
+
+    def __init__(self, fn, c, keep_alive=()):
+        self.fn = fn                      # the graph reads tensors the closure holds
+        self.keep_alive = keep_alive
+        self.device = c.device
+        with torch.cuda.device(c.device):
+            self.static_c = c.clone()
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(2):                  # warm up (allocations, kernel selection)
+                    fn(self.static_c)
+            torch.cuda.current_stream().wait_stream(stream)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.static_out = fn(self.static_c)
+
+    def __call__(self, c):
+        with torch.cuda.device(self.device):
+            self.static_c.copy_(c)
+            self.graph.replay()
+            return {k: v.clone() for k, v in self.static_out.items()}
+
+
+_MAX_GRAPHS = 8
+
+
+def _graph_key(G, planes5d, ws, c, nrr, options, deterministic, superresolution_enabled):
+    base = planes5d._base if planes5d._base is not None else planes5d
+    st = state(G)
+    opts = tuple(sorted((k, repr(v)) for k, v in options.items()))
+    return (id(base), base._version, id(st.sr[2]) if (superresolution_enabled and st.sr) else None,
+            id(st.decoder[1]) if st.decoder else None, tuple(c.shape), c.dtype, nrr, opts,
+            deterministic, superresolution_enabled)
+
+
+def synthesis(G, ws, c, neural_rendering_resolution=None, noise_mode='random',
+              cache_backbone=False, use_cached_backbone=False, deterministic=False,
+              rendering_overrides=None, superresolution_enabled=True):
+    """Fast G.synthesis (same arguments and outputs)."""
+    st = state(G)
+    with st.lock:
+        options = {**G.rendering_kwargs, **(rendering_overrides or {})}
+        nrr = int(neural_rendering_resolution or G.neural_rendering_resolution)
+        c = c.float()
+        planes5d = planes(G, ws, cache_backbone=cache_backbone,
+                          use_cached_backbone=use_cached_backbone, noise_mode=noise_mode)
+        frame = _frame_fn(G, planes5d, ws, nrr, options, deterministic, superresolution_enabled)
+        use_graph = (c.device.type == 'cuda' and st.options.cuda_graphs and not st.graph_failed
+                     and use_cached_backbone and G._last_planes is not None
+                     and not options.get('empty_space_skipping', False)
+                     and options.get('density_noise', 0) == 0)
+        if not use_graph:
+            return frame(c)
+        key = _graph_key(G, planes5d, ws, c, nrr, options, deterministic,
+                         superresolution_enabled)
+        runner = st.graphs.pop(key, None)
+        if runner is None:
+            try:
+                runner = _GraphFrame(frame, c, keep_alive=(planes5d, ws))
+            except Exception as e:  # capture unsupported here: eager from now on
+                st.graph_failed = True
+                warnings.warn(f'CUDA graph capture failed, using eager frames ({e})')
+                return frame(c)
+        st.graphs[key] = runner                       # most recently used last
+        while len(st.graphs) > _MAX_GRAPHS:
+            st.graphs.pop(next(iter(st.graphs)))
+        return runner(c)
+
+
+def sample_mixed(G, coordinates, directions, ws, noise_mode='random', options=None):
+    """Fast G.sample_mixed: raw 'sigma' [N, P, 1] and 'rgb' [N, P, 32] at world points."""
+    st = state(G)
+    with st.lock:
+        options = options or G.rendering_kwargs
+        planes5d = planes(G, ws, noise_mode=noise_mode)
+        table = plane_table(G, planes5d)
+        decoder = folded_decoder(G)
+        sigmas, rgbs = [], []
+        chunk = _chunk_points(st.options, coordinates.device)
+        box_warp = options['box_warp']
+        for n in range(coordinates.shape[0]):
+            pts = coordinates[n]
+            parts = parallel_map(
+                lambda i: decoder(table.sample_sum(pts[i:i + chunk], box_warp, n)),
+                range(0, pts.shape[0], chunk), pts.device)
+            sigmas.append(torch.cat([p[0] for p in parts]))
+            rgbs.append(torch.cat([p[1] for p in parts]))
+        sigma = torch.stack(sigmas).unsqueeze(-1)
+        if options.get('density_noise', 0) > 0:
+            sigma = sigma + torch.randn_like(sigma) * options['density_noise']
+        return {'rgb': torch.stack(rgbs), 'sigma': sigma}
+
+
+def texture(image, index=0):
+    """Texture-ready frame: [N, 3, H, W] in about [-1, 1] -> H x W x 3 uint8 on the same device
+    (the official scripts' conversion; on CUDA it stays on the GPU for interop)."""
+    img = image[index].permute(1, 2, 0)
+    return (img * 127.5 + 128).clamp_(0, 255).to(torch.uint8).contiguous()

@@ -1,0 +1,435 @@
+"""The fast inference paths (eg3d_runtime.fastpath and friends) against the faithful path.
+
+Full-quality output must stay within 1e-2 relative RMS of the faithful path (float32 is in fact
+~1e-6, asserted tighter below so that regressions show). Previews may differ (fewer samples,
+empty-space skipping) and are only checked for sanity here. No timings are asserted.
+"""
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from eg3d_runtime import cameras, fastconv, fastpath, fastrender, ops
+from eg3d_runtime.networks.stylegan2 import SynthesisLayer, ToRGBLayer
+from eg3d_runtime.rendering.triplane import sample_from_planes
+
+from conftest import relative_rms
+
+FULL_QUALITY = 1e-2      # the requirement
+FP32 = 1e-4              # what float32 actually achieves (~1e-6); catches regressions
+
+
+def _case(reference, i):
+    ref, meta = reference
+    return (torch.from_numpy(ref[f'ws{i}']), torch.from_numpy(ref[f'c{i}']),
+            meta['cases'][i]['neural_rendering_resolution'])
+
+
+def _both(G, ws, c, **kw):
+    with torch.no_grad():
+        fast = G.synthesis(ws, c, **kw)
+        ref = G.synthesis(ws, c, faithful=True, **kw)
+    return fast, ref
+
+
+# ------------------------------------------------------------------------------------------------
+# convolutions with folded weights
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('up', [1, 2])
+@pytest.mark.parametrize('method', ['direct', 'winograd', 'transposed'])
+@pytest.mark.parametrize('noise_mode', ['const', 'none'])
+def test_folded_layer_matches_modulated_conv(up, method, noise_mode):
+    torch.manual_seed(1)
+    layer = SynthesisLayer(24, 20, 512, 32, up=up, conv_clamp=256).eval()
+    layer.noise_strength.data.fill_(0.3)
+    w = torch.randn(1, 512)
+    x = torch.randn(1, 24, 32 // up, 32 // up)
+    with torch.no_grad():
+        ref = layer(x, w, noise_mode=noise_mode)
+        conv = fastconv.fold_layer(layer, w[0], noise_mode, method=method)
+        out = conv(x[0].permute(1, 2, 0).contiguous())
+    assert out.shape == (32, 32, 20)
+    assert relative_rms(out.permute(2, 0, 1)[None], ref) < FP32
+
+
+@pytest.mark.parametrize('size', [10, 6])
+def test_winograd_odd_sizes(size):
+    torch.manual_seed(2)
+    for up in (1, 2):
+        layer = SynthesisLayer(8, 12, 512, size * up, up=up).eval()
+        w = torch.randn(1, 512)
+        x = torch.randn(1, 8, size, size)
+        with torch.no_grad():
+            ref = layer(x, w, noise_mode='none')
+            out = fastconv.fold_layer(layer, w[0], 'none', 'winograd')(
+                x[0].permute(1, 2, 0).contiguous())
+        assert relative_rms(out.permute(2, 0, 1)[None], ref) < FP32
+
+
+def test_clamp_and_random_noise_statistics():
+    torch.manual_seed(3)
+    layer = SynthesisLayer(16, 16, 512, 16, conv_clamp=0.5).eval()
+    w = torch.randn(1, 512)
+    x = torch.randn(1, 16, 16, 16) * 10
+    with torch.no_grad():
+        ref = layer(x, w, noise_mode='none')
+        out = fastconv.fold_layer(layer, w[0], 'none', 'winograd')(x[0].permute(1, 2, 0).contiguous())
+    assert out.abs().max() <= 0.5 + 1e-6
+    assert relative_rms(out.permute(2, 0, 1)[None], ref) < FP32
+    layer.noise_strength.data.fill_(1.0)
+    with torch.no_grad():
+        a = fastconv.fold_layer(layer, w[0], 'random')(torch.zeros(16, 16, 16))
+        b = fastconv.fold_layer(layer, w[0], 'random')(torch.zeros(16, 16, 16))
+    assert not torch.equal(a, b)          # noise is drawn per call
+
+
+def test_torgb_and_skip_upsampling():
+    torch.manual_seed(4)
+    torgb = ToRGBLayer(40, 3, 512).eval()
+    w = torch.randn(1, 512)
+    x = torch.randn(1, 40, 12, 12)
+    with torch.no_grad():
+        ref = torgb(x, w)
+        out = fastconv.fold_torgb(torgb, w[0])(x[0].permute(1, 2, 0).contiguous())
+    assert relative_rms(out.permute(2, 0, 1)[None], ref) < FP32
+    img = torch.randn(1, 5, 9, 9)
+    ref = ops.upsample2d(img, ops.setup_filter([1, 3, 3, 1]))
+    out = fastconv.upsample2x(img[0].permute(1, 2, 0)).permute(2, 0, 1)[None]
+    assert relative_rms(out, ref) < 1e-6
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16])
+def test_reduced_precision_layers_stay_close(dtype):
+    torch.manual_seed(5)
+    layer = SynthesisLayer(32, 32, 512, 32, up=2, conv_clamp=256).eval()
+    w = torch.randn(1, 512)
+    x = torch.randn(1, 32, 16, 16)
+    with torch.no_grad():
+        ref = layer(x, w, noise_mode='none')
+        for method in ('direct', 'polyphase', 'transposed'):
+            out = fastconv.fold_layer(layer, w[0], 'none', method, dtype)(
+                x[0].permute(1, 2, 0).contiguous())
+            assert relative_rms(out.permute(2, 0, 1)[None], ref) < FULL_QUALITY
+
+
+# ------------------------------------------------------------------------------------------------
+# tri-plane sampling and the decoder
+# ------------------------------------------------------------------------------------------------
+
+def test_one_call_plane_sampling_equals_grid_sample():
+    torch.manual_seed(6)
+    planes = torch.randn(2, 3, 8, 16, 12)
+    pts = torch.rand(2, 500, 3) * 1.6 - 0.8          # some points outside the box
+    pts[0, :4] = torch.tensor([[0.5, 0.5, 0.5], [-0.5, -0.5, -0.5], [0.5, -0.5, 0.0],
+                               [10.0, -10.0, 0.25]])
+    table = fastrender.PlaneTable(planes)
+    for box in (1.0, 1.6):
+        ref = sample_from_planes(planes, pts, box)             # [N, 3, P, C]
+        for n in range(2):
+            out = table.sample_sum(pts[n], box, n) / 3
+            assert torch.allclose(out, ref[n].mean(0), atol=1e-5), (box, n)
+
+
+def test_folded_decoder_matches_osg_decoder(fixture_G):
+    torch.manual_seed(7)
+    feats = torch.randn(1, 3, 200, 32)
+    with torch.no_grad():
+        ref = fixture_G.decoder(feats)
+        sigma, rgb = fastrender.FoldedDecoder(fixture_G.decoder)(feats[0].sum(0))
+        _, rgb3 = fastrender.FoldedDecoder(fixture_G.decoder)(feats[0].sum(0), 3)
+    assert relative_rms(sigma, ref['sigma'][0, :, 0]) < 1e-5
+    assert relative_rms(rgb, ref['rgb'][0]) < 1e-5
+    assert torch.allclose(rgb3, rgb[:, :3])
+
+
+# ------------------------------------------------------------------------------------------------
+# whole frames
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('i', range(3))
+def test_fast_synthesis_matches_official(fixture_G, reference, i):
+    """The default (fast) path against the official numbers, which the faithful path matches
+    to ~1e-6 (tests/test_parity.py)."""
+    ws, c, nrr = _case(reference, i)
+    official, _ = reference
+    with torch.no_grad():
+        fast = fixture_G.synthesis(ws, c, neural_rendering_resolution=nrr, noise_mode='const',
+                                   deterministic=True)
+    for key in ('image', 'image_raw', 'image_depth'):
+        assert fast[key].shape == official[f'{key}{i}'].shape
+        assert relative_rms(fast[key], official[f'{key}{i}']) < FP32, key
+
+
+def test_fast_synthesis_matches_faithful(fixture_G, reference):
+    ws, c, nrr = _case(reference, 2)
+    fast, ref = _both(fixture_G, ws, c, neural_rendering_resolution=nrr, noise_mode='const',
+                      deterministic=True)
+    assert set(fast) == set(ref)
+    for key in ref:
+        assert fast[key].shape == ref[key].shape
+        assert relative_rms(fast[key], ref[key]) < FP32, key
+
+
+def test_camera_only_change_uses_cached_planes_and_folded_sr(fixture_G, reference):
+    ws, c0, _ = _case(reference, 0)
+    _, c1, _ = _case(reference, 1)
+    G = fixture_G
+    kw = dict(neural_rendering_resolution=32, noise_mode='const', deterministic=True)
+    with torch.no_grad():
+        G.synthesis(ws, c0, cache_backbone=True, **kw)
+        st = fastpath.state(G)
+        folded = st.sr[2]
+        cached = G.synthesis(ws, c1, use_cached_backbone=True, **kw)
+        assert st.sr[2] is folded                 # same last w -> SR weights not refolded
+        raw = G.synthesis(ws * 0, c1, use_cached_backbone=True, superresolution=False, **kw)
+        ref = G.synthesis(ws, c1, faithful=True, **kw)
+    for key in ref:
+        assert relative_rms(cached[key], ref[key]) < FP32, key
+    assert relative_rms(raw['image_raw'], ref['image_raw']) < FP32   # planes of ws, not ws*0
+    with torch.no_grad():
+        G.synthesis(ws + 0.1, c1, **kw)
+    assert fastpath.state(G).sr[2] is not folded  # new w -> refolded
+
+
+def test_batch_and_random_sampling(fixture_G, reference):
+    ws0, c0, _ = _case(reference, 0)
+    ws1, c1, _ = _case(reference, 2)
+    ws, c = torch.cat([ws0, ws1]), torch.cat([c0, c1])
+    fast, ref = _both(fixture_G, ws, c, neural_rendering_resolution=32, noise_mode='const',
+                      deterministic=True)
+    for key in ref:
+        assert relative_rms(fast[key], ref[key]) < FP32, key
+    # stratified jitter: not the same random numbers, but the same distribution of images
+    with torch.no_grad():
+        torch.manual_seed(0)
+        jit = fixture_G.synthesis(ws0, c0, neural_rendering_resolution=32, noise_mode='const',
+                                  superresolution=False)
+    assert relative_rms(jit['image_raw'], ref['image_raw'][:1]) < 0.1
+
+
+def test_auto_bounds_white_back_and_overrides(fixture_G, reference):
+    ws, c, _ = _case(reference, 1)
+    overrides = {'ray_start': 'auto', 'ray_end': 'auto', 'box_warp': 1.6, 'white_back': True,
+                 'depth_resolution': 20, 'depth_resolution_importance': 12}
+    fast, ref = _both(fixture_G, ws, c, neural_rendering_resolution=32, noise_mode='none',
+                      deterministic=True, rendering_overrides=overrides, superresolution=False)
+    for key in ref:
+        assert relative_rms(fast[key], ref[key]) < FP32, key
+    fast, ref = _both(fixture_G, ws, c, neural_rendering_resolution=24, noise_mode='none',
+                      deterministic=True, rendering_overrides={'depth_resolution_importance': 0},
+                      superresolution=False)
+    for key in ref:
+        assert relative_rms(fast[key], ref[key]) < FP32, key
+
+
+def test_raw_only_frames_are_identical_in_content(fixture_G, reference):
+    ws, c, _ = _case(reference, 2)
+    kw = dict(neural_rendering_resolution=16, noise_mode='const', deterministic=True,
+              superresolution=False,
+              rendering_overrides={'depth_resolution': 12, 'depth_resolution_importance': 8})
+    fast, ref = _both(fixture_G, ws, c, **kw)
+    assert set(fast) == {'image_raw', 'image_depth'}
+    for key in ref:
+        assert relative_rms(fast[key], ref[key]) < FP32, key
+
+
+def test_empty_space_skipping_preview_is_close(fixture_G, reference):
+    """Previews may differ: skipping is an approximation (it says so); it stays close."""
+    ws, c, _ = _case(reference, 0)
+    kw = dict(neural_rendering_resolution=32, noise_mode='const', deterministic=True,
+              superresolution=False)
+    with torch.no_grad():
+        plain = fixture_G.synthesis(ws, c, **kw)
+        skip = fixture_G.synthesis(ws, c, rendering_overrides={'empty_space_skipping': True},
+                                   **kw)
+    assert skip['image_raw'].shape == plain['image_raw'].shape
+    assert torch.isfinite(skip['image_raw']).all() and torch.isfinite(skip['image_depth']).all()
+    assert relative_rms(skip['image_raw'], plain['image_raw']) < 0.1
+
+
+def test_sample_mixed_and_planes_fast_paths(fixture_G, reference):
+    ref, _ = reference
+    points = torch.from_numpy(ref['probe_points'])
+    ws = torch.from_numpy(ref['probe_ws'])
+    with torch.no_grad():
+        fast = fixture_G.sample_mixed(points, torch.zeros_like(points), ws, noise_mode='const')
+        slow = fixture_G.sample_mixed(points, torch.zeros_like(points), ws, noise_mode='const',
+                                      faithful=True)
+        p_fast = fixture_G.planes(ws, noise_mode='const')
+        p_slow = fixture_G.planes(ws, noise_mode='const', faithful=True)
+    assert p_fast.shape == p_slow.shape == (1, 3, 32, 256, 256)
+    assert relative_rms(p_fast, p_slow) < FP32
+    assert relative_rms(fast['sigma'], slow['sigma']) < FP32
+    assert relative_rms(fast['rgb'], slow['rgb']) < FP32
+    assert relative_rms(fast['sigma'], ref['probe_sigma']) < 1e-3
+
+
+def test_autograd_and_training_use_the_faithful_path(fixture_G, reference):
+    ws, c, _ = _case(reference, 0)
+    ws = ws.clone().requires_grad_(True)
+    out = fixture_G.synthesis(ws, c, neural_rendering_resolution=16, noise_mode='const',
+                              superresolution=False, deterministic=True)
+    assert out['image_raw'].grad_fn is not None        # differentiable: reference path
+    G = copy.deepcopy(fixture_G).train()
+    assert not fastpath.usable(G, ws.detach())
+    G.eval()
+    assert fastpath.usable(G, ws.detach())
+    fastpath.options(G).enabled = False
+    assert not fastpath.usable(G, ws.detach())
+
+
+def test_state_is_not_part_of_the_module(fixture_G, reference):
+    ws, c, _ = _case(reference, 0)
+    with torch.no_grad():
+        fixture_G.synthesis(ws, c, neural_rendering_resolution=16, noise_mode='const',
+                            superresolution=False)
+    assert not any('fast' in k for k in fixture_G.state_dict())
+    assert not any('fast' in k.lower() for k in vars(fixture_G))
+    G2 = copy.deepcopy(fixture_G)                        # caches are not copied
+    assert fastpath.state(G2).sr is None
+    fastpath.clear_caches(fixture_G)
+    assert fastpath.state(fixture_G).sr is None
+
+
+def test_weight_changes_invalidate_caches(fixture_G, reference):
+    ws, c, _ = _case(reference, 0)
+    G = copy.deepcopy(fixture_G)
+    kw = dict(neural_rendering_resolution=16, noise_mode='const', deterministic=True)
+    with torch.no_grad():
+        G.synthesis(ws, c, **kw)
+        G.superresolution.block1.torgb.bias.add_(0.5)
+        G.decoder.net[2].bias.add_(0.1)
+        fast = G.synthesis(ws, c, **kw)
+        ref = G.synthesis(ws, c, faithful=True, **kw)
+    for key in ref:
+        assert relative_rms(fast[key], ref[key]) < FP32, key
+
+
+def test_texture_ready_frame():
+    img = torch.rand(2, 3, 8, 6) * 2.4 - 1.2
+    tex = fastpath.texture(img, 1)
+    assert tex.dtype == torch.uint8 and tex.shape == (8, 6, 3) and tex.is_contiguous()
+    expected = (img[1].permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    assert torch.equal(tex, expected)
+
+
+def test_default_device_never_raises():
+    from eg3d_runtime.devices import default_device
+    assert default_device() in ('cpu', 'cuda')
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_cuda_graph_frames_match_eager(fixture_G, reference):
+    G = copy.deepcopy(fixture_G).cuda()
+    ws, c, _ = _case(reference, 0)
+    ws, c = ws.cuda(), c.cuda()
+    kw = dict(neural_rendering_resolution=64, noise_mode='const', deterministic=True)
+    with torch.no_grad():
+        G.synthesis(ws, c, cache_backbone=True, **kw)
+        graphed = [G.synthesis(ws, c, use_cached_backbone=True, **kw) for _ in range(3)]
+        ref = G.synthesis(ws, c, use_cached_backbone=True, faithful=True, **kw)
+    assert not fastpath.state(G).graph_failed
+    for key in ref:
+        assert relative_rms(graphed[-1][key].cpu(), ref[key].cpu()) < FULL_QUALITY, key
+
+
+@pytest.mark.slow
+def test_bf16_full_frame_within_tolerance(fixture_G, reference):
+    G = copy.deepcopy(fixture_G)
+    fastpath.options(G).precision = 'bf16'            # super-resolution in bf16
+    ws, c, nrr = _case(reference, 0)
+    fast, ref = _both(G, ws, c, neural_rendering_resolution=nrr, noise_mode='const',
+                      deterministic=True)
+    for key in ref:
+        assert relative_rms(fast[key], ref[key]) < FULL_QUALITY, key
+
+
+@pytest.mark.slow
+def test_full_size_ffhq_fast_frame_matches_faithful():
+    from eg3d_runtime import configs
+    torch.manual_seed(0)
+    G = configs.build_generator('ffhq')
+    c = cameras.orbit_camera_for(G.rendering_kwargs, 0.25, -0.1)
+    with torch.no_grad():
+        ws = G.mapping(torch.randn(1, 512), c, truncation_psi=0.7, truncation_cutoff=14)
+        fast, ref = _both(G, ws, c, neural_rendering_resolution=64, noise_mode='const',
+                          deterministic=True)
+    for key in ref:
+        assert relative_rms(fast[key], ref[key]) < FP32, key
+
+
+@pytest.mark.slow
+def test_benchmark_writes_json(tmp_path, fixture_pkl):
+    import json
+    from eg3d_runtime import bench
+    out = tmp_path / 'bench.json'
+    assert bench.main(['--network', str(fixture_pkl), '--device', 'cpu', '--reps', '1',
+                       '--preview-frames', '4', '--nrr', '32', '--json', str(out)]) == 0
+    data = json.loads(out.read_text())
+    for key in ('camera_only_frame_ms', 'new_latent_frame_ms', 'preview_fps'):
+        assert data[key] > 0 and data['faithful_' + key] > 0
+
+
+def test_numpy_conversion_of_outputs(fixture_G, reference):
+    ws, c, _ = _case(reference, 1)
+    with torch.no_grad():
+        out = fixture_G.synthesis(ws, c, neural_rendering_resolution=16, noise_mode='const')
+    for v in out.values():
+        assert isinstance(v.numpy(), np.ndarray)
+    assert out['image'].is_contiguous()
+    assert F.interpolate(out['image_raw'], size=8).shape == (1, 3, 8, 8)
+
+
+def test_camera_frame_function_is_capturable(fixture_G, reference, monkeypatch):
+    """What a CUDA graph captures (fastpath._frame_fn) must not read tensors back to the host:
+    checked on CPU by making every host read-back raise while the frame function runs."""
+    ws, c0, _ = _case(reference, 0)
+    _, c1, _ = _case(reference, 1)
+    G = fixture_G
+    options = {**G.rendering_kwargs, 'ray_start': 'auto', 'ray_end': 'auto'}
+    with torch.no_grad():
+        planes5d = G.planes(ws, cache_backbone=True, noise_mode='const')
+        frame = fastpath._frame_fn(G, planes5d, ws, 32, options, True, True)
+
+        def forbidden(*args, **kwargs):
+            raise AssertionError('host sync inside the frame function')
+        for name in ('item', 'tolist', '__bool__', 'nonzero', '__int__', '__float__'):
+            monkeypatch.setattr(torch.Tensor, name, forbidden)
+        monkeypatch.setattr(torch, 'equal', forbidden)
+        monkeypatch.setattr(torch, 'nonzero', forbidden)
+        out0 = frame(c0)
+        out1 = frame(c1)
+        monkeypatch.undo()
+        ref = G.synthesis(ws, c1, neural_rendering_resolution=32, noise_mode='const',
+                          deterministic=True, rendering_overrides=options, faithful=True)
+    assert not torch.equal(out0['image_raw'], out1['image_raw'])
+    for key in ref:
+        assert relative_rms(out1[key], ref[key]) < FP32, key
+
+
+def test_cpu_workers_keep_thread_settings_and_results(fixture_G, reference):
+    import threading
+    from eg3d_runtime import parallel
+    ws, c, _ = _case(reference, 1)
+    n = torch.get_num_threads()
+    kw = dict(neural_rendering_resolution=32, noise_mode='const', deterministic=True,
+              superresolution=False)
+    with torch.no_grad():
+        pooled = fixture_G.synthesis(ws, c, **kw)
+        parallel.set_enabled(False)
+        try:
+            inline = fixture_G.synthesis(ws, c, **kw)
+        finally:
+            parallel.set_enabled(True)
+    assert torch.get_num_threads() == n
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert seen == [n]                       # threads created later are not limited to 1
+    assert parallel.parallel_map(lambda i: i * i, range(5)) == [0, 1, 4, 9, 16]
+    for key in inline:
+        assert torch.allclose(pooled[key], inline[key], atol=1e-6), key
