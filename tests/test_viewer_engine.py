@@ -33,12 +33,17 @@ def fast_args(pkl, **kw):
 
 
 def test_preview_and_render_types(renderer, fixture_pkl):
-    base = fast_args(fixture_pkl, preview=True)
+    base = fast_args(fixture_pkl)
     for render_type in ('image', 'image_raw', 'image_depth', 'normals'):
         result = renderer.render(base.with_(render_type=render_type))
         assert result.error is None, result.error
-        assert result.image.shape == (16, 16, 3) and result.image.dtype == torch.uint8
-        assert result.quality == 'preview'
+        side = 512 if render_type == 'image' else 16          # super-resolved or neural
+        assert result.image.shape == (side, side, 3) and result.image.dtype == torch.uint8
+        assert result.quality == 'full'
+    preview = renderer.render(base.with_(preview=True))
+    nrr = preview.info['nrr']                   # chosen by the adaptive preview, not args.nrr
+    assert preview.quality == 'preview' and preview.image.shape == (nrr, nrr, 3)
+    assert nrr <= 64 and preview.info['samples'][0] <= 48
     depth = renderer.render(base.with_(render_type='image_depth')).image
     assert depth.max() == 255 and depth.min() == 0
 

@@ -14,6 +14,7 @@ import torch
 
 from eg3d_runtime import PickleLoadError, cameras, load_generator
 from eg3d_runtime.generate import latent
+from eg3d_runtime.preview import AdaptivePreview, ladder_for
 
 from .layer_capture import capture_layers, layer_to_image
 
@@ -106,9 +107,10 @@ class _ProgressFile:
 class FrameRenderer:
     """Renders frames for the viewer. Not thread-safe: one render worker owns it."""
 
-    def __init__(self, device='cpu', preview_policy=None):
+    def __init__(self, device='cpu', preview_fps=20.0):
         self.device = torch.device(device)
-        self.preview_policy = preview_policy
+        self.preview_fps = preview_fps
+        self._preview = None            # AdaptivePreview for the loaded network
         self._pkl = None
         self._G = None
         self._latent_key = None
@@ -127,7 +129,14 @@ class FrameRenderer:
                     f.close()
             self._G, self._pkl = G, pkl
             self._latent_key = self._planes_key = None
+            self._preview = AdaptivePreview(self.preview_fps, ladder=ladder_for(G))
         return self._G
+
+    def current_latent(self):
+        """(G, ws) of the latent last rendered, or (None, None): what exports work on."""
+        if self._G is None or self._ws is None:
+            return None, None
+        return self._G, self._ws.clone()
 
     def camera(self, G, yaw, pitch, args):
         pivot = args.lookat if args.lookat is not None else \
@@ -177,8 +186,8 @@ class FrameRenderer:
             t3 = time.perf_counter()
             result.timings = {'load': (t1 - t0) * 1e3, 'mapping': (t2 - t1) * 1e3,
                               'synthesis': (t3 - t2) * 1e3, 'total': (t3 - t1) * 1e3}
-            if self.preview_policy is not None and args.preview:
-                self.preview_policy.record(t3 - t2)
+            if args.preview:
+                self._preview.update(t3 - t2)
         except RenderAborted:
             result.aborted = True
         except PickleLoadError as e:
@@ -194,8 +203,10 @@ class FrameRenderer:
         c = self.camera(G, args.yaw, args.pitch, args)
         depth0 = G.rendering_kwargs['depth_resolution']
         importance0 = G.rendering_kwargs.get('depth_resolution_importance', 0)
-        if args.preview and self.preview_policy is not None:
-            nrr, depth, importance = self.preview_policy.settings(G)
+        if args.preview:       # resolution and samples chosen to hold the preview frame rate
+            settings = self._preview.settings
+            nrr, depth = settings.nrr, settings.depth_resolution
+            importance = settings.depth_resolution_importance
         else:
             nrr = args.nrr or G.neural_rendering_resolution
             depth = max(2, int(round(depth0 * args.depth_mult)))
@@ -208,7 +219,8 @@ class FrameRenderer:
                               cache_backbone=args.cache_backbone, use_cached_backbone=reuse,
                               rendering_overrides={'depth_resolution': depth,
                                                    'depth_resolution_importance': importance},
-                              superresolution=want_sr, force_fp32=args.force_fp32)
+                              superresolution=want_sr, force_fp32=args.force_fp32,
+                              faithful=args.layer_view)   # hooks need the module-by-module path
         self._planes_key = planes_key if args.cache_backbone else None
         result.info.update(nrr=nrr, samples=(depth, importance), backbone_reused=reuse)
         if args.layer_view:
