@@ -135,3 +135,25 @@ def test_performance_widget_settings(viewer):
     assert viz.window.fps_limit == 30
     assert viz.render_args().force_fp32
     assert len(viz.perf_widget.gui_times) > 0
+
+
+def test_mesh_export_runs_in_the_background_and_cancels(viewer, tmp_path):
+    import trimesh
+    viz = viewer
+    assert viz.settle(timeout=300)
+    mesh = viz.mesh_widget
+    mesh.directory = str(tmp_path / 'meshes')
+    mesh.resolution, mesh.format, mesh.level, mesh.coarse_to_fine = 64, 'ply', -1.5, False
+    assert mesh.start()
+    while mesh.running:
+        frames(viz, 1)                       # the window keeps drawing during the export
+    assert mesh.message.startswith('saved '), mesh.message
+    loaded = trimesh.load(tmp_path / 'meshes' / '00001.ply')
+    assert len(loaded.vertices) > 0
+    assert np.abs(loaded.vertices).max() <= 0.5 + 1e-3       # world units inside the box
+    mesh.resolution = 256
+    assert mesh.start()
+    mesh.cancel()
+    mesh.join(timeout=120)
+    assert mesh.message == 'export cancelled (no file written)'
+    assert sorted(p.name for p in (tmp_path / 'meshes').iterdir()) == ['00001.ply']

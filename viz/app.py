@@ -17,6 +17,7 @@ from .fov_widget import FovWidget
 from .frame_renderer import FrameRenderer
 from .latent_widget import LatentWidget
 from .layer_widget import LayerWidget
+from .mesh_export_widget import MeshExportWidget
 from .perf_widget import PerfWidget
 from .pickle_widget import PickleWidget
 from .pose_widget import PoseWidget
@@ -57,6 +58,7 @@ class Visualizer:
         self.perf_widget = PerfWidget(self)
         self.capture_widget = CaptureWidget(self, options.capture_dir)
         self.layer_widget = LayerWidget(self)
+        self.mesh_widget = MeshExportWidget(self)
         self.compare = CompareView(self)
         self.pickle_widget = PickleWidget(self, options.pkls)
         self.compare_widget = CompareWidget(self, self.pickle_widget.resolved_paths(options.pkls),
@@ -68,6 +70,7 @@ class Visualizer:
             ('Rendering', [self.render_widget]),
             ('Compare', [self.compare_widget]),
             ('Performance & capture', [self.perf_widget, self.capture_widget]),
+            ('Export mesh', [self.mesh_widget]),
             ('Layers & channels', [self.layer_widget]),
         ]
         self._core_args = None
@@ -222,6 +225,8 @@ class Visualizer:
             self.close()
 
     def close(self):
+        self.mesh_widget.cancel()
+        self.mesh_widget.join(timeout=10)
         self.worker.close()
         self.compare.close()
         self.window.destroy()

@@ -1,0 +1,152 @@
+"""Export the 3D shape of EG3D seeds as meshes (marching cubes) or density volumes.
+
+    python shapes_export.py --network PKL --seeds 0-3 --colors --format glb --outdir shapes
+
+Meshes are in the world coordinates of the rendering camera frame (they overlay rendered images),
+with outward normals; --voxel-units gives the official PLY convention instead. --format mrc
+writes the official gen_samples.py --shapes volume (for ChimeraX: surface at level 10).
+"""
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+from eg3d_runtime import PickleLoadError, load_generator
+from eg3d_runtime.configs import build_generator
+from eg3d_runtime.devices import default_device
+from eg3d_runtime.generate import parse_seeds
+from eg3d_runtime.shapes import (MESH_FORMATS, OFFICIAL_LEVEL, VOLUME_FORMATS, ShapeExportError,
+                                 ShapeOptions, check_memory, export_shape)
+
+
+class ProgressBar:
+    """One self-overwriting line on a terminal; silent when stderr is not a terminal."""
+
+    def __init__(self, label, stream=sys.stderr):
+        self.label, self.stream = label, stream
+        self.enabled = stream.isatty()
+        self.last = 0.0
+
+    def __call__(self, fraction, stage):
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < 0.1 and fraction < 1):
+            return
+        self.last = now
+        filled = int(30 * fraction)
+        self.stream.write(f'\r{self.label} [{"#" * filled}{"." * (30 - filled)}] '
+                          f'{100 * fraction:3.0f}% {stage:<15}')
+        self.stream.flush()
+
+    def close(self):
+        if self.enabled:
+            self.stream.write('\r\033[K')
+            self.stream.flush()
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog='python shapes_export.py', description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument('--network', help='network pickle (official or ours)')
+    source.add_argument('--cfg', choices=['ffhq', 'afhq', 'shapenet'],
+                        help='a randomly initialised full-size network instead (for --bench)')
+    p.add_argument('--seeds', type=parse_seeds, default=[0], help='e.g. 0-3,7 (default 0)')
+    p.add_argument('--psi', type=float, default=1.0, help='truncation psi (default 1)')
+    p.add_argument('--cutoff', type=int, default=14, help='truncation cutoff (default 14)')
+    p.add_argument('--resolution', type=int, default=512, help='grid points per axis (default 512)')
+    p.add_argument('--level', type=float, default=OFFICIAL_LEVEL,
+                   help='iso level in raw density units (default 10, as the official recipe)')
+    p.add_argument('--format', choices=MESH_FORMATS + VOLUME_FORMATS, default='ply',
+                   help='mesh (ply, obj, glb, stl) or density volume (mrc: the official file; '
+                        'npy: float32 [x, y, z] on the regular grid) (default ply)')
+    p.add_argument('--colors', action='store_true', help='vertex colours from the decoder')
+    p.add_argument('--smooth', action='store_true', help='Taubin smoothing (keeps the volume)')
+    p.add_argument('--largest-component', action='store_true',
+                   help='keep only the largest connected piece')
+    p.add_argument('--voxel-units', action='store_true',
+                   help='official PLY convention: vertex = (z, y, N-1-x) voxel indices')
+    p.add_argument('--coarse-to-fine', action='store_true',
+                   help='sample the fine grid only near the surface (faster; may miss features '
+                        'thinner than 4 voxels)')
+    p.add_argument('--trim', type=int, default=None,
+                   help='voxels cleared at each face of the cube (default int(30*res/256), as '
+                        'official: 60 at 512)')
+    p.add_argument('--outdir', default='shapes', help='output directory (default shapes)')
+    p.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
+    p.add_argument('--bench', action='store_true',
+                   help='print wall seconds per stage, CPU seconds and peak RSS')
+    return p
+
+
+def peak_rss_gib():
+    import resource     # Unix only, and only needed by --bench
+    unit = 1 if sys.platform == 'darwin' else 1024        # ru_maxrss: bytes on macOS, else KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit / 2**30
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    options = ShapeOptions(resolution=args.resolution, level=args.level, format=args.format,
+                           colors=args.colors, smooth=args.smooth,
+                           largest_component=args.largest_component, voxel_units=args.voxel_units,
+                           coarse_to_fine=args.coarse_to_fine, trim=args.trim, psi=args.psi,
+                           cutoff=args.cutoff)
+    try:
+        options.check()
+    except ValueError as e:
+        parser.error(str(e))
+    try:
+        check_memory(options)           # before the network loads, so the error comes at once
+        if os.path.exists(args.outdir) and not os.path.isdir(args.outdir):
+            raise ShapeExportError(f'{args.outdir}: cannot use as output directory (not a '
+                                   f'directory)')
+        try:
+            os.makedirs(args.outdir, exist_ok=True)
+        except OSError as e:
+            raise ShapeExportError(f'{args.outdir}: cannot create the output directory '
+                                   f'({e.strerror})') from None
+        device = torch.device(args.device or default_device())
+        started = time.perf_counter()
+        if args.network:
+            G = load_generator(args.network, device=device)
+        else:
+            torch.manual_seed(0)        # the same random network every run
+            G = build_generator(args.cfg).to(device)
+        if args.bench:
+            print(f'bench: network ready in {time.perf_counter() - started:.1f} s, '
+                  f'{torch.get_num_threads()} threads, device {device}')
+        for seed in args.seeds:
+            path = os.path.join(args.outdir, f'seed{seed:04d}.{args.format}')
+            bar = ProgressBar(f'seed{seed:04d}')
+            started, cpu = time.perf_counter(), time.process_time()
+            try:
+                result = export_shape(G, seed, path, options, progress=bar)
+            finally:
+                bar.close()
+            size = f' ({result.vertices} vertices, {result.faces} faces)' if result.faces else ''
+            print(f'wrote {path}{size}')
+            if args.bench:
+                stages = ', '.join(f'{k} {v:.1f}' for k, v in result.seconds.items())
+                print(f'bench: seed{seed:04d} {args.resolution}^3 {args.format}'
+                      f'{" coarse-to-fine" if args.coarse_to_fine else " dense"}'
+                      f'{" colors" if args.colors else ""}: '
+                      f'{time.perf_counter() - started:.1f} s ({stages}; '
+                      f'{time.process_time() - cpu:.1f} s CPU), peak RSS {peak_rss_gib():.2f} GiB')
+    except (PickleLoadError, ShapeExportError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f'error: resolution {args.resolution}: out of memory (use a smaller --resolution)',
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('interrupted: no file was left half-written', file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
