@@ -12,8 +12,7 @@ import trimesh
 from eg3d_runtime import shapes
 from eg3d_runtime.shapes import (BORDER_VALUE, DensityField, ExportCancelled, ShapeExportError,
                                  ShapeOptions, TriplaneField, export_field, export_shape,
-                                 official_points, official_sections, regular_axis, sample_volume,
-                                 seed_ws)
+                                 official_points, regular_axis, sample_volume, seed_ws)
 
 from conftest import REPO
 
@@ -94,7 +93,8 @@ def test_volume_matches_sample_mixed(fixture_G, ws, field):
 def test_run_model_fallback(fixture_G, ws, field, monkeypatch):
     """A fold that disagrees with run_model is dropped with a warning; run_model then gives the
     same volume and official densities."""
-    points = official_points(12, 1.0, torch.arange(500))
+    outside = torch.tensor([[5.0, -7.0, 0.3], [0.51, 0.49, -0.502], [-0.5, 0.503, 0.0]])
+    points = torch.cat([official_points(12, 1.0, torch.arange(500)), outside])
     volume, sigma = sample_volume(field, 12, 1)[0], field.sigma(points)
     monkeypatch.setattr(shapes._FoldedPlanes, 'PLANE_AXES', ((0, 1), (0, 2), (1, 2)))
     with pytest.warns(UserWarning, match='folded decoder disagrees'):
@@ -118,13 +118,15 @@ def test_official_grid_follows_the_spec():
     # Spec 6.1: for N = 4 the last point is (0.8125, 0.75, 0.5), not (0.5, 0.5, 0.5).
     last = official_points(4, 1.0, torch.tensor([63]))[0]
     assert last.tolist() == [0.8125, 0.75, 0.5]
-    n = 16
-    flat = np.arange(n ** 3)
-    col1 = np.remainder(flat.astype(np.float32) / np.float32(n), np.float32(n))
-    col0 = np.remainder(flat.astype(np.float32) / np.float32(n) / np.float32(n), np.float32(n))
-    cols = np.stack([col0, col1, (flat % n).astype(np.float32)], 1)
-    expected = cols * np.float32(1 / (n - 1)) + np.float32(-0.5)
-    np.testing.assert_array_equal(official_points(n, 1.0, torch.from_numpy(flat)).numpy(), expected)
+    # All of a small grid, and part of a 512^3 one where float32(n) itself rounds (n > 2^24).
+    late = 500 * 512 ** 2
+    for n, flat in ((16, np.arange(16 ** 3)), (512, np.arange(late, late + 4096))):
+        col1 = np.remainder(flat.astype(np.float32) / np.float32(n), np.float32(n))
+        col0 = np.remainder(flat.astype(np.float32) / np.float32(n) / np.float32(n), np.float32(n))
+        cols = np.stack([col0, col1, (flat % n).astype(np.float32)], 1)
+        expected = cols * np.float32(1 / (n - 1)) + np.float32(-0.5)
+        actual = official_points(n, 1.0, torch.from_numpy(flat)).numpy()
+        np.testing.assert_array_equal(actual, expected)
 
 
 def read_mrc(path):
