@@ -276,6 +276,22 @@ def _occupancy(G, table, decoder, options):
     return grids
 
 
+def _march_batch(table, decoder, origins, directions, options, deterministic, colour_channels,
+                 chunk, grids):
+    """Ray-march every sample of a batch; depth is clamped to the batch's sample range."""
+    feats, depths, lo, hi = [], [], [], []
+    for n in range(origins.shape[0]):
+        f, d, dmin, dmax = fr.render_rays(table, decoder, origins[n], directions[n], options,
+                                          deterministic, n, colour_channels, chunk,
+                                          grids[n] if grids else None)
+        feats.append(f)
+        depths.append(d)
+        lo.append(dmin)
+        hi.append(dmax)
+    depth = fr.finish_depth(torch.stack(depths), torch.stack(lo).min(), torch.stack(hi).max())
+    return torch.stack(feats), depth
+
+
 def render(G, planes5d, origins, directions, options, deterministic=False, colour_channels=None):
     """Fast ImportanceRenderer: -> features [N, M, k], depth [N, M, 1]."""
     st = state(G)
@@ -285,18 +301,8 @@ def render(G, planes5d, origins, directions, options, deterministic=False, colou
         skip = options.get('empty_space_skipping', False)
         grids = _occupancy(G, table, decoder, options) if skip else None
         chunk = _chunk_points(st.options, origins.device)
-        feats, depths, lo, hi = [], [], [], []
-        for n in range(origins.shape[0]):
-            f, d, dmin, dmax = fr.render_rays(table, decoder, origins[n], directions[n], options,
-                                              deterministic, n, colour_channels, chunk,
-                                              grids[n] if grids else None)
-            feats.append(f)
-            depths.append(d)
-            lo.append(dmin)
-            hi.append(dmax)
-        depth = fr.finish_depth(torch.stack(depths), torch.stack(lo).min(),
-                                torch.stack(hi).max())
-        return torch.stack(feats), depth
+        return _march_batch(table, decoder, origins, directions, options, deterministic,
+                            colour_channels, chunk, grids)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -384,17 +390,9 @@ def _frame_fn(G, planes5d, ws, nrr, options, deterministic, superresolution_enab
         intrinsics = c[:, 16:25].view(-1, 3, 3)
         origins, directions = G.ray_sampler(cam2world, intrinsics, nrr)
         n = origins.shape[0]
-        feats, depths, lo, hi = [], [], [], []
-        for b in range(n):
-            f, d, dmin, dmax = fr.render_rays(table, decoder, origins[b], directions[b], options,
-                                              deterministic, b, k, chunk,
-                                              grids[b] if grids else None)
-            feats.append(f)
-            depths.append(d)
-            lo.append(dmin)
-            hi.append(dmax)
-        depth = fr.finish_depth(torch.stack(depths), torch.stack(lo).min(), torch.stack(hi).max())
-        feature_image = torch.stack(feats).view(n, nrr, nrr, -1)               # NHWC
+        feats, depth = _march_batch(table, decoder, origins, directions, options, deterministic,
+                                    k, chunk, grids)
+        feature_image = feats.view(n, nrr, nrr, -1)                           # NHWC
         out = {'image_raw': feature_image[..., :3].permute(0, 3, 1, 2).contiguous(),
                'image_depth': depth.view(n, 1, nrr, nrr)}
         if superresolution_enabled:
