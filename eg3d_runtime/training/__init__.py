@@ -1,0 +1,1 @@
+"""Training: run-directory files, statistics and the training loop."""
