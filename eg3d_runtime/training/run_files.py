@@ -10,7 +10,6 @@ import os
 import re
 import resource
 import sys
-import tempfile
 import threading
 import traceback
 
@@ -156,7 +155,7 @@ def tee_output(log_path):
     so the log of a crashed run ends with the reason.
     """
     log = open(log_path, 'a', encoding='utf-8')
-    lock = threading.Lock()
+    lock = threading.RLock()  # re-entrant: a write may itself trigger a warning on stderr
     saved_out, saved_err = sys.stdout, sys.stderr
     tee_out, tee_err = _Tee(saved_out, log, lock), _Tee(saved_err, log, lock)
     sys.stdout, sys.stderr = tee_out, tee_err
@@ -221,10 +220,10 @@ def setup_snapshot_image_grid(dataset, random_seed=0):
 
 def _write_atomic(path, write, text=False):
     """Write via a temporary file in the same directory and rename, so readers never see half a file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + '.', suffix='.tmp')
+    # Named by process and thread rather than tempfile.mkstemp, whose 0600 mode would survive the rename.
+    tmp = f'{path}.{os.getpid()}-{threading.get_ident()}.tmp'
     try:
-        with os.fdopen(fd, 'w' if text else 'wb', **({'encoding': 'utf-8'} if text else {})) as f:
+        with open(tmp, 'w' if text else 'wb', **({'encoding': 'utf-8'} if text else {})) as f:
             write(f)
         os.replace(tmp, path)
     except BaseException:
