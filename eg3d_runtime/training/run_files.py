@@ -143,6 +143,8 @@ class _Tee:
 
     def __getattr__(self, name):
         # encoding, isatty, fileno, ... come from the real stream.
+        if name.startswith('_'):  # no recursion while half-built (copy, pickle)
+            raise AttributeError(name)
         return getattr(self._stream, name)
 
 
