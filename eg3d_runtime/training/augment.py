@@ -24,7 +24,7 @@ EXPECTED_BAND_POWER = [10 / 13, 1 / 13, 1 / 13, 1 / 13]
 
 
 def filter_bank(lowpass, num_bands=4):
-    """Rows are zero-phase FIR filters splitting the spectrum into octave bands; they sum to a delta.
+    """Rows are zero-phase FIR filters that split the spectrum into octave bands (sum: a delta).
 
     Each step stretches the bank one octave down (zero insertion), smooths it with the
     half-band low-pass H(z)H(1/z)/2 and puts the complementary high-pass in the next row.
@@ -284,8 +284,8 @@ class AugmentPipe(torch.nn.Module):
                                align_corners=False)
 
         # Downsample by 2 and crop the margin away.
-        return _upfirdn_separable(images, self.Hz_geom, down=2, flip=False,
-                                  pad=(-hz_pad * 2 + (taps - 1) // 2, -hz_pad * 2 + (taps - 2) // 2))
+        crop = (-hz_pad * 2 + (taps - 1) // 2, -hz_pad * 2 + (taps - 2) // 2)
+        return _upfirdn_separable(images, self.Hz_geom, down=2, pad=crop, flip=False)
 
     def _colour(self, images, pct):
         batch, channels, height, width = images.shape
