@@ -1,0 +1,285 @@
+"""Pack images and camera labels into an EG3D training dataset (spec 7.6).
+
+    python -m eg3d_runtime.dataset_tool --source DIR|ZIP|procedural --dest OUT.zip|OUTDIR \\
+        [--resolution R|WxH] [--max-images N] [--transform center-crop|center-crop-wide] [--mirror]
+
+Writes the official layout: `{idx//1000:05d}/img{idx:08d}.png` (uncompressed PNG, zip stored
+uncompressed) and `dataset.json` with the labels re-keyed to the new names. Unlike the official
+tool, labels are checked before anything is written (a source dataset.json must give every image
+25 finite numbers), the destination appears only when complete (written under a temporary name,
+renamed at the end), and `--mirror` adds `<name>_mirror.png` copies with the mirrored camera, as
+the official `mirror_dataset.py` does afterwards.
+"""
+import argparse
+import io
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import zipfile
+
+import numpy as np
+import PIL.Image
+
+from .training.dataset import (LABEL_FILE, DatasetError, is_image_name, mirror_camera_label,
+                               parse_labels)
+
+PROCEDURAL = 'procedural'
+PROCEDURAL_COUNT = 1000
+PROCEDURAL_RESOLUTION = 64
+
+
+def parse_resolution(text):
+    """'R' or 'WxH' -> (W, H). Outputs must be square powers of two; only center-crop-wide
+    takes H < W (the official letterbox: a W x H picture centred on a W x W canvas)."""
+    m = re.fullmatch(r'(\d+)(?:[x,](\d+))?', text.strip())
+    if not m:
+        raise DatasetError(f'--resolution {text!r}: expected R or WxH')
+    w = int(m.group(1))
+    return w, int(m.group(2) or w)
+
+
+def _decode(data, where):
+    try:
+        with PIL.Image.open(io.BytesIO(data)) as img:
+            if img.mode not in ('L', 'RGB'):
+                img = img.convert('RGB')
+            return np.array(img)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DatasetError(f'{where}: cannot read the image ({e})') from None
+
+
+def _labels_from(read, names, where):
+    """Labels of `names` from the source dataset.json (read() -> bytes), None if absent/null."""
+    if read is None:
+        return None
+    try:
+        meta = json.loads(read())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DatasetError(f'{where}: not valid JSON ({e})') from None
+    return parse_labels(meta, names, where)
+
+
+def open_source(source, max_images, resolution):
+    """Iterator of (uint8 HxW[xC] image, label [25] or None, where); the labels are checked
+    here, before any image is read."""
+    if source == PROCEDURAL:
+        from . import procedural
+        count = PROCEDURAL_COUNT if max_images is None else max_images
+        size = resolution[0] if resolution else PROCEDURAL_RESOLUTION
+        items = procedural.generate(size, count)
+        return ((img, label, f'{PROCEDURAL}:{name}') for name, img, label in items)
+    if os.path.isdir(source):
+        names = sorted(os.path.relpath(os.path.join(root, f), source).replace(os.sep, '/')
+                       for root, _dirs, files in os.walk(source) for f in files)
+        names = [n for n in names if is_image_name(n)][:max_images]
+        label_path = os.path.join(source, LABEL_FILE)
+
+        def read_label_file():
+            with open(label_path, 'rb') as f:
+                return f.read()
+        labels = _labels_from(read_label_file if os.path.isfile(label_path) else None,
+                              names, label_path)
+
+        def images():
+            for i, name in enumerate(names):
+                path = os.path.join(source, name)
+                with open(path, 'rb') as f:
+                    data = f.read()
+                yield _decode(data, path), None if labels is None else labels[i], path
+        return images()
+    if os.path.isfile(source) and source.lower().endswith('.zip'):
+        try:
+            with zipfile.ZipFile(source) as z:
+                members = z.namelist()
+                names = sorted(n for n in members if is_image_name(n) and not n.endswith('/'))
+                names = names[:max_images]
+                labels = _labels_from((lambda: z.read(LABEL_FILE)) if LABEL_FILE in members
+                                      else None, names, f'{source}:{LABEL_FILE}')
+        except (OSError, zipfile.BadZipFile) as e:
+            raise DatasetError(f'{source}: cannot open the zip ({e})') from None
+
+        def images():
+            with zipfile.ZipFile(source) as z:
+                for i, name in enumerate(names):
+                    where = f'{source}:{name}'
+                    yield (_decode(z.read(name), where),
+                           None if labels is None else labels[i], where)
+        return images()
+    if os.path.exists(source):
+        raise DatasetError(f'{source}: --source must be a directory, a .zip or "{PROCEDURAL}"')
+    raise DatasetError(f'{source}: no such file or directory')
+
+
+def make_transform(transform, resolution):
+    """The official crop/resize modes with LANCZOS resampling; None drops an image."""
+    if resolution is not None:
+        w, h = resolution
+        if w < 1 or w & (w - 1) or not (h == w or (transform == 'center-crop-wide' and 0 < h < w)):
+            raise DatasetError(f'--resolution {w}x{h}: output must be square with a '
+                               'power-of-two size (H < W only with center-crop-wide)')
+
+    def resize(img, size):
+        if img.shape[1] == size[0] and img.shape[0] == size[1]:
+            return img
+        return np.array(PIL.Image.fromarray(img).resize(size, PIL.Image.LANCZOS))
+
+    def scale(img):
+        return img if resolution is None else resize(img, resolution)
+
+    def center_crop(img):
+        crop = min(img.shape[:2])
+        top, left = (img.shape[0] - crop) // 2, (img.shape[1] - crop) // 2
+        return resize(img[top:top + crop, left:left + crop], resolution)
+
+    def center_crop_wide(img):
+        ch = int(np.round(w * img.shape[0] / img.shape[1]))
+        if img.shape[1] < w or ch < h:
+            return None
+        top = (img.shape[0] - ch) // 2
+        picture = resize(img[top:top + ch], resolution)
+        canvas = np.zeros((w, w) + picture.shape[2:], dtype=np.uint8)
+        canvas[(w - h) // 2:(w + h) // 2] = picture
+        return canvas
+
+    if transform is None:
+        return scale
+    if resolution is None:
+        raise DatasetError(f'--transform {transform} needs --resolution')
+    return {'center-crop': center_crop, 'center-crop-wide': center_crop_wide}[transform]
+
+
+def _png(img):
+    buf = io.BytesIO()
+    PIL.Image.fromarray(img).save(buf, format='png', compress_level=0, optimize=False)
+    return buf.getvalue()
+
+
+class _Writer:
+    """Writes into a temporary zip or folder next to `dest`; commit() renames it into place,
+    so a failed run leaves no destination behind."""
+
+    def __init__(self, dest):
+        self.dest = os.path.abspath(dest)
+        self.is_zip = dest.lower().endswith('.zip')
+        if not self.is_zip and os.path.isdir(self.dest) and os.listdir(self.dest):
+            raise DatasetError(f'{dest}: --dest folder must be empty')
+        parent = os.path.dirname(self.dest)
+        os.makedirs(parent, exist_ok=True)
+        prefix = f'.{os.path.basename(self.dest)}.tmp-'
+        if self.is_zip:
+            fd, self.tmp = tempfile.mkstemp(prefix=prefix, dir=parent)
+            os.close(fd)
+            self.zip = zipfile.ZipFile(self.tmp, 'w', compression=zipfile.ZIP_STORED)
+        else:
+            self.tmp = tempfile.mkdtemp(prefix=prefix, dir=parent)
+
+    def write(self, name, data):
+        if self.is_zip:
+            self.zip.writestr(name, data)
+            return
+        path = os.path.join(self.tmp, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'wb') as f:
+            f.write(data)
+
+    def commit(self):
+        if self.is_zip:
+            self.zip.close()
+            os.chmod(self.tmp, 0o666 & ~_umask())
+        else:
+            os.chmod(self.tmp, 0o777 & ~_umask())
+        os.replace(self.tmp, self.dest)
+
+    def abort(self):
+        if self.is_zip:
+            self.zip.close()
+            os.remove(self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def convert(source, dest, resolution=None, max_images=None, transform=None, mirror=False):
+    """Write the dataset (resolution: (W, H) or None); returns the number of images written.
+    Raises DatasetError."""
+    items = open_source(source, max_images, resolution)
+    transform_image = make_transform(transform, resolution)
+    writer = _Writer(dest)
+    try:
+        labels = []
+        shape = None
+        idx = 0
+        for img, label, where in items:
+            img = transform_image(img)
+            if img is None:
+                continue
+            if shape is None:
+                shape = img.shape
+                h, w = shape[:2]
+                if h != w or w & (w - 1):
+                    raise DatasetError(f'{where}: output images must be square with a '
+                                       f'power-of-two size, got {w}x{h} (use --resolution)')
+            elif img.shape != shape:
+                raise DatasetError(f'{where}: image is {img.shape}, unlike the first {shape}')
+            name = f'{idx // 1000:05d}/img{idx:08d}.png'
+            writer.write(name, _png(img))
+            labels.append([name, label])
+            if mirror:
+                flipped = name[:-len('.png')] + '_mirror.png'
+                writer.write(flipped, _png(np.ascontiguousarray(img[:, ::-1])))
+                labels.append([flipped, None if label is None else mirror_camera_label(label)])
+            idx += 1
+        if any(label is None for _, label in labels):
+            meta = {'labels': None}
+        else:
+            meta = {'labels': [[n, [float(x) for x in label]] for n, label in labels]}
+        writer.write(LABEL_FILE, json.dumps(meta).encode())
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit()
+    return len(labels)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog='python -m eg3d_runtime.dataset_tool',
+        description='Pack images and 25-float camera labels into an EG3D dataset (zip or folder).')
+    parser.add_argument('--source', required=True,
+                        help=f'image folder, zip, or "{PROCEDURAL}" (rendered toy figures)')
+    parser.add_argument('--dest', required=True, help='output .zip or (empty) folder')
+    parser.add_argument('--resolution', help='output size R or WxH (square, power of two); '
+                        f'{PROCEDURAL} defaults to {PROCEDURAL_RESOLUTION}')
+    parser.add_argument('--max-images', type=int,
+                        help=f'use the first N images ({PROCEDURAL}: N images, default '
+                        f'{PROCEDURAL_COUNT})')
+    parser.add_argument('--transform', choices=['center-crop', 'center-crop-wide'])
+    parser.add_argument('--mirror', action='store_true',
+                        help='add a mirrored copy of every image with the mirrored camera')
+    args = parser.parse_args(argv)
+    try:
+        if args.max_images is not None and args.max_images < 0:
+            raise DatasetError(f'--max-images {args.max_images}: must be >= 0')
+        resolution = None if args.resolution is None else parse_resolution(args.resolution)
+        n = convert(args.source, args.dest, resolution, args.max_images, args.transform,
+                    args.mirror)
+    except DatasetError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f'error: {e.filename or args.dest}: {e.strerror or e}', file=sys.stderr)
+        return 1
+    print(f'{args.dest}: {n} images')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""Procedural multi-view training data: toy figures rendered with known cameras.
+
+Each image shows a new random "toy figure" (ellipsoid body, head, cone nose pointing to +z,
+two eyes, zero to two arms) seen from a random camera in the official conventions (spec 5): a
+look-at orbit around the world origin at radius 2.7 with the FFHQ intrinsics. The figure stays
+within 0.3 of the origin (inside the [-0.4, 0.4]^3 cube), so it is whole in every view.
+
+Rendering is sphere tracing of a signed distance function in numpy, vectorised over the rays,
+with 2x2 supersampling, Lambertian + ambient shading under a fixed light and a white background.
+The light lies in the x = 0 plane and the object distribution is symmetric in x (arm sides are
+drawn at random), so a horizontally mirrored image with the mirrored camera is another valid
+sample: `--mirror` / xflip augmentation does not change the data distribution.
+"""
+import dataclasses
+import math
+
+import numpy as np
+
+from . import cameras
+
+RADIUS = 2.7                # camera distance from the origin
+YAW_RANGE = 1.2             # radians either side of frontal
+PITCH_RANGE = 0.35          # look_at_orbit's polar parameter either side of level
+BOUND_RADIUS = 0.3          # the figure lies within this distance of the origin
+LIGHT = np.array([0.0, 0.8, 0.6])   # toward the light: above and in front, x = 0
+AMBIENT, DIFFUSE = 0.35, 0.65
+HIT_EPS = 2e-4
+MAX_STEPS = 64
+TILE = 4                    # rays per side of a cone-traced tile (2 x 2 pixels)
+CONE_EPS = 5e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyFigure:
+    """Geometry (world units, y up, front toward +z) and linear RGB colours in [0, 1]."""
+    body_center: tuple
+    body_radii: tuple
+    body_colour: tuple
+    head_center: tuple
+    head_radius: float
+    head_colour: tuple
+    nose_tip: tuple
+    nose_radius: float
+    nose_colour: tuple
+    eyes: tuple                 # ((centre, radius), ...)
+    eye_colour: tuple
+    arms: tuple                 # ((shoulder, hand, radius), ...)
+    arm_colour: tuple
+
+
+def _hsv(h, s, v):
+    return tuple(float(x) for x in np.clip(
+        v * (1 - s + s * np.clip(np.abs((h * 6 + np.array([0, 4, 2])) % 6 - 3) - 1, 0, 1)), 0, 1))
+
+
+def random_object(rng):
+    """A random ToyFigure from a numpy Generator, within BOUND_RADIUS of the origin."""
+    rx, ry, rz = rng.uniform(0.10, 0.14), rng.uniform(0.10, 0.13), rng.uniform(0.08, 0.12)
+    body_c = (0.0, -0.08, 0.0)
+    hr = rng.uniform(0.07, 0.095)
+    head_c = (0.0, body_c[1] + ry + 0.6 * hr, 0.0)
+    nose_len = rng.uniform(0.04, 0.075)
+    nose_tip = (0.0, head_c[1] - 0.2 * hr, hr + nose_len)
+    eye_dir = np.array([math.sin(0.4), 0.35, math.cos(0.4)])
+    eye_dir /= np.linalg.norm(eye_dir)
+    eyes = tuple(((s * eye_dir[0] * hr, head_c[1] + eye_dir[1] * hr, eye_dir[2] * hr), 0.22 * hr)
+                 for s in (-1.0, 1.0))
+    sides = ((), (-1.0,), (1.0,), (-1.0, 1.0))[rng.integers(4)]
+    raise_hand = rng.uniform(-0.07, 0.07)
+    arm_r = rng.uniform(0.022, 0.032)
+    arms = tuple(((s * 0.8 * rx, body_c[1] + 0.3 * ry, 0.0),
+                  (s * (rx + 0.07), body_c[1] + raise_hand, 0.03), arm_r) for s in sides)
+    hue = rng.uniform()
+    return ToyFigure(
+        body_center=body_c, body_radii=(rx, ry, rz),
+        body_colour=_hsv(hue, rng.uniform(0.45, 0.85), rng.uniform(0.6, 0.95)),
+        head_center=head_c, head_radius=hr,
+        head_colour=_hsv((hue + rng.uniform(0.2, 0.8)) % 1, rng.uniform(0.2, 0.6),
+                         rng.uniform(0.8, 1)),
+        nose_tip=nose_tip, nose_radius=rng.uniform(0.04, 0.055),
+        nose_colour=_hsv(rng.uniform(-0.04, 0.1) % 1, 0.9, 0.95),
+        eyes=eyes, eye_colour=(0.05, 0.05, 0.08),
+        arms=arms, arm_colour=_hsv(rng.uniform(), rng.uniform(0.3, 0.8), rng.uniform(0.5, 0.9)))
+
+
+def mirror_object(obj):
+    """The figure reflected across the world x = 0 plane."""
+    def flip(p):
+        return (-p[0], p[1], p[2])
+    return dataclasses.replace(
+        obj, body_center=flip(obj.body_center), head_center=flip(obj.head_center),
+        nose_tip=flip(obj.nose_tip), eyes=tuple((flip(c), r) for c, r in obj.eyes),
+        arms=tuple((flip(a), flip(b), r) for a, b, r in obj.arms))
+
+
+def random_camera(rng):
+    """A label [25] (float32): orbit yaw ~ U(-1.2, 1.2), pitch ~ U(-0.35, 0.35), FFHQ focal."""
+    yaw = rng.uniform(-YAW_RANGE, YAW_RANGE)
+    pitch = rng.uniform(-PITCH_RANGE, PITCH_RANGE)
+    pose = cameras.look_at_orbit(math.pi / 2 + yaw, math.pi / 2 + pitch, (0, 0, 0), RADIUS)
+    c = cameras.camera_vector(pose, cameras.fov_to_intrinsics(cameras.FFHQ_FOV_DEGREES))
+    return c[0].numpy().astype(np.float32)
+
+
+class _Scene:
+    """The figure as three batches of primitives (one ellipsoid, spheres, round cones), so a
+    distance query is a few vectorised numpy expressions whatever the number of parts. Points
+    are kept as separate x, y, z arrays: numpy is slow at sums over a length-3 last axis."""
+
+    def __init__(self, obj):
+        self.body_c = np.asarray(obj.body_center, dtype=np.float32)
+        self.body_r = np.asarray(obj.body_radii, dtype=np.float32)
+        spheres = [(obj.head_center, obj.head_radius, obj.head_colour)]
+        spheres += [(c, r, obj.eye_colour) for c, r in obj.eyes]
+        spheres += [(hand, 1.35 * r, obj.arm_colour) for _, hand, r in obj.arms]
+        cones = [(obj.head_center, obj.nose_tip, obj.nose_radius, 0.25 * obj.nose_radius,
+                  obj.nose_colour)]
+        cones += [(a, b, r, r, obj.arm_colour) for a, b, r in obj.arms]
+        self.sphere_c = np.array([s[0] for s in spheres], dtype=np.float32).T[:, None, :]
+        self.sphere_r = np.array([s[1] for s in spheres], dtype=np.float32)
+        a = np.array([c[0] for c in cones], dtype=np.float32)
+        self.cone_a = a.T[:, None, :]
+        self.cone_ba = (np.array([c[1] for c in cones], dtype=np.float32) - a).T[:, None, :]
+        self.cone_l2 = sum(self.cone_ba[i] ** 2 for i in range(3))
+        self.cone_ra = np.array([c[2] for c in cones], dtype=np.float32)
+        self.cone_rb = np.array([c[3] for c in cones], dtype=np.float32)
+        self.colours = np.array([obj.body_colour] + [s[2] for s in spheres] + [c[4] for c in cones])
+
+    def distances(self, p):
+        """[N, parts] signed distances of points [N, 3] to each primitive."""
+        x, y, z = p[:, 0:1], p[:, 1:2], p[:, 2:3]
+        # Ellipsoid: the unit-sphere distance in scaled space times the smallest radius is a
+        # true lower bound, so sphere tracing never steps through the surface.
+        c, r = self.body_c, self.body_r
+        body = (np.sqrt(((x - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2
+                        + ((z - c[2]) / r[2]) ** 2) - 1) * r.min()
+        c = self.sphere_c
+        spheres = np.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2) - self.sphere_r
+        return np.concatenate([body, spheres, self._round_cones(x, y, z)], axis=-1)
+
+    def _round_cones(self, x, y, z):
+        """Exact distance to the hull of spheres (a, ra), (b, rb): a cone, a capsule if equal."""
+        a, ba, l2, ra, rb = self.cone_a, self.cone_ba, self.cone_l2, self.cone_ra, self.cone_rb
+        rr = ra - rb
+        a2 = l2 - rr * rr
+        pa = (x - a[0], y - a[1], z - a[2])
+        along = pa[0] * ba[0] + pa[1] * ba[1] + pa[2] * ba[2]
+        beyond = along - l2
+        x2 = sum((pa[i] * l2 - along * ba[i]) ** 2 for i in range(3))
+        y2, z2 = along * along * l2, beyond * beyond * l2
+        k = np.sign(rr) * rr * rr * x2
+        side = (np.sqrt(np.maximum(x2 * a2 / l2, 0)) + along * rr) / l2 - ra
+        at_b = np.sqrt(x2 + z2) / l2 - rb
+        at_a = np.sqrt(x2 + y2) / l2 - ra
+        return np.where(np.sign(beyond) * a2 * z2 > k, at_b,
+                        np.where(np.sign(along) * a2 * y2 < k, at_a, side))
+
+    def sdf(self, p):
+        return self.distances(p).min(axis=-1)
+
+
+def sdf(obj, points):
+    """Signed distance [N] of the figure at world points [N, 3] (negative inside)."""
+    return _Scene(obj).sdf(np.asarray(points, dtype=np.float64))
+
+
+def _rays(cam2world, intrinsics, n):
+    """Camera centre [3] and unit directions [n*n, 3] (float32: tracing is memory bound) for an
+    n x n pixel grid (spec 3.1 pixel centres).
+
+    Offsets are taken from the image centre so that mirrored pixels get exactly negated
+    camera-space x: mirroring the camera mirrors the image bit for bit."""
+    k = np.asarray(intrinsics, dtype=np.float64)
+    m = np.asarray(cam2world, dtype=np.float64)
+    fx, sk, cx, fy, cy = k[0, 0], k[0, 1], k[0, 2], k[1, 1], k[1, 2]
+    offs = (np.arange(n) - (n - 1) / 2) / n
+    v, u = np.meshgrid(offs + (0.5 - cy), offs, indexing='ij')
+    y_c = v / fy
+    x_c = (u + (0.5 - cx) - sk * y_c) / fx
+    x_c, y_c = x_c.reshape(-1, 1), y_c.reshape(-1, 1)
+    d = x_c * m[:3, 0] + y_c * m[:3, 1] + m[:3, 2]
+    d /= np.linalg.norm(d, axis=-1, keepdims=True)
+    return m[:3, 3].astype(np.float32), d.astype(np.float32)
+
+
+def _cone_starts(scene, origin, dirs, n, cam2world, intrinsics):
+    """Safe start distances [n*n] for the rays (inf: a certain miss) from one cone per tile of
+    TILE x TILE rays. Each tile marches its centre ray with steps that keep the whole cone of
+    its rays in empty space (the sdf is 1-Lipschitz): a background tile stops there, the
+    others hand their rays a start near the surface. Saves most steps on most rays."""
+    m = n // TILE
+    _, centre = _rays(cam2world, intrinsics, m)
+    tiles = dirs.reshape(m, TILE, m, TILE, 3) - centre.reshape(m, 1, m, 1, 3)
+    spread = np.sqrt(np.sum(tiles * tiles, axis=-1)).max(axis=(1, 3)).reshape(-1) * 1.01 + 1e-6
+    distance = float(np.sqrt(origin @ origin))
+    t = np.full(m * m, max(distance - BOUND_RADIUS, 0), dtype=np.float32)
+    near = np.zeros(m * m, dtype=bool)
+    active = np.arange(m * m)
+    for _ in range(MAX_STEPS):
+        if active.size == 0:
+            break
+        gap = scene.sdf(origin + t[active, None] * centre[active]) - t[active] * spread[active]
+        close = gap < CONE_EPS
+        near[active[close]] = True
+        t[active] += np.where(close, 0, gap / (1 + spread[active]))
+        active = active[~close & (t[active] < distance + BOUND_RADIUS)]
+    near[active] = True
+    start = np.where(near, t, np.inf).reshape(m, 1, m, 1)
+    return np.broadcast_to(start, (m, TILE, m, TILE)).reshape(-1)
+
+
+def _trace(scene, origin, dirs, start):
+    """Sphere tracing from `start` inside the bounding sphere (BOUND_RADIUS): hit mask and hit
+    points. Rays still marching after MAX_STEPS graze a silhouette and count as misses."""
+    b = dirs @ origin
+    disc = b * b - (origin @ origin - BOUND_RADIUS * BOUND_RADIUS)
+    half = np.sqrt(np.maximum(disc, 0))
+    t, t_far = np.maximum(np.maximum(-b - half, 0), start), -b + half
+    hit = np.zeros(len(dirs), dtype=bool)
+    active = np.nonzero((disc > 0) & (t < t_far))[0]
+    for _ in range(MAX_STEPS):
+        if active.size == 0:
+            break
+        dist = scene.sdf(origin + t[active, None] * dirs[active])
+        done = dist < HIT_EPS
+        hit[active[done]] = True
+        t[active] += dist
+        active = active[~done & (t[active] < t_far[active])]
+    return hit, origin + t[:, None] * dirs
+
+
+def _shade(scene, points):
+    """Colour [N, 3] of surface points: part colour under ambient + Lambertian light."""
+    colours = scene.colours[np.argmin(scene.distances(points), axis=-1)]
+    eps = 1e-4
+    normal = np.empty_like(points)
+    for axis in range(3):
+        step = np.zeros(3)
+        step[axis] = eps
+        normal[:, axis] = scene.sdf(points + step) - scene.sdf(points - step)
+    normal /= np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-12)
+    light = LIGHT / np.linalg.norm(LIGHT)
+    return colours * (AMBIENT + DIFFUSE * np.clip(normal @ light, 0, None))[:, None]
+
+
+def render_object(obj, cam2world, intrinsics, resolution):
+    """uint8 [R, R, 3] image of `obj` (white background) from an OpenCV cam2world [4, 4] and
+    normalised intrinsics [3, 3]; 2x2 supersampled."""
+    n = 2 * resolution
+    scene = _Scene(obj)
+    origin, dirs = _rays(cam2world, intrinsics, n)
+    start = _cone_starts(scene, origin, dirs, n, cam2world, intrinsics)
+    hit, points = _trace(scene, origin, dirs, start)
+    image = np.ones((n * n, 3))
+    if hit.any():
+        image[hit] = _shade(scene, points[hit].astype(np.float64))
+    image = image.reshape(resolution, 2, resolution, 2, 3).mean(axis=(1, 3))
+    return np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
+def render_label(obj, label, resolution):
+    """render_object with the camera given as a 25-float label."""
+    label = np.asarray(label, dtype=np.float64)
+    return render_object(obj, label[:16].reshape(4, 4), label[16:].reshape(3, 3), resolution)
+
+
+def sample(index, seed=0):
+    """The (object, label) of image `index`: reproducible from (seed, index) alone."""
+    rng = np.random.default_rng([seed, index])
+    return random_object(rng), random_camera(rng)
+
+
+def generate(resolution, count, seed=0):
+    """Yield (name, uint8 [R, R, 3] image, float32 label [25]) for images 0 .. count-1."""
+    for index in range(count):
+        obj, label = sample(index, seed)
+        yield f'toy{index:08d}.png', render_label(obj, label, resolution), label
