@@ -14,8 +14,9 @@ import torch
 from .networks.discriminator import DualDiscriminator
 from .networks.triplane import TriPlaneGenerator
 from .safe_unpickle import PersistentRecord, PickleLoadError, module_state_dict, safe_load
+from .training.augment import AugmentPipe
 
-NETWORK_CLASSES = {cls.__name__: cls for cls in (TriPlaneGenerator, DualDiscriminator)}
+NETWORK_CLASSES = {cls.__name__: cls for cls in (TriPlaneGenerator, DualDiscriminator, AugmentPipe)}
 NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')
 # Plain attributes that live outside the state dict and that scripts copy by hand (spec 1.9).
 COPIED_ATTRIBUTES = ('neural_rendering_resolution', 'rendering_kwargs')

@@ -6,9 +6,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from .init_args import records_init_args
 from .stylegan2 import Conv2dLayer, FullyConnectedLayer, MappingNetwork
 
 
+@records_init_args
 class DiscriminatorBlock(nn.Module):
     """ResNet block: (fromrgb) conv0, strided conv1, with a 1x1 strided skip."""
 
@@ -58,6 +60,7 @@ class DiscriminatorBlock(nn.Module):
         return y + x, img
 
 
+@records_init_args
 class MinibatchStdLayer(nn.Module):
     """Appends the std of features across groups of samples (taken with stride N/G)."""
 
@@ -76,6 +79,7 @@ class MinibatchStdLayer(nn.Module):
         return torch.cat([x, y.repeat(g, 1, h, w)], dim=1)
 
 
+@records_init_args
 class DiscriminatorEpilogue(nn.Module):
     """4x4 head: minibatch-std, conv, fc, out, then projection onto the camera embedding."""
 
@@ -113,6 +117,7 @@ def filtered_resizing(image, size, f=None, filter_mode='antialiased'):
                          antialias=True)
 
 
+@records_init_args
 class DualDiscriminator(nn.Module):
     def __init__(self, c_dim, img_resolution, img_channels, architecture='resnet',
                  channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256, cmap_dim=None,

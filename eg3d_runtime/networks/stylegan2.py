@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .. import ops
+from .init_args import records_init_args
 
 
 def resolve_fused_modconv(fused_modconv, default, training):
@@ -18,6 +19,7 @@ def resolve_fused_modconv(fused_modconv, default, training):
     return fused_modconv
 
 
+@records_init_args
 class FullyConnectedLayer(nn.Module):
     """Linear layer with equalised learning rate: weights are scaled at run time."""
 
@@ -44,6 +46,7 @@ class FullyConnectedLayer(nn.Module):
         return ops.bias_act(x.matmul(w.t()), b, act=self.activation)
 
 
+@records_init_args
 class Conv2dLayer(nn.Module):
     """Plain convolution with equalised learning rate and optional FIR up/down-sampling."""
 
@@ -82,6 +85,7 @@ class Conv2dLayer(nn.Module):
         return ops.bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
 
 
+@records_init_args
 class MappingNetwork(nn.Module):
     """z (and the embedded camera c) -> w, broadcast to num_ws, with truncation around w_avg."""
 
@@ -131,6 +135,7 @@ class MappingNetwork(nn.Module):
         return x
 
 
+@records_init_args
 class SynthesisLayer(nn.Module):
     """Modulated 3x3 convolution + noise + bias + lrelu."""
 
@@ -172,6 +177,7 @@ class SynthesisLayer(nn.Module):
                             gain=self.act_gain * gain, clamp=clamp)
 
 
+@records_init_args
 class ToRGBLayer(nn.Module):
     """Modulated 1x1 convolution without demodulation, to the block's output channels."""
 
@@ -194,6 +200,7 @@ class ToRGBLayer(nn.Module):
         return ops.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
 
 
+@records_init_args
 class SynthesisBlock(nn.Module):
     """One resolution of the 'skip' synthesis network: (const | up-conv) + conv + toRGB."""
 
@@ -250,6 +257,7 @@ class SynthesisBlock(nn.Module):
         return x, img
 
 
+@records_init_args
 class SynthesisNetwork(nn.Module):
     """ws -> image through blocks 4x4 ... img_resolution; each torgb shares the next conv's w."""
 
@@ -285,6 +293,7 @@ class SynthesisNetwork(nn.Module):
         return img
 
 
+@records_init_args
 class Generator(nn.Module):
     """StyleGAN2 generator: EG3D's backbone producing the 3x32-channel tri-plane image."""
 

@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from .init_args import records_init_args
 from .stylegan2 import SynthesisBlock
 
 
@@ -13,6 +14,7 @@ class SynthesisBlockNoUp(SynthesisBlock):
     upsamples = False
 
 
+@records_init_args
 class _Superresolution(nn.Module):
     """Shared forward: resize the neural rendering if needed, then block0 and block1."""
 

@@ -6,14 +6,20 @@ from .. import fastpath
 from ..rendering.rays import RaySampler
 from ..rendering.renderer import ImportanceRenderer
 from .decoder import OSGDecoder
+from .init_args import records_init_args
 from .stylegan2 import Generator
 from .superresolution import superresolution_class
 
 PLANE_CHANNELS = 32
 
 
+@records_init_args
 class TriPlaneGenerator(nn.Module):
-    """The EG3D generator, constructed from the same arguments as the official class (spec 2.1)."""
+    """The EG3D generator, constructed from the same arguments as the official class (spec 2.1).
+
+    Saved networks embed this source (module_source.py) without the fast path, where `fastpath`
+    is None; their renderer, ray sampler and decoder may then be the official classes, so those
+    are called with the official signatures only."""
 
     def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, sr_num_fp16_res=0,
                  mapping_kwargs={}, rendering_kwargs={}, sr_kwargs={}, **synthesis_kwargs):
@@ -38,6 +44,10 @@ class TriPlaneGenerator(nn.Module):
         self.rendering_kwargs = rendering_kwargs
         self._last_planes = None
 
+    def _fast_path(self, ws, synthesis_kwargs, faithful):
+        """Whether the fast path (eg3d_runtime.fastpath) serves this call."""
+        return not faithful and fastpath is not None and fastpath.usable(self, ws, synthesis_kwargs)
+
     def mapping(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False):
         """z [N, z_dim], conditioning camera c [N, 25] -> ws [N, num_ws, w_dim]."""
         if self.rendering_kwargs.get('c_gen_conditioning_zero', False):
@@ -52,7 +62,7 @@ class TriPlaneGenerator(nn.Module):
 
         Uses the fast backbone (eg3d_runtime.fastpath) unless `faithful=True`, autograd is
         needed, or the module is in training mode."""
-        if not faithful and fastpath.usable(self, ws, synthesis_kwargs):
+        if self._fast_path(ws, synthesis_kwargs, faithful):
             return fastpath.planes(self, ws, cache_backbone=cache_backbone,
                                    use_cached_backbone=use_cached_backbone,
                                    noise_mode=synthesis_kwargs.get('noise_mode', 'random'))
@@ -80,7 +90,7 @@ class TriPlaneGenerator(nn.Module):
         returns no 'image'. Unlike the official code this does not store
         `neural_rendering_resolution` on the generator; pass it on every call or set the attribute.
         """
-        if not faithful and fastpath.usable(self, ws, synthesis_kwargs):
+        if self._fast_path(ws, synthesis_kwargs, faithful):
             return fastpath.synthesis(self, ws, c, neural_rendering_resolution, noise_mode,
                                       cache_backbone, use_cached_backbone, deterministic,
                                       rendering_overrides, superresolution)
@@ -93,8 +103,10 @@ class TriPlaneGenerator(nn.Module):
         planes = self.planes(ws, cache_backbone=cache_backbone,
                              use_cached_backbone=use_cached_backbone, faithful=True,
                              noise_mode=noise_mode, update_emas=update_emas, **synthesis_kwargs)
+        # The official renderer has no `deterministic` argument: pass it only when it is asked for.
+        extra = {'deterministic': True} if deterministic else {}
         features, depth, _ = self.renderer(planes, self.decoder, origins, directions, options,
-                                           deterministic=deterministic)
+                                           **extra)
         feature_image = features.permute(0, 2, 1).reshape(n, features.shape[-1], nrr, nrr)
         depth_image = depth.permute(0, 2, 1).reshape(n, 1, nrr, nrr)
         rgb_image = feature_image[:, :3]
@@ -108,8 +120,7 @@ class TriPlaneGenerator(nn.Module):
     def sample_mixed(self, coordinates, directions, ws, noise_mode='random', faithful=False,
                      **synthesis_kwargs):
         """Raw density ('sigma') and colour features ('rgb') at world points [N, P, 3] for ws."""
-        if not faithful and fastpath.usable(self, ws, synthesis_kwargs) \
-                and not coordinates.requires_grad:
+        if self._fast_path(ws, synthesis_kwargs, faithful) and not coordinates.requires_grad:
             return fastpath.sample_mixed(self, coordinates, directions, ws, noise_mode=noise_mode)
         planes = self.planes(ws, noise_mode=noise_mode, faithful=True, **synthesis_kwargs)
         return self.renderer.run_model(planes, self.decoder, coordinates, directions,

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..networks.init_args import records_init_args
+
 # Low-pass decomposition filters of two Daubechies symlets (the official coefficients).
 SYM2 = [-0.12940952255092145, 0.22414386804185735, 0.836516303737469, 0.48296291314469025]
 SYM6 = [0.015404109327027373, 0.0034907120842174702, -0.11799011114819057, -0.048311742585633,
@@ -83,6 +85,7 @@ def _upfirdn_separable(x, taps, up=1, down=1, pad=(0, 0), gain=1.0, flip=True):
     return F.conv2d(x, taps.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), stride=(down, 1), groups=c)
 
 
+@records_init_args
 class AugmentPipe(torch.nn.Module):
     """Per-sample random augmentations; each enabled one fires with probability `p * multiplier`.
 
