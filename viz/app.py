@@ -25,6 +25,7 @@ from .render_args import RenderArgs
 from .render_widget import RenderWidget
 from .render_worker import RenderWorker
 from .stylemix_widget import StylemixWidget
+from .trainer_widget import TrainerWidget
 from .trunc_widget import TruncWidget
 from .viewport import Viewport
 
@@ -73,6 +74,9 @@ class Visualizer:
             ('Export mesh', [self.mesh_widget]),
             ('Layers & channels', [self.layer_widget]),
         ]
+        self.trainer_widget = TrainerWidget(self, options.run)
+        self.tab = None                      # 'Viewer' or 'Trainer', the tab on screen
+        self._select_tab = 'Trainer' if options.run else None
         self._core_args = None
         self._last_change = 0.0
 
@@ -134,11 +138,7 @@ class Visualizer:
         imgui.set_next_window_pos(imgui.ImVec2(0, 0))
         imgui.set_next_window_size(imgui.ImVec2(self.pane_w, height))
         imgui.begin('##pane', None, PANE_FLAGS)
-        for title, widgets in self.sections:
-            flags = imgui.TreeNodeFlags_.default_open if widgets[0] is not self.layer_widget else 0
-            expanded = imgui.collapsing_header(title, flags)
-            for widget in widgets:
-                widget(show=expanded)
+        self._draw_tabs()
         imgui.end()
         if self.comparing:
             self.compare.draw(self.pane_w, 0, width - self.pane_w, height)
@@ -152,6 +152,36 @@ class Visualizer:
         elif self.capture_widget.want_gui_grab:
             self.capture_widget.gui_grabbed(self.window.grab_framebuffer())
         self.window.end_frame()
+
+    def select_tab(self, name):
+        self._select_tab = name
+
+    def _draw_tabs(self):
+        """Viewer and Trainer tabs; the hidden tab's widgets still run (show=False)."""
+        self.tab = None
+        if imgui.begin_tab_bar('##tabs'):
+            for name in ('Viewer', 'Trainer'):
+                flags = imgui.TabItemFlags_.set_selected if self._select_tab == name else 0
+                if imgui.begin_tab_item(name, None, flags)[0]:
+                    self.tab = name
+                    if name == 'Viewer':
+                        self._draw_sections(True)
+                    else:
+                        self.trainer_widget(show=True)
+                    imgui.end_tab_item()
+            imgui.end_tab_bar()
+        self._select_tab = None
+        if self.tab != 'Viewer':
+            self._draw_sections(False)
+        if self.tab != 'Trainer':
+            self.trainer_widget(show=False)
+
+    def _draw_sections(self, show):
+        for title, widgets in self.sections:
+            flags = imgui.TreeNodeFlags_.default_open if widgets[0] is not self.layer_widget else 0
+            expanded = show and imgui.collapsing_header(title, flags)
+            for widget in widgets:
+                widget(show=expanded)
 
     def _submit(self):
         """Preview while the inputs change, the full frame once they are still."""
@@ -227,6 +257,7 @@ class Visualizer:
     def close(self):
         self.mesh_widget.cancel()
         self.mesh_widget.join(timeout=10)
+        self.trainer_widget.close()
         self.worker.close()
         self.compare.close()
         self.window.destroy()

@@ -1,0 +1,157 @@
+"""The Trainer tab in a real window under Xvfb: curves of an official run, a run started from the
+form whose snapshots appear, load and are followed, and a clean Stop."""
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import viz.training_process as tp
+
+from conftest import REPO, frames
+from run_dirs import FAKE_TRAINER, LOSS_G, official_run
+
+HAVE_TRAIN = (REPO / 'eg3d_runtime' / 'train.py').exists()
+
+
+@pytest.fixture(autouse=True)
+def no_trainer_left_behind(monkeypatch):
+    """Trainers outlive the window by design; the tests end the ones they started."""
+    started = []
+
+    class Recorded(tp.TrainingProcess):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self)
+    monkeypatch.setattr(tp, 'TrainingProcess', Recorded)
+    yield
+    for process in started:
+        if process.proc.poll() is None:
+            process.proc.kill()
+        process.wait(timeout=10)
+
+
+def open_window(*args):
+    import glfw
+
+    from gui_utils import platform
+    platform.configure(False)
+    from viz.app import Visualizer
+    from visualizer import build_parser
+    viz = Visualizer(build_parser().parse_args([*map(str, args), '--width', '1200',
+                                                '--height', '800']))
+    glfw.set_window_pos(viz.window.handle, 0, 0)
+    return viz
+
+
+def frames_until(viz, condition, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frames(viz, 1)
+        if condition():
+            return True
+    return False
+
+
+def test_run_argument_opens_the_tab_with_the_curves_of_an_official_run(
+        xvfb_display, user_dirs, tmp_path):
+    run = official_run(tmp_path)
+    viz = open_window('--run', run)
+    try:
+        trainer = viz.trainer_widget
+        assert frames_until(viz, lambda: 'Loss/G/loss' in trainer.curves.drawn)
+        assert viz.tab == 'Trainer'
+        kimg, loss = trainer.curves.drawn['Loss/G/loss']
+        assert kimg.tolist() == [0.0, 4.0, 8.0]
+        np.testing.assert_array_equal(loss, LOSS_G)            # the NaN tick is a gap
+        r1 = trainer.curves.drawn['Loss/r1_penalty'][1]
+        assert r1[0] == 0.5 and math.isnan(r1[2])               # Infinity cannot be placed
+        assert trainer.curves.drawn['fid50k_full'][1].tolist() == [41.5]
+        assert trainer.state.total_kimg == 25000 and trainer.state.kimg == 8.0
+        trainer.fakes.index = 0                                  # the kimg slider moved to 0
+        assert frames_until(viz, lambda: trainer.fakes.shown_path == run / 'fakes000000.png')
+        viz.select_tab('Viewer')
+        frames(viz, 2)
+        assert viz.tab == 'Viewer' and not viz.window.should_close
+    finally:
+        viz.close()
+
+
+@pytest.fixture
+def fake_trainer(tmp_path, monkeypatch, fixture_pkl):
+    script = tmp_path / 'fake_train.py'
+    script.write_text(FAKE_TRAINER)
+    monkeypatch.setattr(tp, 'TRAIN', [sys.executable, str(script)])
+    monkeypatch.setenv('FAKE_SNAPSHOT', str(fixture_pkl))
+
+
+def test_started_run_snapshots_load_follow_and_stop(viewer, fake_trainer, tmp_path):
+    """With a stand-in trainer (same process contract as eg3d_runtime.train)."""
+    viz = viewer
+    trainer = viz.trainer_widget
+    viz.select_tab('Trainer')
+    trainer.set_preset('shapenet')
+    trainer.form['outdir'] = str(tmp_path / 'runs')
+    trainer.form['data'] = str(tmp_path)
+    assert trainer.start()
+    assert frames_until(viz, lambda: trainer.state is not None and
+                        len(trainer.state.settled_snapshots) >= 1)
+    assert trainer.monitor.run_dir == tmp_path / 'runs' / '00000-fake'
+    first = trainer.state.settled_snapshots[0][1]
+    trainer.load_snapshot(first)
+    assert frames_until(viz, lambda: viz.viewport.result is not None and
+                        viz.viewport.result.args.pkl == str(first))
+    assert viz.viewport.result.error is None
+    viz.pose_widget.yaw = 0.4
+    viz.latent_widget.set_seed(3)
+    trainer.follow_latest = True
+    assert frames_until(viz, lambda: viz.pickle_widget.pkl != str(first))
+    assert viz.pickle_widget.pkl == str(trainer.state.settled_snapshots[-1][1].resolve())
+    assert (viz.pose_widget.yaw, viz.latent_widget.seed) == (0.4, 3)
+    trainer.stop()
+    assert trainer.process.wait(timeout=30) == 0
+    assert frames_until(viz, lambda: trainer.state.status == 'stopped')
+    assert 'Stopped by request.' in trainer.state.log_tail
+
+
+def test_failed_launch_says_why(viewer, tmp_path, monkeypatch):
+    monkeypatch.setattr(tp, 'TRAIN', [sys.executable, '-c',
+                                      'import sys; sys.exit("error: --data: no such file")'])
+    trainer = viewer.trainer_widget
+    trainer.set_preset('afhq')
+    assert trainer.start()
+    assert frames_until(viewer, lambda: trainer.message.startswith('trainer exited'))
+    assert trainer.message == 'trainer exited with code 1: error: --data: no such file'
+
+
+@pytest.mark.skipif(not HAVE_TRAIN, reason='eg3d_runtime/train.py (the training CLI, '
+                    'eg3d_runtime.train) does not exist yet')
+def test_tiny_real_run_from_the_form(viewer, tmp_path):
+    from eg3d_runtime import load_network_pkl
+    data = tmp_path / 'data.zip'
+    subprocess.run([sys.executable, '-m', 'eg3d_runtime.dataset_tool', '--source', 'procedural',
+                    '--dest', data, '--resolution', '64', '--max-images', '32'], cwd=REPO,
+                   check=True, capture_output=True, timeout=120)
+    viz = viewer
+    trainer = viz.trainer_widget
+    trainer.set_preset('demo')
+    trainer.form.update(outdir=str(tmp_path / 'runs'), data=str(data), batch='4', kimg='1000',
+                        tick='0.004', snap='1', metrics='none')
+    trainer.extra = '--cbase=1024 --cmax=32'
+    assert trainer.start()
+    assert frames_until(viz, lambda: not trainer.process.running or (
+        trainer.state is not None and trainer.state.settled_snapshots), timeout=300)
+    assert trainer.process.running, trainer.message
+    first = trainer.state.settled_snapshots[0][1]
+    trainer.load_snapshot(first)
+    assert frames_until(viz, lambda: viz.viewport.result is not None and
+                        viz.viewport.result.args.pkl == str(first), timeout=120)
+    assert viz.viewport.result.error is None
+    trainer.stop()
+    assert trainer.process.wait(timeout=300) == 0
+    assert frames_until(viz, lambda: trainer.state.status == 'stopped')
+    last = Path(trainer.state.snapshots[-1][1])
+    assert load_network_pkl(last)['G_ema'] is not None

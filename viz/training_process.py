@@ -1,0 +1,142 @@
+"""Start, stop and resume a training run as its own process (`python -m eg3d_runtime.train`).
+
+The process gets a new session, so it keeps training when the viewer closes; its console
+output goes to a file, which also tells us the run directory ('Output directory: ...').
+Stopping is a request the trainer honours cleanly: it writes a snapshot, then exits.
+No GUI imports.
+"""
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .run_files import read_tail
+from .settings import cache_dir
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = [sys.executable, '-m', 'eg3d_runtime.train']
+OUTPUT_DIR_PREFIX = 'Output directory: '
+STOP_FILE = 'stop-request'
+
+
+def demo_data():
+    """Where the demo preset keeps its procedural dataset (built on first use)."""
+    return cache_dir() / 'demo-data-64.zip'
+
+
+# Command-line options (spec 4.3 names) of the seed recipes; the form shows them for editing.
+_FFHQ = {'cfg': 'ffhq', 'gpus': 8, 'batch': 32, 'gamma': 1, 'gen_pose_cond': True}
+PRESETS = {
+    'demo': {'cfg': 'demo', 'gpus': 1, 'batch': 8, 'gamma': 1, 'kimg': 2, 'tick': 0.1, 'snap': 1,
+             'metrics': 'none'},
+    'ffhq 64': dict(_FFHQ),
+    'ffhq 64->128 fine-tune': dict(_FFHQ, neural_rendering_resolution_final=128,
+                                   resume='ffhq512-64.pkl', kimg=2000),
+    'afhq': {'cfg': 'afhq', 'gpus': 8, 'batch': 32, 'gamma': 5, 'gpc_reg_prob': 0.8,
+             'aug': 'ada'},
+    'shapenet': {'cfg': 'shapenet', 'gpus': 8, 'batch': 32, 'gamma': 0.3},
+}
+
+
+def train_command(options, extra=''):
+    """argv of the trainer: `options` as --name=value (empty values left out), then `extra`."""
+    args = [f'--{name}={value}' for name, value in options.items()
+            if value is not None and str(value).strip() != '']
+    return TRAIN + args + shlex.split(extra)
+
+
+def dataset_command(dest):
+    return [sys.executable, '-m', 'eg3d_runtime.dataset_tool', '--source', 'procedural',
+            '--dest', str(dest), '--resolution', '64', '--max-images', '512']
+
+
+def resume_command(run_dir):
+    """argv that continues `run_dir` from its latest snapshot; ValueError (one line) if it can't."""
+    try:
+        from eg3d_runtime.train import resume_args
+    except ImportError as e:
+        raise ValueError(f'cannot resume: the training module is not available ({e})') from None
+    return TRAIN + list(resume_args(Path(run_dir)))
+
+
+def request_stop(run_dir):
+    """Ask the trainer writing `run_dir` to snapshot and exit (works for any process)."""
+    try:
+        (Path(run_dir) / STOP_FILE).touch()
+    except OSError as e:
+        raise ValueError(f'{run_dir}: cannot request a stop ({e.strerror})') from None
+
+
+def find_output_dir(output_path, limit=1 << 20):
+    """The run directory announced in the trainer's console output, or None (yet)."""
+    try:
+        with open(output_path, 'rb') as f:
+            text = f.read(limit).decode('utf-8', 'replace')
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(OUTPUT_DIR_PREFIX):
+            return Path(line[len(OUTPUT_DIR_PREFIX):].strip()).expanduser()
+    return None
+
+
+class TrainingProcess:
+    """One launched trainer. `run_dir` appears once the trainer announces it, `returncode` once
+    it exits; a watcher thread fills both so the GUI only reads attributes."""
+
+    def __init__(self, commands, output_path=None, cwd=None):
+        """commands: one argv, or several run one after another (all must succeed)."""
+        commands = [commands] if isinstance(commands[0], str) else list(commands)
+        self.command = commands[-1]
+        if output_path is None:
+            output_path = cache_dir() / 'training' / time.strftime('%Y%m%d-%H%M%S.out')
+        self.output_path = Path(output_path)
+        self.output_path.parent.mkdir(parents=True, exist_ok=True)
+        argv = commands[0] if len(commands) == 1 else \
+            ['sh', '-c', ' && '.join(shlex.join(c) for c in commands[:-1])
+             + ' && exec ' + shlex.join(commands[-1])]
+        env = dict(os.environ, PYTHONUNBUFFERED='1',
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(REPO),
+                                                            os.environ.get('PYTHONPATH')])))
+        with open(self.output_path, 'wb') as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, cwd=cwd, env=env,
+                                         start_new_session=True)
+        self.run_dir = None
+        self.returncode = None
+        self.stop_requested = False
+        self._thread = threading.Thread(target=self._watch, daemon=True, name='trainer-watch')
+        self._thread.start()
+
+    def _watch(self):
+        while self.run_dir is None and self.proc.poll() is None:
+            self.run_dir = find_output_dir(self.output_path)
+            time.sleep(0.2)
+        if self.run_dir is None:
+            self.run_dir = find_output_dir(self.output_path)
+        self.returncode = self.proc.wait()
+
+    @property
+    def running(self):
+        return self.returncode is None
+
+    def output_error(self):
+        """The last line of the console output (why a launch failed), or ''."""
+        lines = [line for line in read_tail(self.output_path, 8192, 40) if line.strip()]
+        return lines[-1].strip() if lines else ''
+
+    def stop(self):
+        """Clean stop: the stop-request file and SIGTERM (the trainer treats both alike)."""
+        self.stop_requested = True
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        if self.run_dir is not None:
+            request_stop(self.run_dir)
+
+    def wait(self, timeout=None):
+        self._thread.join(timeout)
+        return self.returncode
