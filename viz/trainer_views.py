@@ -58,7 +58,6 @@ class CurvesView:
         if not implot.begin_plot(title, imgui.ImVec2(width, plot_h)):
             return
         implot.setup_axes('kimg', '', implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
-        spec = implot.Spec(flags=implot.LineFlags_.skip_nan)
         for name in self.names(state, title):
             kimg, values = state.series(name)
             values = plottable(values)
@@ -66,7 +65,7 @@ class CurvesView:
             if len(kimg) == 1:
                 implot.plot_scatter(name, np.ascontiguousarray(kimg), values)
             else:
-                implot.plot_line(name, np.ascontiguousarray(kimg), values, spec)
+                implot.plot_line(name, np.ascontiguousarray(kimg), values)   # NaN: a gap
         implot.end_plot()
 
 

@@ -2,6 +2,7 @@
 curves, fakes, log) and steer it (Stop, Resume); load any snapshot into the viewer, or follow
 the newest one. The tab only reads the run directory (through a monitor thread) and sends stop
 requests; the trainer is a separate process that outlives the window."""
+import time
 from pathlib import Path
 
 from imgui_bundle import imgui
@@ -153,12 +154,16 @@ class TrainerWidget:
                 imgui.progress_bar(min(state.kimg / state.total_kimg, 1.0), imgui.ImVec2(-1, 0),
                                    f'{state.kimg:g} / {state.total_kimg:g} kimg{eta}')
                 imgui.set_cursor_pos_x(viz.label_w)
-            imgui.text(f'{state.status}' + (' (this window started it)' if running else ''))
+            quiet = time.time() - (state.last_update or time.time())
+            imgui.text(state.status + (' (started here)' if running else '')
+                       + (f', no update for {format_seconds(quiet)}'
+                          if state.status == 'running' and quiet > 60 else ''))
             if state.error:
                 imgui.set_cursor_pos_x(viz.label_w)
                 imgui.text_colored(RED, state.error)
         imgui.set_cursor_pos_x(viz.label_w)
-        alive = running or (state is not None and state.status == 'running' and state.exists)
+        alive = (running and not proc.stop_requested) or (
+            not running and state is not None and state.status == 'running' and state.exists)
         if button('Stop', enabled=alive, width=viz.button_w):
             self.stop()
         imgui.same_line()

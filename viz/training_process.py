@@ -130,12 +130,13 @@ class TrainingProcess:
         return lines[-1].strip() if lines else ''
 
     def stop(self):
-        """Clean stop: the stop-request file and SIGTERM (the trainer treats both alike)."""
+        """Clean stop: the stop-request file, then SIGTERM (the trainer treats both alike and
+        removes the file when it exits)."""
         self.stop_requested = True
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
         if self.run_dir is not None:
             request_stop(self.run_dir)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
 
     def wait(self, timeout=None):
         self._thread.join(timeout)
