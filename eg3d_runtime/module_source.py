@@ -36,7 +36,6 @@ BUNDLED_MODULES = (
     'networks.triplane',
     'training.augment',
 )
-OPTIONAL_MODULES = ('training.augment',)  # bundled when present
 LEFT_OUT_MODULES = ('fastpath',)          # bound to None inside the bundle
 ALLOWED_IMPORT_ROOTS = frozenset({'torch', 'numpy'}) | frozenset(sys.stdlib_module_names)
 HEADER = '''\
@@ -95,12 +94,12 @@ class _Section:
         self.module = module
         path = PACKAGE_DIR.joinpath(*module.split('.')).with_suffix('.py')
         self.path = path.relative_to(PACKAGE_DIR.parent).as_posix()
-        self.text = path.read_text(encoding='utf-8')
-        tree = ast.parse(self.text, filename=self.path)
+        text = path.read_text(encoding='utf-8')
+        tree = ast.parse(text, filename=self.path)
         self.names = _defined_names(tree)
-        self.external = []   # (alias, source text of the import statement)
+        self.external = []   # source text of each import of torch, numpy, the standard library
         self.internal = []   # (bound name, bundled module, name in it or None for the module)
-        lines = self.text.splitlines(keepends=True)
+        lines = text.splitlines(keepends=True)
         for node in _import_statements(tree):
             statement = ''.join(lines[node.lineno - 1:node.end_lineno])
             for first in range(node.lineno - 1, node.end_lineno):
@@ -122,16 +121,6 @@ class _Section:
                 self.internal.append((bound, base, alias.name))
 
 
-def _available_modules():
-    present = []
-    for module in BUNDLED_MODULES:
-        if PACKAGE_DIR.joinpath(*module.split('.')).with_suffix('.py').exists():
-            present.append(module)
-        elif module not in OPTIONAL_MODULES:
-            raise BundleError(f'eg3d_runtime/{module.replace(".", "/")}.py is missing')
-    return present
-
-
 def _bound_imports(statement):
     """{bound name: what it refers to} for one external import statement."""
     node = ast.parse(statement).body[0]
@@ -143,9 +132,10 @@ def _bound_imports(statement):
 
 def build_source():
     """Assemble the bundle from the current files (see the module docstring)."""
-    sections = {m: _Section(m) for m in _available_modules()}
+    sections = {m: _Section(m) for m in BUNDLED_MODULES}
     whole = {target for s in sections.values() for _, target, name in s.internal
              if name is None and target in sections}   # modules imported as a whole
+    order = list(sections)
     owners, imports, bound_imports, body = {}, [], {}, []
     for module, section in sections.items():
         for name in section.names + ([module.split('.')[-1]] if module in whole else []):
@@ -160,8 +150,7 @@ def build_source():
                 imports.append(statement)
         bindings = []
         for bound, target, name in section.internal:
-            defined_before = target in sections and list(sections).index(target) < \
-                list(sections).index(module)
+            defined_before = target in sections and order.index(target) < order.index(module)
             if target in LEFT_OUT_MODULES:
                 bindings.append(f'{bound} = None  # not part of saved networks')
             elif not defined_before:

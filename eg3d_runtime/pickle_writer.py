@@ -42,7 +42,7 @@ class _OfficialRayMarcher(nn.Module):
     ours composites with a function, so the child is written from this empty module."""
 
 
-def reconstruct_persistent_obj(meta):
+def _persistent_reconstructor(meta):
     """Written into the pickle as `torch_utils.persistence._reconstruct_persistent_obj`: the
     writer only needs an object to name; reading our files back goes through safe_unpickle."""
     raise TypeError('only the official torch_utils.persistence can reconstruct a network')
@@ -53,7 +53,7 @@ _OFFICIAL_GLOBALS = {
     ImportanceRenderer: ('training.volumetric_rendering.renderer', 'ImportanceRenderer'),
     RaySampler: ('training.volumetric_rendering.ray_sampler', 'RaySampler'),
     _OfficialRayMarcher: ('training.volumetric_rendering.ray_marcher', 'MipRayMarcher2'),
-    reconstruct_persistent_obj: ('torch_utils.persistence', '_reconstruct_persistent_obj'),
+    _persistent_reconstructor: ('torch_utils.persistence', '_reconstruct_persistent_obj'),
 }
 _TORCH_PLAIN = (nn.Sequential, nn.Softplus)
 
@@ -61,12 +61,7 @@ _TORCH_PLAIN = (nn.Sequential, nn.Softplus)
 def _official_plane_axes():
     """`plane_axes` of the official renderer: per plane, unit rows picking its two axes, then
     the remaining one (spec 3.4); an attribute, not a buffer, and never trained."""
-    rows = [[a, b, 3 - a - b] for a, b in PLANE_AXES]
-    axes = torch.zeros(3, 3, 3)
-    for plane, order in enumerate(rows):
-        for row, axis in enumerate(order):
-            axes[plane, row, axis] = 1
-    return axes
+    return torch.eye(3)[torch.tensor([[a, b, 3 - a - b] for a, b in PLANE_AXES])]
 
 
 def _official_state(module):
@@ -107,7 +102,7 @@ class _SnapshotPickler(pickle._Pickler):
             meta = {'type': 'class', 'version': PERSISTENCE_VERSION,
                     'module_src': bundle_source(), 'class_name': cls.__name__,
                     'state': module.__dict__}
-            return reconstruct_persistent_obj, (meta,)
+            return _persistent_reconstructor, (meta,)
         raise pickle.PicklingError(
             f'cannot save a {cls.__module__}.{cls.__qualname__} in a network pickle (only '
             f'eg3d_runtime network classes with recorded constructor arguments)')
@@ -184,7 +179,7 @@ def _snapshot_dict(data):
             snapshot[key] = _snapshot_copy(value)
         else:
             raise ValueError(f'{key}: expected a network, found {type(value).__name__}')
-    for key, value in data.items():  # extra entries (e.g. training progress) after the official ones
+    for key, value in data.items():  # extra entries (e.g. training progress) come last
         if key not in snapshot:
             _check_plain(key, 'key')
             _check_plain(value, key)
