@@ -46,7 +46,7 @@ def official_run(root, snapshot_pkl=None):
 
 
 # Stand-in for `python -m eg3d_runtime.train`: announces its run dir, writes a tick every
-# 0.05 s, a snapshot (a copy of the pickle given as FAKE_SNAPSHOT) every 4 ticks; on SIGTERM or
+# 0.05 s, a snapshot (a copy of the pickle given as FAKE_SNAPSHOT) every 20 ticks; on SIGTERM or
 # a stop-request file it writes a snapshot, logs "Stopped by request." and exits 0.
 FAKE_TRAINER = r'''
 import os, shutil, signal, sys, time, json
@@ -74,7 +74,7 @@ while True:
         snapshot(tick)
         log.write('Stopped by request.\n'); log.close()
         sys.exit(0)
-    if tick % 4 == 0:
+    if tick % 20 == 0:
         snapshot(tick)
     tick += 1
     time.sleep(0.05)

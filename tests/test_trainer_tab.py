@@ -115,6 +115,10 @@ def test_started_run_snapshots_load_follow_and_stop(viewer, fake_trainer, tmp_pa
     assert trainer.process.wait(timeout=30) == 0
     assert frames_until(viz, lambda: trainer.state.status == 'stopped')
     assert 'Stopped by request.' in trainer.state.log_tail
+    last = str(trainer.state.snapshots[-1][1])              # written on the way out: it loads
+    assert frames_until(viz, lambda: viz.viewport.result.args.pkl == last and
+                        not viz.worker.busy)
+    assert viz.viewport.result.error is None and trainer.message == 'trainer exited'
 
 
 def test_failed_launch_says_why(viewer, tmp_path, monkeypatch):
@@ -127,9 +131,11 @@ def test_failed_launch_says_why(viewer, tmp_path, monkeypatch):
     assert trainer.message == 'trainer exited with code 1: error: --data: no such file'
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAVE_TRAIN, reason='eg3d_runtime/train.py (the training CLI, '
                     'eg3d_runtime.train) does not exist yet')
 def test_tiny_real_run_from_the_form(viewer, tmp_path):
+    """The real trainer: minutes on a CPU (each snapshot also renders the 32x32 fakes grid)."""
     from eg3d_runtime import load_network_pkl
     data = tmp_path / 'data.zip'
     subprocess.run([sys.executable, '-m', 'eg3d_runtime.dataset_tool', '--source', 'procedural',
@@ -143,7 +149,7 @@ def test_tiny_real_run_from_the_form(viewer, tmp_path):
     trainer.extra = '--cbase=1024 --cmax=32'
     assert trainer.start()
     assert frames_until(viz, lambda: not trainer.process.running or (
-        trainer.state is not None and trainer.state.settled_snapshots), timeout=300)
+        trainer.state is not None and trainer.state.settled_snapshots), timeout=1200)
     assert trainer.process.running, trainer.message
     first = trainer.state.settled_snapshots[0][1]
     trainer.load_snapshot(first)
@@ -151,7 +157,7 @@ def test_tiny_real_run_from_the_form(viewer, tmp_path):
                         viz.viewport.result.args.pkl == str(first), timeout=120)
     assert viz.viewport.result.error is None
     trainer.stop()
-    assert trainer.process.wait(timeout=300) == 0
+    assert trainer.process.wait(timeout=1200) == 0
     assert frames_until(viz, lambda: trainer.state.status == 'stopped')
     last = Path(trainer.state.snapshots[-1][1])
     assert load_network_pkl(last)['G_ema'] is not None

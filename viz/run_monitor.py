@@ -90,7 +90,7 @@ class RunMonitor:
     """Reads a run directory incrementally; `poll()` does the I/O and returns a new RunState."""
 
     def __init__(self, run_dir):
-        self.run_dir = Path(run_dir).expanduser()
+        self.run_dir = Path(run_dir).expanduser().resolve()    # paths as the viewer has them
         self.stats = run_files.JsonlTail(self.run_dir / 'stats.jsonl')
         self.metric_tails = {}
         self.fakes_wanted = None              # path of the grid to load, set by the GUI

@@ -31,6 +31,7 @@ class TrainerWidget:
         self.message = ''
         self.follow_latest = False
         self._followed = None
+        self._watching = None                 # the process whose run dir is open
         self.curves = CurvesView()
         self.fakes = FakesView()
         self.extra = ''
@@ -101,12 +102,12 @@ class TrainerWidget:
     # ---- per frame ---------------------------------------------------------------------------
     def _poll(self):
         proc = self.process
-        if proc is not None and proc.run_dir is not None and \
-                (self.monitor is None or self.monitor.run_dir != proc.run_dir):
+        if proc is not None and proc.run_dir is not None and self._watching is not proc:
+            self._watching = proc                 # open the announced run dir once
             self.open_run(proc.run_dir)
-        if proc is not None and not proc.running and proc.returncode != 0 and \
-                not self.message.startswith('trainer exited'):
-            self.message = f'trainer exited with code {proc.returncode}: {proc.output_error()}'
+        if proc is not None and not proc.running and not self.message.startswith('trainer '):
+            self.message = 'trainer exited' if proc.returncode == 0 else \
+                f'trainer exited with code {proc.returncode}: {proc.output_error()}'
         state = self.state
         if self.follow_latest and state is not None and state.settled_snapshots:
             newest = state.settled_snapshots[-1][1]
@@ -204,7 +205,7 @@ class TrainerWidget:
             if button(f'Load##{path.name}', enabled=ready, width=self.viz.button_w):
                 self.load_snapshot(path)
             imgui.same_line()
-            loaded = current is not None and Path(current) == path.resolve()
+            loaded = current == str(path)
             imgui.text(f'{path.name}  {size / 2**20:.1f} MB' + ('  (on screen)' if loaded else '')
                        + ('' if ready else '  (being written)'))
         if not state.snapshots:
