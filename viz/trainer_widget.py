@@ -42,7 +42,7 @@ class TrainerWidget:
     # ---- actions (buttons, tests and the command line call these) ------------------------------
     def set_preset(self, name):
         self.preset = name
-        options = {'outdir': str(Path('training-runs').resolve()),
+        options = {'outdir': str(Path.home() / 'training-runs'),
                    'data': str(tp.demo_data()) if name == 'demo' else ''}
         options.update({k: str(v) for k, v in tp.PRESETS[name].items()})
         self.form = options
@@ -129,7 +129,8 @@ class TrainerWidget:
         if (button('Open##run', width=-1) or entered) and self.run_text.strip():
             self.open_run(Path(self.run_text.strip()).expanduser())
         self._status_rows()
-        if imgui.collapsing_header('New run'):
+        if imgui.collapsing_header('New run', 0 if self.monitor else
+                                   imgui.TreeNodeFlags_.default_open):
             self._form()
         state = self.state
         if state is None:
