@@ -29,6 +29,17 @@ def test_official_run_values_with_nan_and_infinity(tmp_path):
     assert state.log_tail[-1].startswith('tick 0')
 
 
+def test_progress_from_the_log_status_line_before_stats_exist(tmp_path):
+    run = official_run(tmp_path)
+    (run / 'stats.jsonl').unlink()
+    with open(run / 'log.txt', 'a') as f:
+        f.write('tick 3250  kimg 13000.0  time 5d 01h 48m   sec/tick 128.5   sec/kimg 32.11   '
+                'maintenance 0.1    cpumem 3.94   gpumem 8.73   reserved 10.29  augment 0.000\n')
+    state = RunMonitor(run).poll()
+    assert state.stats == {} and state.kimg == 13000.0
+    assert state.eta_seconds == pytest.approx(12000 * 32.11)
+
+
 def test_half_written_last_line_waits_for_its_newline(tmp_path):
     path = tmp_path / 'stats.jsonl'
     line = stats_line(5, 20.0, 0.5)

@@ -1,6 +1,8 @@
 """The Trainer tab in a real window under Xvfb: curves of an official run, a run started from the
 form whose snapshots appear, load and are followed, and a clean Stop."""
 import math
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -30,7 +32,7 @@ def no_trainer_left_behind(monkeypatch):
     yield
     for process in started:
         if process.proc.poll() is None:
-            process.proc.kill()
+            os.killpg(process.proc.pid, signal.SIGKILL)      # with its data-loader workers
         process.wait(timeout=10)
 
 

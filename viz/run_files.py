@@ -13,6 +13,8 @@ import numpy as np
 SNAPSHOT = re.compile(r'^network-snapshot-(\d+)\.pkl$')
 FAKES = re.compile(r'^fakes(\d+)(_raw|_depth)?\.png$')
 TRACEBACK = 'Traceback (most recent call last):'
+STATUS_LINE = re.compile(r'^tick (\d+)\s+kimg ([\d.]+)\s+time .+?\s+sec/tick ([\d.]+)\s+'
+                         r'sec/kimg ([\d.]+)')
 
 
 class JsonlTail:
@@ -152,6 +154,16 @@ def read_tail(path, max_bytes=64 * 1024, max_lines=300):
     if size > max_bytes and lines:
         lines = lines[1:]                      # the first line was cut in the middle
     return lines[-max_lines:]
+
+
+def last_status(lines):
+    """(kimg, sec/kimg) of the newest tick status line in the log (spec 7.2), or None. The log
+    has it a moment before stats.jsonl, which is written after the tick's snapshots."""
+    for line in reversed(lines):
+        match = STATUS_LINE.match(line)
+        if match:
+            return float(match.group(2)), float(match.group(4))
+    return None
 
 
 def crash_message(lines):

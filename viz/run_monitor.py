@@ -43,8 +43,9 @@ class RunState:
         return self.stats.get(name) or self.metrics.get(name)
 
 
-def progress(stats, options):
-    """(kimg, total kimg, seconds remaining) from the stats series and training_options.json."""
+def progress(stats, options, status=None):
+    """(kimg, total kimg, seconds remaining) from the log's last status line (else the stats
+    series) and training_options.json."""
     kimg = spk = None
     if 'Progress/kimg' in stats:
         kimg = float(stats['Progress/kimg'][1][-1])
@@ -52,6 +53,8 @@ def progress(stats, options):
         values = stats['Timing/sec_per_kimg'][1]
         finite = values[np.isfinite(values)]
         spk = float(finite[-1]) if len(finite) else None
+    if status is not None:
+        kimg, spk = status
     total = (options or {}).get('total_kimg')
     total = float(total) if isinstance(total, (int, float)) and not isinstance(total, bool) \
         else None
@@ -132,7 +135,7 @@ class RunMonitor:
         lines = run_files.read_tail(self.run_dir / 'log.txt')
         status, error = run_status(exists, lines)
         options = run_files.read_json(self.run_dir / 'training_options.json')
-        kimg, total, eta = progress(self._series, options)
+        kimg, total, eta = progress(self._series, options, run_files.last_status(lines))
         mtimes = []
         for name in ('stats.jsonl', 'log.txt'):
             try:
