@@ -133,10 +133,12 @@ class TrainingProcess:
         """Clean stop: the stop-request file, then SIGTERM (the trainer treats both alike and
         removes the file when it exits)."""
         self.stop_requested = True
-        if self.run_dir is not None:
-            request_stop(self.run_dir)
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        try:
+            if self.run_dir is not None:
+                request_stop(self.run_dir)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
 
     def wait(self, timeout=None):
         self._thread.join(timeout)
