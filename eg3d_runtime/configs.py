@@ -7,7 +7,8 @@ from .networks.triplane import TriPlaneGenerator
 
 SR_MODULES = {512: 'training.superresolution.SuperresolutionHybrid8XDC',
               256: 'training.superresolution.SuperresolutionHybrid4X',
-              128: 'training.superresolution.SuperresolutionHybrid2X'}
+              128: 'training.superresolution.SuperresolutionHybrid2X',
+              64: 'eg3d_runtime.networks.superresolution.SuperresolutionDemo2X'}
 
 CFG_RENDERING = {
     'ffhq': dict(depth_resolution=48, depth_resolution_importance=48, ray_start=2.25, ray_end=3.3,
@@ -17,8 +18,16 @@ CFG_RENDERING = {
     'shapenet': dict(depth_resolution=64, depth_resolution_importance=64, ray_start=0.1,
                      ray_end=2.6, box_warp=1.6, white_back=True, avg_camera_radius=1.7,
                      avg_camera_pivot=[0, 0, 0]),
+    # Small CPU-trainable network for the procedural data (eg3d_runtime.procedural): the FFHQ
+    # camera set-up, fewer depth samples, white background.
+    'demo': dict(depth_resolution=16, depth_resolution_importance=16, ray_start=2.25, ray_end=3.3,
+                 box_warp=1, white_back=True, avg_camera_radius=2.7, avg_camera_pivot=[0, 0, 0]),
 }
-CFG_RESOLUTION = {'ffhq': 512, 'afhq': 512, 'shapenet': 128}
+CFG_RESOLUTION = {'ffhq': 512, 'afhq': 512, 'shapenet': 128, 'demo': 64}
+# Options whose official default is sized for 8 GPUs; `--cfg demo` uses these unless given.
+DEMO_DEFAULTS = dict(cbase=1024, cmax=32, neural_rendering_resolution_initial=32, metrics='none',
+                     blur_fade_kimg=20, grid='8x8')
+DEMO_PLANE_RESOLUTION = 64
 
 
 def rendering_kwargs(cfg, resolution=None, gen_pose_cond=False, gpc_reg_prob=0.5, c_scale=1.0,

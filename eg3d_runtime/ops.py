@@ -61,10 +61,11 @@ def upfirdn2d(x, f, up=1, down=1, padding=(0, 0, 0, 0), gain=1.0):
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
     x = x[:, :, max(-py0, 0):x.shape[2] - max(-py1, 0), max(-px0, 0):x.shape[3] - max(-px1, 0)]
     f = (f * (gain ** (f.ndim / 2))).to(x.dtype).flip([0, 1])
-    x = F.conv2d(x, f[None, None].expand(c, 1, *f.shape), groups=c)
-    if down > 1:
-        x = x[:, :, ::down, ::down]
-    return x
+    # Channels folded into the batch: one single-channel convolution instead of a depthwise
+    # one, whose double backward (R1 penalty) is several times slower on CPU.
+    # The decimation is the convolution's stride (no wasted outputs).
+    x = F.conv2d(x.reshape(n * c, 1, *x.shape[2:]), f[None, None], stride=down)
+    return x.reshape(n, c, *x.shape[2:])
 
 
 def upsample2d(x, f, up=2):

@@ -18,6 +18,9 @@ from .training.augment import AugmentPipe
 
 NETWORK_CLASSES = {cls.__name__: cls for cls in (TriPlaneGenerator, DualDiscriminator, AugmentPipe)}
 NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')
+# Plain dicts passed through: the dataset options, and the image counter our trainer records so
+# that --resume continues it (official loaders ignore the extra key).
+PLAIN_KEYS = ('training_set_kwargs', 'progress')
 # Plain attributes that live outside the state dict and that scripts copy by hand (spec 1.9).
 COPIED_ATTRIBUTES = ('neural_rendering_resolution', 'rendering_kwargs')
 # Buffers the training loop adds after construction (spec 1.1).
@@ -67,8 +70,8 @@ def rebuild_network(record, device='cpu'):
 
 
 def load_network_pkl(path_or_file, device='cpu', keys=NETWORK_KEYS):
-    """Official pickle -> dict with whichever of G, D, G_ema, augment_pipe, training_set_kwargs it
-    holds. G_ema must load; any other part that cannot be restored is left out and reported by
+    """Official pickle -> dict with whichever of G, D, G_ema, augment_pipe, training_set_kwargs
+    (and our 'progress') it holds. G_ema must load; any other part that cannot be restored is left out and reported by
     name with a PartialLoadWarning. Every failure is one PickleLoadError line naming the file.
     `keys` limits which networks are rebuilt (the viewer needs only G_ema)."""
     name = _display_name(path_or_file)
@@ -89,8 +92,9 @@ def load_network_pkl(path_or_file, device='cpu', keys=NETWORK_KEYS):
                 raise PickleLoadError(f'{name}: G_ema: {e}') from None
             warnings.warn(f"{name}: could not restore '{key}': {e}", PartialLoadWarning,
                           stacklevel=2)
-    if isinstance(data.get('training_set_kwargs'), dict):
-        result['training_set_kwargs'] = dict(data['training_set_kwargs'])
+    for key in PLAIN_KEYS:
+        if isinstance(data.get(key), dict):
+            result[key] = dict(data[key])
     return result
 
 

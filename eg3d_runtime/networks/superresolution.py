@@ -88,9 +88,16 @@ class SuperresolutionHybridDeepfp32(_Superresolution):
         self.sr_antialias = False
 
 
+class SuperresolutionDemo2X(_Superresolution):
+    """64 outputs from a 32 neural rendering with narrow blocks: the CPU-sized `--cfg demo`
+    network (not an official class; official code opens it through the embedded source)."""
+    img_resolution, input_resolution = 64, 32
+    blocks = ((SynthesisBlockNoUp, None, 32, 32), (SynthesisBlock, 32, 16, 64))
+
+
 SUPERRESOLUTION_CLASSES = {cls.__name__: cls for cls in (
     SuperresolutionHybrid8XDC, SuperresolutionHybrid8X, SuperresolutionHybrid4X,
-    SuperresolutionHybrid2X, SuperresolutionHybridDeepfp32)}
+    SuperresolutionHybrid2X, SuperresolutionHybridDeepfp32, SuperresolutionDemo2X)}
 
 
 def superresolution_class(module_path: str):

@@ -22,7 +22,10 @@ class TriPlaneGenerator(nn.Module):
     are called with the official signatures only."""
 
     def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, sr_num_fp16_res=0,
-                 mapping_kwargs={}, rendering_kwargs={}, sr_kwargs={}, **synthesis_kwargs):
+                 mapping_kwargs={}, rendering_kwargs={}, sr_kwargs={}, plane_resolution=256,
+                 **synthesis_kwargs):
+        """`plane_resolution` (not an official argument; official networks use 256) lets the
+        CPU-sized `--cfg demo` network use smaller tri-planes."""
         super().__init__()
         self.z_dim = z_dim
         self.c_dim = c_dim
@@ -31,7 +34,7 @@ class TriPlaneGenerator(nn.Module):
         self.img_channels = img_channels
         self.renderer = ImportanceRenderer()
         self.ray_sampler = RaySampler()
-        self.backbone = Generator(z_dim, c_dim, w_dim, img_resolution=256,
+        self.backbone = Generator(z_dim, c_dim, w_dim, img_resolution=plane_resolution,
                                   img_channels=3 * PLANE_CHANNELS, mapping_kwargs=mapping_kwargs,
                                   **synthesis_kwargs)
         self.superresolution = superresolution_class(rendering_kwargs['superresolution_module'])(

@@ -1,0 +1,370 @@
+"""The training loop of one process (spec 7.1): phases with lazy regularisation, EMA, ADA, ticks,
+snapshots and metrics, writing the official run-directory files.
+
+Differences from the official loop, on purpose:
+- Every micro-batch draws its randomness (latents, generator poses, ray jitter, noise, GPC swaps)
+  from a seed derived from its global position in the batch, and each process takes a contiguous
+  slice of the global batch; with the gradient of every phase averaged over the whole batch, N
+  processes compute the same update as one process with the same total batch.
+- Gradient accumulation (`--batch-gpu` below batch/gpus) averages instead of summing micro-batch
+  gradients, so it does not change the effective learning rate.
+- A run resumed from a snapshot continues the image counter and the schedules (see train.py).
+- CPU works too (no CUDA-only calls).
+"""
+import copy
+import os
+import time
+
+import numpy as np
+import torch
+
+from ..networks.discriminator import DualDiscriminator
+from ..networks.triplane import TriPlaneGenerator
+from ..pickle_writer import save_network_pkl
+from . import stats
+from .augment import AugmentPipe
+from .dataset import ImageFolderDataset, InfiniteSampler
+from .loss import EG3DLoss
+from .run_files import (append_jsonl, cpu_memory_gb, save_fake_grids,
+                        save_image_grid, setup_snapshot_image_grid, status_line)
+
+
+def _short_name(class_name):
+    return class_name.rsplit('.', 1)[-1]
+
+
+def _without_class_name(kwargs):
+    return {k: v for k, v in kwargs.items() if k != 'class_name'}
+
+
+def copy_params_and_buffers(src, dst, source_name):
+    """Copy tensors by name for names that exist in both (the official require_all=False)."""
+    src_tensors = dict(src.named_parameters()) | dict(src.named_buffers())
+    for name, tensor in list(dst.named_parameters()) + list(dst.named_buffers()):
+        if name in src_tensors:
+            if src_tensors[name].shape != tensor.shape:
+                raise ValueError(f'{source_name}: {name} has shape {tuple(src_tensors[name].shape)}'
+                                 f', the network being trained has {tuple(tensor.shape)}')
+            with torch.no_grad():
+                tensor.copy_(src_tensors[name].to(tensor.device))
+
+
+class _Phase:
+    def __init__(self, name, module, opt, interval):
+        self.name, self.module, self.opt, self.interval = name, module, opt, interval
+        self.seconds = None
+
+
+def _phases(G, D, options):
+    phases = []
+    for name, module, opt_kwargs, interval in (
+            ('G', G, options['G_opt_kwargs'], options.get('G_reg_interval')),
+            ('D', D, options['D_opt_kwargs'], options.get('D_reg_interval', 16))):
+        kwargs = _without_class_name(opt_kwargs)
+        params = [p for p in module.parameters()]
+        if interval is None:
+            phases.append(_Phase(name + 'both', module, torch.optim.Adam(params, **kwargs), 1))
+            continue
+        ratio = interval / (interval + 1)
+        kwargs = dict(kwargs, lr=kwargs['lr'] * ratio, betas=[b ** ratio for b in kwargs['betas']])
+        opt = torch.optim.Adam(params, **kwargs)
+        phases += [_Phase(name + 'main', module, opt, 1), _Phase(name + 'reg', module, opt, interval)]
+    return phases
+
+
+def _rank_batches(dataset, batch_size, num_gpus, rank, seed):
+    """Index lists for this rank: each global batch of the shuffled stream, contiguous slices."""
+    per_rank = batch_size // num_gpus
+    stream = iter(InfiniteSampler(dataset, seed=seed))
+    while True:
+        batch = [next(stream) for _ in range(batch_size)]
+        yield batch[rank * per_rank:(rank + 1) * per_rank]
+
+
+def _micro_batch_seed(random_seed, batch_idx, phase_idx, micro_idx):
+    return (random_seed * 1_000_003 + batch_idx * 101 + phase_idx) * 4099 + micro_idx
+
+
+class TrainingLoop:
+    """State of a run in one process; `run()` trains until total_kimg or a stop request."""
+
+    def __init__(self, run_dir, options, rank=0, device='cpu', resume=None, should_stop=None):
+        self.o, self.run_dir, self.rank = options, run_dir, rank
+        self.device = torch.device(device)
+        self.num_gpus, self.batch_size = options['num_gpus'], options['batch_size']
+        self.batch_gpu = options['batch_gpu']
+        self.should_stop = should_stop or (lambda: False)
+        self.log = print if rank == 0 else (lambda *a, **k: None)
+        stats.init_multiprocessing(rank, device if self.num_gpus > 1 else None)
+        torch.manual_seed(options['random_seed'] * self.num_gpus + rank)
+        np.random.seed(options['random_seed'] * self.num_gpus + rank)
+
+        self.log('Loading training set...')
+        self.dataset = ImageFolderDataset(**_without_class_name(options['training_set_kwargs']))
+        self.log(f'\nNum images:  {len(self.dataset)}\nImage shape: {list(self.dataset.image_shape)}'
+                 f'\nLabel shape: {list(self.dataset.label_shape)}\n')
+        loader_kwargs = dict(options.get('data_loader_kwargs', {}))
+        if loader_kwargs.get('num_workers', 0) == 0:
+            loader_kwargs.pop('prefetch_factor', None)
+        loader_kwargs['pin_memory'] = loader_kwargs.get('pin_memory', False) and self.device.type == 'cuda'
+        self.loader = iter(torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=_rank_batches(self.dataset, self.batch_size, self.num_gpus,
+                                                      rank, options['random_seed']),
+            **loader_kwargs))
+
+        self.log('Constructing networks...')
+        common = dict(c_dim=self.dataset.label_dim, img_resolution=self.dataset.resolution,
+                      img_channels=self.dataset.num_channels)
+        self.G = TriPlaneGenerator(**_without_class_name(options['G_kwargs']), **common)
+        self.G.register_buffer('dataset_label_std', torch.from_numpy(self.dataset.get_label_std()))
+        self.D = DualDiscriminator(**_without_class_name(options['D_kwargs']), **common)
+        self.G = self.G.train().requires_grad_(False).to(self.device)
+        self.D = self.D.train().requires_grad_(False).to(self.device)
+        self.G_ema = copy.deepcopy(self.G).eval()
+        self.augment_pipe = None
+        if options.get('augment_kwargs') is not None and (options.get('augment_p', 0) > 0
+                                                          or options.get('ada_target') is not None):
+            self.log('Setting up augmentation...')
+            self.augment_pipe = AugmentPipe(**_without_class_name(options['augment_kwargs']))
+            self.augment_pipe = self.augment_pipe.train().requires_grad_(False).to(self.device)
+            self.augment_pipe.p.copy_(torch.as_tensor(options.get('augment_p', 0)))
+        self.cur_nimg = 0
+        if resume is not None:
+            self._resume(resume)
+        if self.num_gpus > 1:
+            self.log(f'Distributing across {self.num_gpus} GPUs...')
+            for module in (self.G, self.D, self.G_ema, self.augment_pipe):
+                for tensor in [] if module is None else list(module.parameters()) + list(module.buffers()):
+                    torch.distributed.broadcast(tensor.data, src=0)
+
+        self.log('Setting up training phases...')
+        self.loss = EG3DLoss(self.device, self.G, self.D, augment_pipe=self.augment_pipe,
+                             **_without_class_name(options['loss_kwargs']))
+        self.phases = _phases(self.G, self.D, options)
+        self.ada_stats = stats.Collector(regex='Loss/signs/real') \
+            if self.augment_pipe is not None and options.get('ada_target') is not None else None
+
+    def _resume(self, resume):
+        """`resume`: {'path', 'networks' (load_network_pkl result), 'cur_nimg'}."""
+        self.log(f'Resuming from "{resume["path"]}"')
+        nets = resume['networks']
+        for name, module in (('G', self.G), ('D', self.D), ('G_ema', self.G_ema)):
+            if nets.get(name) is not None:
+                copy_params_and_buffers(nets[name], module, resume['path'])
+            else:
+                self.log(f'{resume["path"]}: no {name} in the snapshot; {name} starts from scratch')
+        if self.augment_pipe is not None and nets.get('augment_pipe') is not None \
+                and resume.get('cur_nimg', 0) > 0:
+            copy_params_and_buffers(nets['augment_pipe'], self.augment_pipe, resume['path'])
+        self.cur_nimg = resume.get('cur_nimg', 0)
+
+    # ----------------------------------------------------------------------------- iteration
+    def _next_batch(self):
+        images, labels = next(self.loader)
+        images = (images.to(self.device).to(torch.float32) / 127.5 - 1).split(self.batch_gpu)
+        return images, labels.to(self.device).split(self.batch_gpu)
+
+    def _generator_inputs(self, batch_idx):
+        """Latents and dataset poses for every phase, drawn for the global batch, sliced."""
+        g = torch.Generator().manual_seed(_micro_batch_seed(self.o['random_seed'], batch_idx, 99, 0))
+        n = len(self.phases)
+        z = torch.randn([n, self.batch_size, self.G.z_dim], generator=g)
+        idx = torch.randint(len(self.dataset), [n * self.batch_size], generator=g)
+        c = torch.from_numpy(np.stack([self.dataset.get_label(int(i)) for i in idx]))
+        c = c.view(n, self.batch_size, -1)
+        per_rank = self.batch_size // self.num_gpus
+        lo = self.rank * per_rank
+        return ([zp.to(self.device).split(self.batch_gpu) for zp in z[:, lo:lo + per_rank]],
+                [cp.to(self.device).split(self.batch_gpu) for cp in c[:, lo:lo + per_rank]])
+
+    def _step(self, batch_idx):
+        real_img, real_c = self._next_batch()
+        gen_z, gen_c = self._generator_inputs(batch_idx)
+        rounds = len(real_img)
+        first_micro = self.rank * rounds
+        for phase_idx, phase in enumerate(self.phases):
+            if batch_idx % phase.interval != 0:
+                continue
+            start = time.perf_counter()
+            phase.opt.zero_grad(set_to_none=True)
+            phase.module.requires_grad_(True)
+            for r in range(rounds):
+                torch.manual_seed(_micro_batch_seed(self.o['random_seed'], batch_idx, phase_idx,
+                                                    first_micro + r))
+                self.loss.accumulate_gradients(
+                    phase.name, real_img[r], real_c[r], gen_z[phase_idx][r], gen_c[phase_idx][r],
+                    gain=phase.interval / rounds, cur_nimg=self.cur_nimg)
+            phase.module.requires_grad_(False)
+            params = [p for p in phase.module.parameters() if p.grad is not None]
+            if params:
+                flat = torch.cat([p.grad.flatten() for p in params])
+                if self.num_gpus > 1:
+                    torch.distributed.all_reduce(flat)
+                    flat /= self.num_gpus
+                torch.nan_to_num(flat, nan=0, posinf=1e5, neginf=-1e5, out=flat)
+                for p, g in zip(params, flat.split([p.numel() for p in params])):
+                    p.grad = g.reshape(p.shape)
+            phase.opt.step()
+            if self.device.type == 'cuda':
+                torch.cuda.synchronize(self.device)
+            phase.seconds = time.perf_counter() - start
+
+    def _update_ema(self):
+        ema_nimg = self.o['ema_kimg'] * 1000
+        if self.o.get('ema_rampup', 0.05) is not None:
+            ema_nimg = min(ema_nimg, self.cur_nimg * self.o.get('ema_rampup', 0.05))
+        beta = 0.5 ** (self.batch_size / max(ema_nimg, 1e-8))
+        with torch.no_grad():
+            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                p_ema.copy_(p.lerp(p_ema, beta))
+            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                b_ema.copy_(b)
+        self.G_ema.neural_rendering_resolution = self.G.neural_rendering_resolution
+        self.G_ema.rendering_kwargs = self.G.rendering_kwargs.copy()
+
+    def _update_ada(self, batch_idx):
+        if self.ada_stats is None or batch_idx % self.o.get('ada_interval', 4) != 0:
+            return
+        self.ada_stats.update()
+        signs = self.ada_stats.mean('Loss/signs/real')
+        if np.isfinite(signs):
+            adjust = np.sign(signs - self.o['ada_target']) * (self.batch_size * self.o.get(
+                'ada_interval', 4)) / (self.o.get('ada_kimg', 500) * 1000)
+            self.augment_pipe.p.copy_((self.augment_pipe.p + adjust).clamp_min(0))
+
+    # ------------------------------------------------------------------------------ snapshots
+    def _grid_setup(self):
+        self.grid_size, images, labels = setup_snapshot_image_grid(self.dataset,
+                                                                   self.o['random_seed'])
+        if self.o.get('image_grid_size'):   # a smaller grid (--grid): the top-left tiles
+            (gw, gh), (w, h) = self.grid_size, self.o['image_grid_size']
+            keep = [y * gw + x for y in range(min(h, gh)) for x in range(min(w, gw))]
+            self.grid_size, images, labels = (min(w, gw), min(h, gh)), images[keep], labels[keep]
+        save_image_grid(images, os.path.join(self.run_dir, 'reals.png'), (0, 255), self.grid_size)
+        g = torch.Generator().manual_seed(self.o['random_seed'])
+        self.grid_z = torch.randn([len(labels), self.G.z_dim], generator=g).split(self.batch_gpu)
+        self.grid_c = torch.from_numpy(labels).split(self.batch_gpu)
+
+    @torch.no_grad()
+    def _save_fakes(self):
+        outs = [self.G_ema(z.to(self.device), c.to(self.device), noise_mode='const')
+                for z, c in zip(self.grid_z, self.grid_c)]
+        merged = {k: torch.cat([o[k].cpu() for o in outs]) for k in ('image', 'image_raw',
+                                                                      'image_depth')}
+        save_fake_grids(merged, self.run_dir, self.cur_nimg // 1000, self.grid_size)
+
+    def _save_network(self):
+        path = os.path.join(self.run_dir, f'network-snapshot-{self.cur_nimg // 1000:06d}.pkl')
+        save_network_pkl(path, {
+            'training_set_kwargs': dict(self.o['training_set_kwargs']),
+            'G': self.G, 'D': self.D, 'G_ema': self.G_ema, 'augment_pipe': self.augment_pipe,
+            'progress': {'cur_nimg': self.cur_nimg}})
+        return path
+
+    def _evaluate_metrics(self, snapshot_pkl):
+        from ..metrics import metric_main
+        if not self.metrics:
+            return
+        self.log('Evaluating metrics...')
+        for metric in list(self.metrics):
+            try:
+                result = metric_main.calc_metric(metric, G=self.G_ema, dataset=self.dataset,
+                                                 num_gpus=self.num_gpus, rank=self.rank,
+                                                 device=self.device)
+            except metric_main.MetricUnavailable as e:
+                self.log(f'{e} -- training goes on without {metric}')
+                self.metrics.remove(metric)
+                continue
+            if self.rank == 0:
+                print(result)
+                metric_main.report_metric(result, self.run_dir, os.path.basename(snapshot_pkl))
+            for name, value in result['results'].items():
+                stats.report0('Metrics/' + name, value)
+
+    # ---------------------------------------------------------------------------------- run
+    def _stop_requested(self):
+        flag = torch.tensor([1.0 if self.should_stop() else 0.0], device=self.device)
+        if self.num_gpus > 1:
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def run(self):
+        o = self.o
+        self.metrics = [m for m in o.get('metrics', [])]
+        total_nimg = int(round(o['total_kimg'] * 1000))
+        if self.rank == 0:
+            self.log('Exporting sample images...')
+            self._grid_setup()
+            self.log('Initializing logs...')
+        collector = stats.Collector(regex='.*')
+        self.log(f'Training for {o["total_kimg"]:g} kimg...\n')
+        start_time = tick_start_time = time.time()
+        tick_start_nimg, cur_tick, batch_idx = self.cur_nimg, 0, 0
+        maintenance_time = 0.0
+        stopped = False
+        while True:
+            self._step(batch_idx)
+            self._update_ema()
+            self.cur_nimg += self.batch_size
+            batch_idx += 1
+            self._update_ada(batch_idx)
+            stopped = self._stop_requested()
+            done = self.cur_nimg >= total_nimg or stopped
+            if not (done or cur_tick == 0 and batch_idx == 1
+                    or self.cur_nimg >= tick_start_nimg + o['kimg_per_tick'] * 1000):
+                continue
+            tick_end_time = time.time()
+            self._tick_report(cur_tick, start_time, tick_start_time, tick_end_time,
+                              tick_start_nimg, maintenance_time)
+            if stopped:
+                self.log('Stopped by request.')
+            if self.rank == 0 and (done or cur_tick % o['image_snapshot_ticks'] == 0):
+                self._save_fakes()
+            if done or cur_tick % o['network_snapshot_ticks'] == 0:
+                snapshot_pkl = self._save_network() if self.rank == 0 else None
+                if not stopped:
+                    self._evaluate_metrics(snapshot_pkl or '')
+            for phase in self.phases:
+                if phase.seconds is not None:
+                    stats.report0('Timing/' + phase.name, phase.seconds * 1000)
+            for name, value in self.loss.schedules(self.cur_nimg).items():
+                stats.report0('Schedule/' + name, float('nan') if value is None else value)
+            for phase in self.phases:
+                if phase.interval == 1:   # one entry per optimizer (reg phases share it)
+                    stats.report0(f'Schedule/{phase.name[0]}_lr', phase.opt.param_groups[0]['lr'])
+            collector.update()
+            if self.rank == 0:
+                append_jsonl(os.path.join(self.run_dir, 'stats.jsonl'),
+                             dict(collector.as_dict(), timestamp=time.time()))
+            cur_tick += 1
+            tick_start_nimg, tick_start_time = self.cur_nimg, time.time()
+            maintenance_time = tick_start_time - tick_end_time
+            if done:
+                break
+        self.log('\nExiting...')
+        return stopped
+
+    def _tick_report(self, cur_tick, start_time, tick_start_time, tick_end_time, tick_start_nimg,
+                     maintenance_time):
+        total_sec = tick_end_time - start_time
+        sec_per_tick = tick_end_time - tick_start_time
+        sec_per_kimg = sec_per_tick / max(self.cur_nimg - tick_start_nimg, 1) * 1e3
+        cuda = self.device.type == 'cuda'
+        gpumem = torch.cuda.max_memory_allocated(self.device) / 2**30 if cuda else 0.0
+        reserved = torch.cuda.max_memory_reserved(self.device) / 2**30 if cuda else 0.0
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+        p = float(self.augment_pipe.p) if self.augment_pipe is not None else 0.0
+        values = [('Progress/tick', cur_tick), ('Progress/kimg', self.cur_nimg / 1e3),
+                  ('Timing/total_sec', total_sec), ('Timing/sec_per_tick', sec_per_tick),
+                  ('Timing/sec_per_kimg', sec_per_kimg),
+                  ('Timing/maintenance_sec', maintenance_time),
+                  ('Resources/cpu_mem_gb', cpu_memory_gb()),
+                  ('Resources/peak_gpu_mem_gb', gpumem),
+                  ('Resources/peak_gpu_mem_reserved_gb', reserved), ('Progress/augment', p)]
+        for name, value in values:
+            stats.report0(name, value)
+        stats.report0('Timing/total_hours', total_sec / 3600)
+        stats.report0('Timing/total_days', total_sec / 86400)
+        self.log(status_line(cur_tick, self.cur_nimg / 1e3, total_sec, sec_per_tick, sec_per_kimg,
+                             maintenance_time, cpu_memory_gb(), gpumem, reserved, p))
