@@ -72,7 +72,7 @@ while True:
     log.write(f'tick {tick}\n'); log.flush()
     if stop or (run / 'stop-request').exists():
         snapshot(tick)
-        log.write('Stopped by request.\n'); log.close()
+        log.write('Stopped by request.\nExiting...\n'); log.close()
         sys.exit(0)
     if tick % 20 == 0:
         snapshot(tick)

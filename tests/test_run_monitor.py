@@ -103,7 +103,9 @@ def test_crashed_run_shows_its_error(tmp_path):
 
 
 def test_stopped_and_finished_runs():
-    assert run_status(True, ['tick 3', 'Stopped by request.']) == ('stopped', None)
+    assert run_status(True, ['tick 3', 'Stopped by request.']) == ('stopping', None)
+    assert run_status(True, ['tick 3', 'Stopped by request.', 'tick 4', '', 'Exiting...']) == \
+        ('stopped', None)
     assert run_status(True, ['tick 3', 'Exiting...']) == ('finished', None)
     assert run_status(True, ['tick 3'])[0] == 'running'
 

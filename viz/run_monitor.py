@@ -69,12 +69,10 @@ def run_status(exists, lines):
     error = run_files.crash_message(lines)
     if error:
         return 'crashed', error
-    for line in reversed(lines):
-        if line.startswith('Stopped by request.'):
-            return 'stopped', None
-        if line.startswith('Exiting...'):
-            return 'finished', None
-    return 'running', None
+    ended = any(line.startswith('Exiting...') for line in lines)
+    if any(line.startswith('Stopped by request.') for line in lines):
+        return ('stopped' if ended else 'stopping'), None     # the final snapshot comes first
+    return ('finished' if ended else 'running'), None
 
 
 def load_grid(path):

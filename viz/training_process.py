@@ -31,8 +31,10 @@ def demo_data():
 # Command-line options (spec 4.3 names) of the seed recipes; the form shows them for editing.
 _FFHQ = {'cfg': 'ffhq', 'gpus': 8, 'batch': 32, 'gamma': 1, 'gen_pose_cond': True}
 PRESETS = {
-    'demo': {'cfg': 'demo', 'gpus': 1, 'batch': 8, 'gamma': 1, 'kimg': 2, 'tick': 0.1, 'snap': 1,
-             'metrics': 'none'},
+    # Curves every ~100 images (about a minute on a laptop CPU), a snapshot every 1 kimg (one
+    # file name per kimg), the settings that trained checkpoints/demo.pkl.
+    'demo': {'cfg': 'demo', 'gpus': 1, 'batch': 8, 'gamma': 1, 'kimg': 40, 'tick': 0.1,
+             'snap': 10},
     'ffhq 64': dict(_FFHQ),
     'ffhq 64->128 fine-tune': dict(_FFHQ, neural_rendering_resolution_final=128,
                                    resume='ffhq512-64.pkl', kimg=2000),
