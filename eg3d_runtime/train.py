@@ -89,6 +89,8 @@ def build_parser():
       help='Minibatch std group size')
     a('--desc', help='String to include in result dir name')
     a('--metrics', help='Quality metrics, comma separated or none (default fid50k_full; demo none)')
+    a('--inception', help='Inception weights file for FID (default: $EG3D_INCEPTION_PATH or the '
+      'cache, fetched on first use)')
     a('--kimg', type=_ranged(float, 0.001), default=25000, help='Total training duration (kimg)')
     a('--tick', type=_ranged(float, 0.001), default=4, help='How often to print progress (kimg)')
     a('--snap', type=_ranged(int, 1), default=50, help='How often to save snapshots (ticks)')
@@ -251,6 +253,8 @@ def build_options(opts):
         c['cudnn_benchmark'] = False
     if opts.grid is not None:
         c['image_grid_size'] = list(opts.grid)
+    if opts.inception is not None:
+        c['inception_path'] = opts.inception
     return c, dataset
 
 
@@ -353,6 +357,8 @@ def resume_args(run_dir):
             'density_reg_every': c.get('G_reg_interval') or 4, 'reg_type': rk['reg_type'],
             'decoder_lr_mul': rk['decoder_lr_mul'],
         }
+        if c.get('inception_path'):
+            args['inception'] = c['inception_path']
         if c.get('image_grid_size'):
             args['grid'] = 'x'.join(str(v) for v in c['image_grid_size'])
         if loss.get('neural_rendering_resolution_final') is not None:

@@ -58,7 +58,8 @@ def tiny_run(toys, tmp_path_factory):
     """Two ticks of the tiny network: the run directory every other test looks at."""
     outdir = tmp_path_factory.mktemp('runs')
     proc = run_train(['--outdir', str(outdir), '--data', toys, '--kimg', '0.008', '--tick',
-                      '0.004', '--snap', '1', *TINY])
+                      '0.004', '--snap', '1', *TINY, '--metrics', 'fid1k_full', '--inception',
+                      str(outdir / 'missing-inception.pth')])
     assert proc.returncode == 0, proc.stderr[-2000:]
     return output_dir(proc.stdout)
 
@@ -80,6 +81,8 @@ def test_one_tick_writes_the_official_run_directory(tiny_run):
     assert [line['Progress/kimg']['mean'] for line in lines] == [0.004, 0.008]
     log = open(os.path.join(tiny_run, 'log.txt')).read()
     assert 'tick 0     kimg 0.0' in log and 'Exiting...' in log
+    # No Inception weights: the metric says so once and training goes on.
+    assert log.count('missing-inception.pth') == 1 and 'training goes on without fid1k_full' in log
     fakes = PIL.Image.open(os.path.join(tiny_run, 'fakes000000.png'))
     assert fakes.size == (2 * 64, 2 * 64) and fakes.mode == 'RGB'
     assert PIL.Image.open(os.path.join(tiny_run, 'fakes000000_raw.png')).size == (64, 64)

@@ -227,8 +227,8 @@ def _unavailable(problem):
     problem = ' '.join(str(problem).split())
     return MetricUnavailable(
         f'{problem}; FID needs the Inception weights {WEIGHTS_FILE} ({WEIGHTS_URL}): put it at '
-        f'{cache_dir() / WEIGHTS_FILE} or give its path with ${PATH_ENV} or the inception path '
-        f'option')
+        f'{cache_dir() / WEIGHTS_FILE} or give its path with ${PATH_ENV} or the trainer\'s '
+        f'--inception option')
 
 
 def download_weights(dest, url=None, sha256_prefix=WEIGHTS_SHA256_PREFIX, timeout=60):

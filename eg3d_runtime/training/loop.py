@@ -270,7 +270,8 @@ class TrainingLoop:
             try:
                 result = metric_main.calc_metric(metric, G=self.G_ema, dataset=self.dataset,
                                                  num_gpus=self.num_gpus, rank=self.rank,
-                                                 device=self.device)
+                                                 device=self.device,
+                                                 inception_path=self.o.get('inception_path'))
             except metric_main.MetricUnavailable as e:
                 self.log(f'{e} -- training goes on without {metric}')
                 self.metrics.remove(metric)
