@@ -402,8 +402,8 @@ def run_process(rank, c, restart, init_method=None, world_size=1):
     from .training.loop import TrainingLoop
     run_dir = c['run_dir']
     with run_files.tee_output(os.path.join(run_dir, 'log.txt')):
-        device = _device_for(rank)
-        if world_size > 1:
+        device = _device_for(int(os.environ.get('LOCAL_RANK', rank)))
+        if world_size > 1 and not torch.distributed.is_initialized():
             backend = 'nccl' if device.type == 'cuda' else 'gloo'
             torch.distributed.init_process_group(backend, init_method=init_method, rank=rank,
                                                  world_size=world_size)
@@ -504,7 +504,6 @@ def _torchrun_main(opts, c, dataset, rank, world_size):
             signal.signal(sig, _request_stop(holder[0]))
     torch.distributed.broadcast_object_list(holder, src=0)
     c['run_dir'] = holder[0]
-    torch.distributed.destroy_process_group()
     run_process(rank, c, opts.resume_restart, init_method='env://', world_size=world_size)
     return 0
 

@@ -237,3 +237,18 @@ def test_two_gloo_processes_compute_the_update_of_one(toys, tmp_path):
         worst = max(float((sa[k] - sb[k]).abs().max() / (sa[k].abs().max() + 1e-8))
                     for k in sa if not k.endswith('w_avg'))
         assert worst < 1e-4, name
+
+
+def test_torchrun_launch(toys, tmp_path):
+    """torchrun (here one node, two CPU processes) provides the process group."""
+    torchrun = os.path.join(os.path.dirname(sys.executable), 'torchrun')
+    env = dict(os.environ, PYTHONPATH=REPO)
+    proc = subprocess.run([torchrun, '--nnodes', '1', '--nproc-per-node', '2', '-m',
+                           'eg3d_runtime.train', '--outdir', str(tmp_path), '--gpus', '2',
+                           "--data", toys, "--kimg", "0.008", "--batch", "8", *TINY[:2], *TINY[6:]],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = tmp_path.iterdir()
+    assert run_dir.name == '00000-demo-toys-gpus2-batch8-gamma1'
+    assert 'Distributing across 2 GPUs...' in (run_dir / 'log.txt').read_text()
+    assert load_network_pkl(run_dir / 'network-snapshot-000000.pkl')['G_ema'] is not None
