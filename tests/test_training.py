@@ -245,7 +245,8 @@ def test_torchrun_launch(toys, tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO)
     proc = subprocess.run([torchrun, '--nnodes', '1', '--nproc-per-node', '2', '-m',
                            'eg3d_runtime.train', '--outdir', str(tmp_path), '--gpus', '2',
-                           "--data", toys, "--kimg", "0.008", "--batch", "8", *TINY[:2], *TINY[6:]],
+                           '--data', toys, '--kimg', '0.008', '--batch', '8', *TINY[:2],
+                           *TINY[6:]],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (run_dir,) = tmp_path.iterdir()
