@@ -150,7 +150,8 @@ def test_stop_request_snapshots_and_exits(toys, tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO)
     proc = subprocess.Popen([sys.executable, '-m', 'eg3d_runtime.train', '--outdir',
                              str(tmp_path), '--data', toys, '--kimg', '1000', '--tick', '0.004',
-                             '--snap', '1000', *TINY], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                             '--snap', '1000', *TINY, '--aug', 'ada', '--gen_pose_cond', 'True',
+                             '--style_mixing_prob', '0.9'], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 240
@@ -171,7 +172,9 @@ def test_stop_request_snapshots_and_exits(toys, tmp_path):
     assert 'Stopped by request.' in open(run_dir / 'log.txt').read()
     assert not (run_dir / 'stop-request').exists()
     assert len(stats_lines(run_dir)) > before
-    assert load_network_pkl(run_dir / 'network-snapshot-000000.pkl')['G_ema'] is not None
+    final = load_network_pkl(run_dir / 'network-snapshot-000000.pkl')
+    assert final['G_ema'] is not None and final['augment_pipe'] is not None
+    assert final['G_ema'].rendering_kwargs['gpc_reg_prob'] == 0.5
 
 
 def test_bad_labels_give_one_line_naming_the_file(tmp_path):
@@ -246,7 +249,7 @@ def test_torchrun_launch(toys, tmp_path):
     proc = subprocess.run([torchrun, '--nnodes', '1', '--nproc-per-node', '2', '-m',
                            'eg3d_runtime.train', '--outdir', str(tmp_path), '--gpus', '2',
                            '--data', toys, '--kimg', '0.008', '--batch', '8', *TINY[:2],
-                           *TINY[6:]],
+                           *TINY[6:], '--reg_type', 'monotonic-detach'],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (run_dir,) = tmp_path.iterdir()
