@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FIXTURES ?= ../shared/fixtures
-DEMO_NETWORK ?= $(FIXTURES)/ffhq-micro.pkl
+DEMO_NETWORK ?= checkpoints/demo.pkl
 
 .PHONY: run test venv system-packages clean
 

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 NGC_URL = 'https://api.ngc.nvidia.com/v2/models/nvidia/research/eg3d/versions/1/files/'
+# The bundled demo network (`--cfg demo` trained by eg3d_runtime.train on the procedural toys;
+# README "Demo checkpoint" says how); `make run` opens it.
+DEMO = Path(__file__).resolve().parent / 'demo.pkl'
 
 
 @dataclass(frozen=True)

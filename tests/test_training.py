@@ -256,3 +256,31 @@ def test_torchrun_launch(toys, tmp_path):
     assert run_dir.name == '00000-demo-toys-gpus2-batch8-gamma1'
     assert 'Distributing across 2 GPUs...' in (run_dir / 'log.txt').read_text()
     assert load_network_pkl(run_dir / 'network-snapshot-000000.pkl')['G_ema'] is not None
+
+
+@pytest.mark.slow
+def test_resume_from_an_official_snapshot(fixture_pkl, tmp_path):
+    """The fixture (official structure, ffhq at 512 with cbase 1024 / cmax 32) as --resume."""
+    data = tmp_path / 'faces512.zip'
+    image = tmp_path / 'x.png'
+    PIL.Image.new('RGB', (512, 512), (200, 150, 120)).save(image)
+    with zipfile.ZipFile(data, 'w') as z:
+        for i in range(4):
+            z.write(image, f'img{i}.png')
+        z.writestr('dataset.json', json.dumps({'labels': [[f'img{i}.png', [0.5] * 25]
+                                                          for i in range(4)]}))
+    proc = run_train(['--outdir', str(tmp_path / 'runs'), '--cfg', 'ffhq', '--data', str(data),
+                      '--gpus', '1', '--batch', '4', '--gamma', '1', '--gen_pose_cond', 'True',
+                      '--cbase', '1024', '--cmax', '32', '--resume', str(fixture_pkl),
+                      '--kimg', '0.004', '--grid', '1x1', '--metrics', 'none', '--workers', '0'],
+                     timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_dir = output_dir(proc.stdout)
+    assert f'Resuming from "{fixture_pkl}"' in open(os.path.join(run_dir, 'log.txt')).read()
+    before = load_network_pkl(fixture_pkl)
+    after = load_network_pkl(os.path.join(run_dir, 'network-snapshot-000000.pkl'))
+    for name in ('G', 'D'):
+        old, new = before[name].state_dict(), after[name].state_dict()
+        for key in [k for k in new if k.endswith('.weight')][:5]:
+            change = float((new[key] - old[key]).abs().mean() / old[key].abs().mean())
+            assert change < 0.01, f'{name}.{key} moved by {change:.3f}: not resumed'
