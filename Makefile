@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 FIXTURES ?= ../shared/fixtures
 DEMO_NETWORK ?= checkpoints/demo.pkl
 
-.PHONY: run test venv system-packages clean
+.PHONY: run test test-all venv system-packages clean
 
 venv: $(STAMP)
 
@@ -26,10 +26,16 @@ system-packages:
 run: system-packages $(STAMP)
 	$(PY) visualizer.py $(DEMO_NETWORK) $(RUN_ARGS)
 
+# `make test` leaves out the tests marked slow (full-size networks, 512x512 training) so that it
+# stays well under 15 minutes on 2 cores; `make test-all` runs them too.
 # pytest's exit code 5 (no test collected) is a failure, not a pass.
+TEST_SELECTION ?= -m "not slow"
 test: system-packages $(STAMP)
-	EG3D_FIXTURES=$(FIXTURES) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	EG3D_FIXTURES=$(FIXTURES) $(PY) -m pytest $(TEST_SELECTION) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+test-all:
+	$(MAKE) test TEST_SELECTION=
 
 clean:
 	rm -rf $(VENV) build *.egg-info

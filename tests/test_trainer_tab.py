@@ -131,7 +131,6 @@ def test_failed_launch_says_why(viewer, tmp_path, monkeypatch):
     assert trainer.message == 'trainer exited with code 1: error: --data: no such file'
 
 
-@pytest.mark.slow
 def test_tiny_real_run_from_the_form(viewer, tmp_path):
     """The real trainer with a tiny network: start, load the first snapshot, stop."""
     from eg3d_runtime import load_network_pkl
