@@ -21,11 +21,11 @@ import torch
 
 from .devices import cuda_available
 from .training import run_files
+from .training.run_files import STOP_FILE
 from .training.options import TrainError, build_options, build_parser
 from .training.resume import load_resume, resolve_resume_path, resume_args
 
 __all__ = ['main', 'build_parser', 'build_options', 'resume_args', 'TrainError', 'STOP_FILE']
-STOP_FILE = 'stop-request'
 
 
 def _request_stop(run_dir):
@@ -69,10 +69,6 @@ def run_process(rank, c, restart, init_method=None, world_size=1):
                 torch.distributed.destroy_process_group()
             if rank == 0 and os.path.exists(stop_file):
                 os.remove(stop_file)
-
-
-def _spawned(rank, c, restart, init_method, world_size):
-    run_process(rank, c, restart, init_method, world_size)
 
 
 def _print_options(c, dataset):
@@ -127,8 +123,8 @@ def main(argv=None):
         else:
             with tempfile.TemporaryDirectory() as tmp:
                 init = 'file://' + os.path.abspath(os.path.join(tmp, '.torch_distributed_init'))
-                torch.multiprocessing.spawn(_spawned, args=(c, opts.resume_restart, init, opts.gpus),
-                                            nprocs=opts.gpus)
+                torch.multiprocessing.spawn(run_process, nprocs=opts.gpus,
+                                            args=(c, opts.resume_restart, init, opts.gpus))
     except (TrainError, ValueError, OSError) as e:
         print(f'train: {e}', file=sys.stderr)
         return 1

@@ -1,24 +1,15 @@
 """Network pickle: path field, file browser, Recent list, released names, run directories,
 drag-and-drop, and the extra pickles given on the command line."""
-import re
 import threading
 from pathlib import Path
 
 from imgui_bundle import imgui
 
 import checkpoints
+from eg3d_runtime.training.run_files import latest_snapshot
 
 from .gui_helpers import button, label
 from .settings import RecentList
-
-SNAPSHOT = re.compile(r'network-snapshot-(\d+)\.pkl$')
-
-
-def latest_snapshot(run_dir: Path):
-    """The newest network-snapshot-KKKKKK.pkl of a training run directory, or None."""
-    snaps = [(int(m.group(1)), p) for p in run_dir.glob('network-snapshot-*.pkl')
-             if (m := SNAPSHOT.search(p.name))]
-    return max(snaps)[1] if snaps else None
 
 
 def resolve_network(text):

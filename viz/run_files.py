@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-SNAPSHOT = re.compile(r'^network-snapshot-(\d+)\.pkl$')
+from eg3d_runtime.training.run_files import snapshot_kimg
+
 FAKES = re.compile(r'^fakes(\d+)(_raw|_depth)?\.png$')
 TRACEBACK = 'Traceback (most recent call last):'
 STATUS_LINE = re.compile(r'^tick (\d+)\s+kimg ([\d.]+)\s+time .+?\s+sec/tick ([\d.]+)\s+'
@@ -86,11 +87,6 @@ def stat_series(records):
     kimg = np.array([stat_value(r['Progress/kimg']) for r in rows])
     names = dict.fromkeys(k for r in rows for k in r if k != 'timestamp')
     return {name: (kimg, np.array([stat_value(r.get(name)) for r in rows])) for name in names}
-
-
-def snapshot_kimg(name):
-    match = SNAPSHOT.match(Path(str(name)).name)
-    return int(match.group(1)) if match else None
 
 
 def metric_series(records):

@@ -26,7 +26,7 @@ from .augment import AugmentPipe
 from .dataset import ImageFolderDataset, InfiniteSampler
 from .loss import EG3DLoss
 from .run_files import (append_jsonl, cpu_memory_gb, save_fake_grids,
-                        save_image_grid, setup_snapshot_image_grid, status_line)
+                        save_image_grid, setup_snapshot_image_grid, snapshot_name, status_line)
 
 
 def _short_name(class_name):
@@ -61,7 +61,7 @@ def _phases(G, D, options):
             ('G', G, options['G_opt_kwargs'], options.get('G_reg_interval')),
             ('D', D, options['D_opt_kwargs'], options.get('D_reg_interval', 16))):
         kwargs = _without_class_name(opt_kwargs)
-        params = [p for p in module.parameters()]
+        params = list(module.parameters())
         if interval is None:
             phases.append(_Phase(name + 'both', module, torch.optim.Adam(params, **kwargs), 1))
             continue
@@ -210,9 +210,9 @@ class TrainingLoop:
             phase.seconds = time.perf_counter() - start
 
     def _update_ema(self):
-        ema_nimg = self.o['ema_kimg'] * 1000
-        if self.o.get('ema_rampup', 0.05) is not None:
-            ema_nimg = min(ema_nimg, self.cur_nimg * self.o.get('ema_rampup', 0.05))
+        ema_nimg, rampup = self.o['ema_kimg'] * 1000, self.o.get('ema_rampup', 0.05)
+        if rampup is not None:
+            ema_nimg = min(ema_nimg, self.cur_nimg * rampup)
         beta = 0.5 ** (self.batch_size / max(ema_nimg, 1e-8))
         with torch.no_grad():
             for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
@@ -254,7 +254,7 @@ class TrainingLoop:
         save_fake_grids(merged, self.run_dir, self.cur_nimg // 1000, self.grid_size)
 
     def _save_network(self):
-        path = os.path.join(self.run_dir, f'network-snapshot-{self.cur_nimg // 1000:06d}.pkl')
+        path = os.path.join(self.run_dir, snapshot_name(self.cur_nimg // 1000))
         save_network_pkl(path, {
             'training_set_kwargs': dict(self.o['training_set_kwargs']),
             'G': self.G, 'D': self.D, 'G_ema': self.G_ema, 'augment_pipe': self.augment_pipe,

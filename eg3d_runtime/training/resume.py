@@ -5,20 +5,7 @@ import os
 import re
 
 from .options import TrainError
-
-SNAPSHOT_RE = re.compile(r'network-snapshot-(\d+)\.pkl$')
-
-
-def latest_snapshot(run_dir):
-    """Path of the network-snapshot-*.pkl with the highest kimg in `run_dir`, or None."""
-    try:
-        names = [n for n in os.listdir(run_dir) if SNAPSHOT_RE.match(n)]
-    except OSError:
-        return None
-    if not names:
-        return None
-    return os.path.join(run_dir, max(names, key=lambda n: int(SNAPSHOT_RE.match(n).group(1))))
-
+from .run_files import latest_snapshot, snapshot_kimg
 
 def resolve_resume_path(text):
     """A pickle path, a run directory (its latest snapshot) or a released checkpoint name."""
@@ -26,7 +13,7 @@ def resolve_resume_path(text):
         path = latest_snapshot(text)
         if path is None:
             raise TrainError(f'--resume {text}: no network-snapshot-*.pkl in this run directory')
-        return path
+        return str(path)
     if os.path.exists(text):
         return text
     from checkpoints import registry
@@ -52,11 +39,11 @@ def load_resume(c, restart):
     cur_nimg = 0
     if not restart:
         progress = networks.get('progress') or {}
-        match = SNAPSHOT_RE.search(os.path.basename(path))
+        kimg = snapshot_kimg(path)
         if isinstance(progress.get('cur_nimg'), int):
             cur_nimg = progress['cur_nimg']
-        elif match:
-            cur_nimg = int(match.group(1)) * 1000
+        elif kimg is not None:
+            cur_nimg = kimg * 1000
     return {'path': path, 'networks': networks, 'cur_nimg': cur_nimg}
 
 

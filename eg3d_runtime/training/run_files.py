@@ -12,9 +12,34 @@ import resource
 import sys
 import threading
 import traceback
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
+
+# Creating this file in a run directory asks its trainer for a clean stop (snapshot, then exit).
+STOP_FILE = 'stop-request'
+SNAPSHOT_RE = re.compile(r'^network-snapshot-(\d+)\.pkl$')
+
+
+def snapshot_name(kimg):
+    """'network-snapshot-KKKKKK.pkl' (KKKKKK = cur_nimg // 1000)."""
+    return f'network-snapshot-{int(kimg):06d}.pkl'
+
+
+def snapshot_kimg(name):
+    """The kimg in a snapshot's file name (any path), or None if it is not one."""
+    match = SNAPSHOT_RE.match(os.path.basename(str(name)))
+    return int(match.group(1)) if match else None
+
+
+def latest_snapshot(run_dir):
+    """Path of the snapshot with the highest kimg in `run_dir`, or None (also if unreadable)."""
+    try:
+        names = [n for n in os.listdir(run_dir) if snapshot_kimg(n) is not None]
+    except OSError:
+        return None
+    return Path(run_dir) / max(names, key=snapshot_kimg) if names else None
 
 
 def format_time(seconds):
