@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-FIXTURES ?= ../shared/fixtures
 DEMO_NETWORK ?= checkpoints/demo.pkl
 
 .PHONY: run test test-all venv system-packages clean
@@ -31,7 +30,7 @@ run: system-packages $(STAMP)
 # pytest's exit code 5 (no test collected) is a failure, not a pass.
 TEST_SELECTION ?= -m "not slow"
 test: system-packages $(STAMP)
-	EG3D_FIXTURES=$(FIXTURES) $(PY) -m pytest $(TEST_SELECTION) $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest $(TEST_SELECTION) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test-all:

@@ -195,7 +195,7 @@ def test_saving_leaves_the_live_networks_alone(networks, tmp_path):
         G.eval().requires_grad_(False)
 
 
-def test_official_structure(networks, snapshot):
+def test_official_structure(networks, snapshot, fixture_pkl):
     data = snapshot.read_bytes()
     assert data[:2] == b'\x80\x04'  # protocol 4, like pickle.dump on the official Pythons
     assert _globals(data) == OFFICIAL_GLOBALS
@@ -211,7 +211,7 @@ def test_official_structure(networks, snapshot):
     assert isinstance(G.state['_init_kwargs']['mapping_kwargs'], EasyDict)
     assert G.state['training'] is False and G.state['_last_planes'] is None
     renderer, sampler = G.state['_modules']['renderer'], G.state['_modules']['ray_sampler']
-    fixture = safe_load(REPO.parent / 'shared' / 'fixtures' / 'ffhq-micro.pkl')['G_ema']
+    fixture = safe_load(fixture_pkl)['G_ema']
     fixture_renderer = fixture.state['_modules']['renderer']
     assert torch.equal(renderer.state['plane_axes'], fixture_renderer.state['plane_axes'])
     assert list(renderer.state) == list(fixture_renderer.state)

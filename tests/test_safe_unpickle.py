@@ -9,7 +9,6 @@ import pickletools
 import sys
 import types
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,20 +17,14 @@ import torch
 from eg3d_runtime.safe_unpickle import (EasyDict, PersistentRecord, PickleLoadError, PlainRecord,
                                         module_state_dict, safe_load)
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / 'shared' / 'fixtures'
-FIXTURE = Path(os.environ.get('EG3D_FIXTURES', FIXTURES)) / 'ffhq-micro.pkl'  # as conftest.py
+from conftest import FIXTURE_PKL
+
 PROTOCOLS = range(pickle.HIGHEST_PROTOCOL + 1)
 
 
-def _require_fixture():
-    if not FIXTURE.is_file():
-        pytest.skip(f'reference pickle {FIXTURE} is not available')
-
-
 @pytest.fixture(scope='module')
-def snapshot():
-    _require_fixture()
-    return safe_load(FIXTURE)
+def snapshot(fixture_pkl):
+    return safe_load(fixture_pkl)
 
 
 def _child(record, dotted):
@@ -159,8 +152,8 @@ def _tensors_in_order(obj, out):
     return out
 
 
-def test_fixture_tensors_match_torch_decoding(snapshot):
-    with open(FIXTURE, 'rb') as f, warnings.catch_warnings():
+def test_fixture_tensors_match_torch_decoding(snapshot, fixture_pkl):
+    with open(fixture_pkl, 'rb') as f, warnings.catch_warnings():
         warnings.simplefilter('ignore')
         reference = _tensors_in_order(_ReferenceUnpickler(f).load()['G_ema'], [])
     ours = _tensors_in_order(snapshot['G_ema'], [])
@@ -518,8 +511,7 @@ def test_malformed_content_is_one_error_line(tmp_path, case):
 
 
 def _fixture_half():
-    _require_fixture()
-    return FIXTURE.read_bytes()[:FIXTURE.stat().st_size // 2]
+    return FIXTURE_PKL.read_bytes()[:FIXTURE_PKL.stat().st_size // 2]
 
 
 @pytest.mark.parametrize('content, expected', [
