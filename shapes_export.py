@@ -13,10 +13,11 @@ import time
 
 import torch
 
-from eg3d_runtime import PickleLoadError, load_generator
+from eg3d_runtime import PickleLoadError, fastpath, load_generator, precision
 from eg3d_runtime.configs import build_generator
 from eg3d_runtime.devices import default_device
 from eg3d_runtime.generate import parse_seeds
+from eg3d_runtime.network_path import network_path
 from eg3d_runtime.shapes import (MESH_FORMATS, OFFICIAL_LEVEL, VOLUME_FORMATS, ShapeExportError,
                                  ShapeOptions, check_memory, export_shape)
 
@@ -49,7 +50,8 @@ def build_parser():
     p = argparse.ArgumentParser(prog='python shapes_export.py', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument('--network', help='network pickle (official or ours)')
+    source.add_argument('--network',
+                        help='network pickle, run directory (its latest snapshot) or released name')
     source.add_argument('--cfg', choices=['ffhq', 'afhq', 'shapenet'],
                         help='a randomly initialised full-size network instead (for --bench)')
     p.add_argument('--seeds', type=parse_seeds, default=[0], help='e.g. 0-3,7 (default 0)')
@@ -77,6 +79,7 @@ def build_parser():
     p.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
     p.add_argument('--bench', action='store_true',
                    help='print wall seconds per stage, CPU seconds and peak RSS')
+    precision.add_option(p)
     return p
 
 
@@ -111,10 +114,14 @@ def main(argv=None):
         device = torch.device(args.device or default_device())
         started = time.perf_counter()
         if args.network:
-            G = load_generator(args.network, device=device)
+            G = load_generator(network_path(args.network), device=device)
         else:
             torch.manual_seed(0)        # the same random network every run
             G = build_generator(args.cfg).to(device)
+        fastpath.options(G).set(args.precision)
+        backbone = precision.name_of(fastpath.conv_dtype(G, device, 'backbone'))
+        print(f'precision: backbone {backbone} ({args.precision}; shapes need no '
+              f'super-resolution)')
         if args.bench:
             print(f'bench: network ready in {time.perf_counter() - started:.1f} s, '
                   f'{torch.get_num_threads()} threads, device {device}')

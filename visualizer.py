@@ -1,7 +1,7 @@
 """EG3D visualizer: orbit any EG3D network pickle in real time.
 
     python visualizer.py [PKL ...] [--headless --screenshot out.png --frames 30] [--seed 3 ...]
-    python visualizer.py --run RUN_DIR      # the Trainer tab on a training run directory
+    python visualizer.py --run RUN_DIR      # the Trainer tab on a run, showing its newest snapshot
 
 The first pickle is opened, the others are listed in the Pickle section. Esc closes the window.
 """
@@ -36,7 +36,8 @@ def build_parser():
     p.add_argument('--compare', action='store_true',
                    help='show the given pickles side by side (one pickle: at nrr 64 and 128)')
     p.add_argument('--run', type=Path, default=None,
-                   help='open the Trainer tab on this training run directory')
+                   help='open the Trainer tab on this training run directory and follow its '
+                        'latest snapshot in the view')
     p.add_argument('--capture-dir', type=Path, default=None, help='where captures are saved')
     return p
 

@@ -79,8 +79,8 @@ def download(name, on_progress=lambda done, total: None, cancelled=lambda: False
         response = (opener or urllib.request.urlopen)(request, timeout=30)
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, 'reason', e)
-        raise DownloadError(f'cannot download {ckpt.filename} ({reason}); offline, put the file '
-                            f'at {final}') from None
+        raise DownloadError(f'{ckpt.filename}: cannot download {ckpt.url} ({reason}); offline, '
+                            f'put the file at {final}') from None
     with response:
         if done and getattr(response, 'status', 200) != 206:
             done = 0                                   # the server ignored the range: restart

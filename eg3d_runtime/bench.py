@@ -29,7 +29,7 @@ import time
 
 import torch
 
-from . import cameras, configs, fastpath, preview
+from . import cameras, configs, fastpath, precision, preview
 from .devices import default_device
 
 
@@ -114,8 +114,9 @@ def best(values):
 
 def load(args, device):
     if args.network:
+        from .network_path import network_path
         from .pickles import load_generator
-        G = load_generator(args.network, device=device)
+        G = load_generator(network_path(args.network), device=device)
         name = os.path.basename(args.network)
     else:
         torch.manual_seed(0)
@@ -174,6 +175,7 @@ def run(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     G, name = load(args, device)
+    fastpath.options(G).set(args.precision)
     rk = G.rendering_kwargs
     nrr = args.nrr or (G.neural_rendering_resolution if args.network else 128)
     d, i = rk['depth_resolution'], rk['depth_resolution_importance']
@@ -314,8 +316,7 @@ def run(args):
         'nrr': nrr, 'depth_resolution': d, 'depth_resolution_importance': i,
         'image_resolution': G.img_resolution,
         'noise_mode': args.noise_mode,
-        'precision': {'backbone': str(fastpath.options(G).conv_dtype(device, 'backbone')),
-                      'superresolution': str(fastpath.options(G).conv_dtype(device, 'sr'))},
+        'precision': fastpath.precision_in_use(G, device),
         'stages_ms': {row[0]: {'fast': row[1], 'faithful': row[2]} for row in b.rows},
         'stages_median_ms': b.medians,
         'timing': f'best of {b.reps} (frames, stages); preview: median of the settled drag',
@@ -365,7 +366,8 @@ def format_table(result, rows):
              f"device: {result['device']}, torch {result['torch']}, {result['threads']} threads",
              f"settings: {result['image_resolution']}^2 output, nrr {result['nrr']}, "
              f"{result['depth_resolution']}+{result['depth_resolution_importance']} samples, "
-             f"noise {result['noise_mode']}, precision {result['precision']}",
+             f"noise {result['noise_mode']}, precision: "
+             f"{precision.describe(result['precision'])}",
              '',
              f"{'stage':<52} {'fast ms':>10} {'faithful ms':>12} {'ratio':>7}"]
     for stage, fast, ref in rows:
@@ -384,12 +386,14 @@ def build_parser():
     p = argparse.ArgumentParser(prog='python -m eg3d_runtime.bench', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group()
-    src.add_argument('--network', help='network pickle')
+    src.add_argument('--network',
+                     help='network pickle, run directory (its latest snapshot) or released name')
     src.add_argument('--cfg', default='ffhq', choices=['ffhq', 'afhq', 'shapenet'],
                      help='family of the randomly initialised full-size network (default ffhq)')
     p.add_argument('--device', choices=['cpu', 'cuda'], default=None,
                    help='default: cuda when available')
     p.add_argument('--json', help='also write the results to this JSON file')
+    precision.add_option(p)
     p.add_argument('--nrr', type=int, default=None,
                    help="neural rendering resolution (default: the pickle's, 128 for --cfg)")
     p.add_argument('--reps', type=int, default=None, help='repetitions (default 3 CPU, 20 CUDA)')

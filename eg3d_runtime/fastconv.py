@@ -144,15 +144,6 @@ class Workspace:
         return sum(b.numel() * b.element_size() for b in self._buffers.values())
 
 
-def cpu_supports_bf16():
-    """True where oneDNN has native bf16 kernels (AVX512-BF16 / AMX); elsewhere bf16 is emulated
-    and slower than float32."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:
-        return False
-
-
 class FixedConv:
     """One sample's convolution with folded weights + epilogue, on NHWC images.
 
@@ -391,4 +382,4 @@ def relative_rms(a, b):
 
 __all__ = ['FixedConv', 'Workspace', 'fold_layer', 'fold_torgb', 'winograd_weights',
            'polyphase_weights', 'upsample2x', 'upsample_image', 'choose_method',
-           'cpu_supports_bf16', 'params_signature', 'relative_rms']
+           'params_signature', 'relative_rms']

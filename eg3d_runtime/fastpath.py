@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from . import fastconv as fc
 from . import fastrender as fr
+from . import precision
 from .parallel import parallel_map
 
 
@@ -44,23 +45,21 @@ class FastOptions:
     def __init__(self):
         self.enabled = True          # False: G.synthesis always takes the reference path
         self.winograd = True         # Winograd convolutions on CPU
-        self.precision = 'auto'      # super-resolution convolutions: 'auto'|'fp32'|'bf16'|'fp16'
-        #   auto: fp16 on CUDA; bf16 on CPUs with native bf16 (AVX512-BF16 / AMX), else fp32
-        #   (emulated bf16 is slower than fp32). Reduced precision never uses Winograd.
-        self.backbone_precision = 'fp32'  # same choices for the backbone (13 layers deep)
+        # Arithmetic of the super-resolution and of the backbone convolutions, each one of
+        # precision.NAMES. 'auto': super-resolution fp16 on CUDA; on a CPU bf16 only where it is
+        # native AND measured faster for this network (precision.py), else fp32; backbone fp32
+        # (13 layers deep: reduced formats only when asked for). Reduced formats skip Winograd.
+        self.precision = 'auto'
+        self.backbone_precision = 'auto'
         self.cuda_graphs = True      # replay camera-only frames as CUDA graphs
         self.chunk_points = None     # points per ray-marching step (None: 64K CPU, 2M CUDA)
         self.backbone_min_tiles = 256  # Winograd in the backbone from this many 4x4 tiles
         self.occupancy_resolution = 64  # empty-space skipping grid (previews)
         self.occupancy_threshold = 1e-3
 
-    def conv_dtype(self, device, part):
-        p = self.precision if part == 'sr' else self.backbone_precision
-        if p == 'auto':
-            if device.type == 'cuda':
-                return torch.float16
-            return torch.bfloat16 if fc.cpu_supports_bf16() else torch.float32
-        return {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}[p]
+    def set(self, name):
+        """One precision for backbone and super-resolution alike (`--precision`)."""
+        self.precision = self.backbone_precision = precision.check_name(name)
 
 
 class _State:
@@ -74,6 +73,7 @@ class _State:
         self.decoder = None           # (key, FoldedDecoder)
         self.graphs = {}              # CUDA graph runners
         self.graph_failed = False
+        self.auto = {}                # (part, device type, machine) -> name 'auto' resolved to
 
 
 _STATES = weakref.WeakKeyDictionary()
@@ -183,12 +183,12 @@ def _backbone_blocks(G):
     return [getattr(syn, f'b{res}') for res in syn.block_resolutions]
 
 
-def backbone_planes(G, ws, noise_mode='random'):
+def backbone_planes(G, ws, noise_mode='random', force_fp32=False):
     """ws [N, num_ws, w_dim] -> backbone image [N, 96, 256, 256] (NCHW, float32)."""
     st = state(G)
     opts = st.options
     device = ws.device
-    dtype = opts.conv_dtype(device, 'backbone')
+    dtype = conv_dtype(G, device, 'backbone', force_fp32)
     blocks = _backbone_blocks(G)
     ws = ws.float()
     result = None
@@ -209,7 +209,8 @@ def _signature(module):
     return fc.params_signature(module)
 
 
-def planes(G, ws, cache_backbone=False, use_cached_backbone=False, noise_mode='random'):
+def planes(G, ws, cache_backbone=False, use_cached_backbone=False, noise_mode='random',
+           force_fp32=False):
     """Fast counterpart of G.planes: NCHW planes [N, 3, 32, H, W] (a view of the backbone image)."""
     st = state(G)
     with st.lock:
@@ -220,13 +221,13 @@ def planes(G, ws, cache_backbone=False, use_cached_backbone=False, noise_mode='r
             key = None
             if noise_mode != 'random':
                 key = (noise_mode, _signature(G.backbone.synthesis), ws.device, ws.dtype,
-                       tuple(ws.shape), st.options.conv_dtype(ws.device, 'backbone'))
+                       tuple(ws.shape), conv_dtype(G, ws.device, 'backbone', force_fp32))
                 cached = st.backbone
                 if cached is not None and cached[0] == key and cached[2]._version == cached[3] \
                         and torch.equal(cached[1], ws):
                     img = cached[2]
             if img is None:
-                img = backbone_planes(G, ws, noise_mode)
+                img = backbone_planes(G, ws, noise_mode, force_fp32)
                 if key is not None:
                     st.backbone = (key, ws.detach().clone(), img, img._version)
         if cache_backbone:
@@ -309,12 +310,12 @@ def render(G, planes5d, origins, directions, options, deterministic=False, colou
 # Super-resolution with weights folded once per w
 # ------------------------------------------------------------------------------------------------
 
-def folded_superresolution(G, ws_last, noise_mode):
+def folded_superresolution(G, ws_last, noise_mode, force_fp32=False):
     """Per-sample folded SR blocks for the last w of each sample, cached by value of w."""
     st = state(G)
     opts = st.options
     device = ws_last.device
-    dtype = opts.conv_dtype(device, 'sr')
+    dtype = conv_dtype(G, device, 'sr', force_fp32)
     sr = G.superresolution
     key = (noise_mode, _signature(sr), device, dtype, opts.winograd, tuple(ws_last.shape))
     cached = st.sr
@@ -344,17 +345,24 @@ def _resize_for_sr(sr, features):
 
 
 def _run_superresolution(sr, folded, features, workspace):
+    """-> image NCHW [N, 3, R, R] and, where the official image_raw includes block0's RGB
+    (sr.raw_is_block0_output), that image_raw NCHW [N, 3, h, h]; else None."""
+    size = features.shape[1]
+    raw = torch.empty(len(folded), 3, size, size, device=features.device) \
+        if sr.raw_is_block0_output(size) else None
     features = _resize_for_sr(sr, features)
     out = None
     for n, (b0, b1) in enumerate(folded):
         x = features[n].contiguous()
         img = x[..., :3]
         x, img = b0(x, img, workspace, 'sr.block0')
+        if raw is not None:
+            raw[n].copy_(img.permute(2, 0, 1))
         x, img = b1(x, img, workspace, 'sr.block1')
         if out is None:
             out = torch.empty(len(folded), 3, img.shape[0], img.shape[1], device=img.device)
         out[n].copy_(img.permute(2, 0, 1))
-    return out
+    return out, raw
 
 
 def superresolution(G, features, ws, noise_mode=None):
@@ -363,14 +371,77 @@ def superresolution(G, features, ws, noise_mode=None):
     with st.lock:
         noise_mode = noise_mode or G.rendering_kwargs.get('superresolution_noise_mode', 'none')
         folded = folded_superresolution(G, ws[:, -1], noise_mode)
-        return _run_superresolution(G.superresolution, folded, features, st.workspace)
+        return _run_superresolution(G.superresolution, folded, features, st.workspace)[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# Precision
+# ------------------------------------------------------------------------------------------------
+
+def _auto_name(G, device, part):
+    """What 'auto' means for `part` ('backbone' | 'sr') of G on `device` (see FastOptions)."""
+    if part == 'backbone':
+        return 'fp32'
+    if device.type == 'cuda':
+        return 'fp16'
+    if not precision.cpu_supports_bf16():
+        return 'fp32'
+    sr = G.superresolution
+    shape = (type(sr).__name__, sr.input_resolution, sr.img_resolution,
+             tuple(tuple(p.shape) for p in sr.parameters()))
+    record = precision.measured_choice(
+        f'sr {shape}', 'bf16', lambda dtype: _superresolution_runner(G, device, dtype))
+    return record['choice']
+
+
+def _superresolution_runner(G, device, dtype, patch=16):
+    """A function running the super-resolution blocks, folded for a random w, on a small patch:
+    both formats run the same layers (same methods) on the same pixels, so their time ratio is
+    the full frame's, at a fraction of its cost."""
+    sr = G.superresolution
+    opts = state(G).options
+    ws3 = torch.randn(1, G.w_dim, device=device).expand(3, -1)
+    b0 = _FoldedBlock(sr.block0, ws3, 'none', device, dtype, opts.winograd, 64,
+                      sr.input_resolution)
+    b1 = _FoldedBlock(sr.block1, ws3, 'none', device, dtype, opts.winograd, 64, None)
+    size = min(patch, sr.input_resolution)
+    x = torch.randn(size, size, sr.block0.conv0.in_channels, device=device)
+    workspace = fc.Workspace()
+
+    def run():
+        h, img = b0(x, x[..., :3], workspace, 'b0')
+        b1(h, img, workspace, 'b1')
+    return run
+
+
+def conv_dtype(G, device, part, force_fp32=False):
+    """The torch dtype of `part` ('backbone' | 'sr') convolutions for this call."""
+    if force_fp32:
+        return torch.float32
+    st = state(G)
+    name = st.options.precision if part == 'sr' else st.options.backbone_precision
+    if name == 'auto':
+        key = (part, device.type, precision.machine_key())
+        name = st.auto.get(key)
+        if name is None:
+            name = st.auto[key] = _auto_name(G, device, part)
+    return precision.DTYPES[name]
+
+
+def precision_in_use(G, device, force_fp32=False):
+    """{'backbone': name, 'superresolution': name} as the next frame on `device` will run,
+    for the Performance panel, the bench and the command-line logs."""
+    device = torch.device(device)
+    return {'backbone': precision.name_of(conv_dtype(G, device, 'backbone', force_fp32)),
+            'superresolution': precision.name_of(conv_dtype(G, device, 'sr', force_fp32))}
 
 
 # ------------------------------------------------------------------------------------------------
 # The frame
 # ------------------------------------------------------------------------------------------------
 
-def _frame_fn(G, planes5d, ws, nrr, options, deterministic, superresolution_enabled):
+def _frame_fn(G, planes5d, ws, nrr, options, deterministic, superresolution_enabled,
+              force_fp32=False):
     """The per-camera part of a frame as a function of c only (capturable in a CUDA graph:
     no host syncs, static shapes). Weight folding and table lookups happen before."""
     st = state(G)
@@ -382,8 +453,8 @@ def _frame_fn(G, planes5d, ws, nrr, options, deterministic, superresolution_enab
     chunk = _chunk_points(st.options, ws.device)
     sr = G.superresolution
     sr_noise = G.rendering_kwargs.get('superresolution_noise_mode', 'none')
-    folded_sr = folded_superresolution(G, ws[:, -1], sr_noise) if superresolution_enabled \
-        else None
+    folded_sr = folded_superresolution(G, ws[:, -1], sr_noise, force_fp32) \
+        if superresolution_enabled else None
 
     def frame(c):
         cam2world = c[:, :16].view(-1, 4, 4)
@@ -396,7 +467,9 @@ def _frame_fn(G, planes5d, ws, nrr, options, deterministic, superresolution_enab
         out = {'image_raw': feature_image[..., :3].permute(0, 3, 1, 2).contiguous(),
                'image_depth': depth.view(n, 1, nrr, nrr)}
         if superresolution_enabled:
-            out['image'] = _run_superresolution(sr, folded_sr, feature_image, st.workspace)
+            out['image'], raw = _run_superresolution(sr, folded_sr, feature_image, st.workspace)
+            if raw is not None:                  # the official in-place quirk (superresolution.py)
+                out['image_raw'] = raw
         return out
     return frame
 
@@ -441,16 +514,19 @@ def _graph_key(G, planes5d, ws, c, nrr, options, deterministic, superresolution_
 
 def synthesis(G, ws, c, neural_rendering_resolution=None, noise_mode='random',
               cache_backbone=False, use_cached_backbone=False, deterministic=False,
-              rendering_overrides=None, superresolution_enabled=True):
-    """Fast G.synthesis (same arguments and outputs)."""
+              rendering_overrides=None, superresolution_enabled=True, force_fp32=False):
+    """Fast G.synthesis (same arguments and outputs); `force_fp32` overrides the precision
+    options for backbone and super-resolution alike."""
     st = state(G)
     with st.lock:
         options = {**G.rendering_kwargs, **(rendering_overrides or {})}
         nrr = int(neural_rendering_resolution or G.neural_rendering_resolution)
         c = c.float()
         planes5d = planes(G, ws, cache_backbone=cache_backbone,
-                          use_cached_backbone=use_cached_backbone, noise_mode=noise_mode)
-        frame = _frame_fn(G, planes5d, ws, nrr, options, deterministic, superresolution_enabled)
+                          use_cached_backbone=use_cached_backbone, noise_mode=noise_mode,
+                          force_fp32=force_fp32)
+        frame = _frame_fn(G, planes5d, ws, nrr, options, deterministic, superresolution_enabled,
+                          force_fp32)
         use_graph = (c.device.type == 'cuda' and st.options.cuda_graphs and not st.graph_failed
                      and use_cached_backbone and G._last_planes is not None
                      and not options.get('empty_space_skipping', False)
@@ -473,12 +549,13 @@ def synthesis(G, ws, c, neural_rendering_resolution=None, noise_mode='random',
         return runner(c)
 
 
-def sample_mixed(G, coordinates, directions, ws, noise_mode='random', options=None):
+def sample_mixed(G, coordinates, directions, ws, noise_mode='random', options=None,
+                 force_fp32=False):
     """Fast G.sample_mixed: raw 'sigma' [N, P, 1] and 'rgb' [N, P, 32] at world points."""
     st = state(G)
     with st.lock:
         options = options or G.rendering_kwargs
-        planes5d = planes(G, ws, noise_mode=noise_mode)
+        planes5d = planes(G, ws, noise_mode=noise_mode, force_fp32=force_fp32)
         table = plane_table(G, planes5d)
         decoder = folded_decoder(G)
         sigmas, rgbs = [], []

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import cameras
+from . import cameras, fastpath, precision
 from .devices import default_device
+from .network_path import network_path
 from .pickles import load_generator
 from .safe_unpickle import PickleLoadError
 
@@ -66,7 +67,8 @@ def render_seed(G, seed, yaw=0.0, pitch=0.0, psi=1.0, cutoff=14, nrr=None,
 def build_parser():
     p = argparse.ArgumentParser(prog='python -m eg3d_runtime.generate', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--network', required=True, help='network pickle (official or ours)')
+    p.add_argument('--network', required=True,
+                   help='network pickle, run directory (its latest snapshot) or released name')
     p.add_argument('--seeds', type=parse_seeds, default=[0], help='e.g. 0-3,7 (default 0)')
     p.add_argument('--yaw', type=float, default=0.0, help='camera yaw in radians (default 0)')
     p.add_argument('--pitch', type=float, default=0.0, help='camera pitch (default 0)')
@@ -81,6 +83,7 @@ def build_parser():
                    help='no sample jitter (linspace depths, inverse-CDF importance samples)')
     p.add_argument('--outdir', default='out', help='output directory (default out)')
     p.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
+    precision.add_option(p)
     return p
 
 
@@ -88,10 +91,13 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     device = torch.device(args.device or default_device())
     try:
-        G = load_generator(args.network, device=device)
+        G = load_generator(network_path(args.network), device=device)
     except PickleLoadError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
+    fastpath.options(G).set(args.precision)
+    print(f'precision: {precision.describe(fastpath.precision_in_use(G, device))} '
+          f'({args.precision}, {device.type})')
     try:
         os.makedirs(args.outdir, exist_ok=True)
     except OSError as e:

@@ -11,9 +11,11 @@ import warnings
 
 import torch
 
+from . import recorded_args
 from .networks.discriminator import DualDiscriminator
 from .networks.triplane import TriPlaneGenerator
-from .safe_unpickle import PersistentRecord, PickleLoadError, module_state_dict, safe_load
+from .safe_unpickle import (PersistentRecord, PickleLoadError, _describe, module_state_dict,
+                            plain_structure, safe_load)
 from .training.augment import AugmentPipe
 
 NETWORK_CLASSES = {cls.__name__: cls for cls in (TriPlaneGenerator, DualDiscriminator, AugmentPipe)}
@@ -45,9 +47,24 @@ def rebuild_network(record, device='cpu'):
     if cls is None:
         raise ValueError(f"unsupported network class '{record.class_name}'")
     try:
-        net = cls(*record.init_args, **record.init_kwargs)
+        args, kwargs = record.init_args, record.init_kwargs
+    except ValueError as e:
+        raise ValueError(f'the recorded arguments of {record.class_name} are {e}') from None
+    attributes = {}
+    for attr in COPIED_ATTRIBUTES:
+        if attr in record.state:
+            try:
+                attributes[attr] = plain_structure(record.state[attr])
+            except ValueError as e:
+                raise ValueError(f'{attr} is {e}') from None
+    if cls is TriPlaneGenerator:
+        recorded_args.check_generator_args(cls, args, kwargs)
+        recorded_args.check_generator_attributes(attributes)
+    try:
+        net = cls(*args, **kwargs)
     except Exception as e:  # recorded arguments are untrusted data: any failure is a bad file
-        raise ValueError(f'cannot construct {record.class_name} from its recorded arguments ({e})')
+        raise ValueError(f'cannot construct {record.class_name} from its recorded arguments '
+                         f'({_describe(e)})') from None
     state = module_state_dict(record)
     for name in EXTRA_BUFFERS:
         if name in state:
@@ -63,9 +80,8 @@ def rebuild_network(record, device='cpu'):
                                                 ('wrong shape', wrong)) if items)
         raise ValueError(f'{record.class_name} state does not match its architecture ({detail})')
     net.load_state_dict(state)
-    for attr in COPIED_ATTRIBUTES:
-        if attr in record.state:
-            setattr(net, attr, record.state[attr])
+    for attr, value in attributes.items():
+        setattr(net, attr, value)
     return net.eval().requires_grad_(False).to(device)
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 __all__ = ['EasyDict', 'PersistentRecord', 'PickleLoadError', 'PlainRecord', 'module_state_dict',
-           'safe_load']
+           'plain_structure', 'safe_load']
 
 
 class PickleLoadError(Exception):
@@ -91,13 +91,33 @@ class _PythonUnpickler(pickle._Unpickler):
 # Records and containers
 
 
-def _plain_structure(value):
-    """EasyDicts (and any other dicts) become plain dicts, so callers can use `**kwargs` or JSON."""
-    if isinstance(value, dict):
-        return {k: _plain_structure(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain_structure(v) for v in value)
-    return value
+# Recorded constructor arguments and options hold about a hundred values, a few levels deep.
+# The pickle memo lets a small file share one list many times over (a list holding the same
+# list twice, 64 levels deep, is 2**64 values once copied out), so copies stop at these limits.
+MAX_PLAIN_VALUES = 10_000
+MAX_PLAIN_DEPTH = 32
+
+
+def plain_structure(value):
+    """A copy in which EasyDicts (and any other dicts) are plain dicts, so callers can use
+    `**kwargs` or JSON. ValueError (saying which limit) for a structure past the limits above."""
+    count = 0
+
+    def copy(value, depth):
+        nonlocal count
+        count += 1
+        if count > MAX_PLAIN_VALUES:
+            raise ValueError(f'too large (more than {MAX_PLAIN_VALUES} values once shared parts '
+                             'are expanded)')
+        if depth > MAX_PLAIN_DEPTH:
+            raise ValueError(f'nested too deeply (more than {MAX_PLAIN_DEPTH} levels)')
+        if isinstance(value, dict):
+            return {k: copy(v, depth + 1) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(copy(v, depth + 1) for v in value)
+        return value
+
+    return copy(value, 0)
 
 
 @dataclasses.dataclass(eq=False, repr=False)
@@ -109,11 +129,11 @@ class PersistentRecord:
 
     @property
     def init_args(self):
-        return _plain_structure(self.state.get('_init_args', ()))
+        return plain_structure(self.state.get('_init_args', ()))
 
     @property
     def init_kwargs(self):
-        return _plain_structure(self.state.get('_init_kwargs', {}))
+        return plain_structure(self.state.get('_init_kwargs', {}))
 
     def __repr__(self):
         return f'PersistentRecord({self.class_name!r}, {len(self.state)} state entries)'
@@ -630,13 +650,22 @@ def module_state_dict(record):
     records raise ValueError."""
     result = collections.OrderedDict()
     active = set()  # ids on the current path, to stop on cyclic (malicious) module graphs
+    visits = 0      # a child shared many times over is visited once per path (see plain_structure)
 
     def visit(node, prefix):
+        nonlocal visits
         where = prefix.rstrip('.') or 'record'
         if not (isinstance(node, (PersistentRecord, PlainRecord)) and isinstance(node.state, dict)):
             raise ValueError(f'{where}: not a module record ({type(node).__name__})')
         if id(node) in active:
             raise ValueError(f'{where}: module graph contains a cycle')
+        visits += 1
+        if visits > MAX_PLAIN_VALUES:
+            raise ValueError(f'module graph too large: more than {MAX_PLAIN_VALUES} modules once '
+                             'its shared children are expanded')
+        if len(active) >= MAX_PLAIN_DEPTH:
+            raise ValueError(f'{where}: modules nested too deeply (more than {MAX_PLAIN_DEPTH} '
+                             'levels)')
         active.add(id(node))
         skipped = node.state.get('_non_persistent_buffers_set', set())
         if not isinstance(skipped, (set, frozenset)):

@@ -34,6 +34,19 @@ def test_writes_images_and_depth(tmp_path, fixture_pkl):
     a = np.asarray(Image.open(tmp_path / 'seed0000.png'), dtype=float)
     b = np.asarray(Image.open(tmp_path / 'seed0001.png'), dtype=float)
     assert np.abs(a - b).mean() > 1
+    assert 'precision: backbone fp32, super-resolution fp32 (auto, cpu)' in r.stdout
+
+
+def test_precision_option_is_obeyed_and_logged(tmp_path):
+    demo = REPO / 'checkpoints' / 'demo.pkl'
+    images = {}
+    for name in ('fp32', 'bf16'):
+        r = run_generate('--network', demo, '--device', 'cpu', '--precision', name,
+                         '--outdir', tmp_path / name)
+        assert r.returncode == 0, r.stderr
+        assert f'precision: backbone {name}, super-resolution {name} ({name}, cpu)' in r.stdout
+        images[name] = np.asarray(Image.open(tmp_path / name / 'seed0000.png'), dtype=float)
+    assert 0 < np.abs(images['fp32'] - images['bf16']).mean() < 2
 
 
 @pytest.mark.parametrize('content', [b'', b'hello world\n'])

@@ -299,9 +299,10 @@ def run_cli(*args):
 
 def test_command_line(tmp_path, fixture_pkl):
     r = run_cli('--network', fixture_pkl, '--seeds', '0-1', '--resolution', 24, '--level', -1.3,
-                '--format', 'obj', '--colors', '--coarse-to-fine', '--outdir', tmp_path, '--bench')
+                '--format', 'obj', '--colors', '--coarse-to-fine', '--outdir', tmp_path, '--bench',
+                '--precision', 'bf16')
     assert r.returncode == 0, r.stderr
-    assert 'peak RSS' in r.stdout
+    assert 'peak RSS' in r.stdout and 'precision: backbone bf16 (bf16;' in r.stdout
     for seed in (0, 1):
         assert len(load_mesh(tmp_path / f'seed{seed:04d}.obj').faces) > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ['seed0000.obj', 'seed0001.obj']

@@ -80,6 +80,53 @@ def test_run_argument_opens_the_tab_with_the_curves_of_an_official_run(
         viz.close()
 
 
+def add_snapshot(run, kimg, pkl):
+    """A complete snapshot, as a trainer leaves it (renamed into place), written a while ago."""
+    path = run.resolve() / f'network-snapshot-{kimg:06d}.pkl'
+    tmp = run / 'snapshot.tmp'
+    tmp.write_bytes(pkl.read_bytes())
+    past = time.time() - 60
+    os.utime(tmp, (past, past))
+    os.replace(tmp, path)
+    return path
+
+
+def shown(viz, path):
+    result = viz.viewport.result
+    return viz.pickle_widget.pkl == str(path) and result is not None and \
+        result.args.pkl == str(path) and result.image is not None
+
+
+def test_run_argument_shows_the_latest_snapshot_and_follows(xvfb_display, user_dirs, tmp_path,
+                                                            fixture_pkl):
+    run = official_run(tmp_path, snapshot_pkl=fixture_pkl)
+    latest = add_snapshot(run, 8, fixture_pkl)
+    viz = open_window('--run', run, '--nrr', 16)
+    try:
+        assert viz.trainer_widget.follow_latest
+        assert frames_until(viz, lambda: shown(viz, latest), timeout=300)
+        assert viz.viewport.result.error is None and viz.tab == 'Trainer'
+        newer = add_snapshot(run, 12, fixture_pkl)
+        assert frames_until(viz, lambda: shown(viz, newer), timeout=300)
+    finally:
+        viz.close()
+
+
+def test_run_without_snapshots_says_so_and_opens_the_first(xvfb_display, user_dirs, tmp_path,
+                                                           fixture_pkl):
+    run = official_run(tmp_path)
+    viz = open_window('--run', run, '--nrr', 16)
+    try:
+        waiting = f'No snapshot in {run.resolve()} yet: the first one opens when it appears'
+        assert frames_until(viz, lambda: viz.viewport.centre_text == waiting)
+        assert viz.pickle_widget.pkl is None
+        first = add_snapshot(run, 0, fixture_pkl)
+        assert frames_until(viz, lambda: shown(viz, first), timeout=300)
+        assert viz.viewport.result.error is None
+    finally:
+        viz.close()
+
+
 @pytest.fixture
 def fake_trainer(tmp_path, monkeypatch, fixture_pkl):
     script = tmp_path / 'fake_train.py'

@@ -110,3 +110,25 @@ def test_worker_renders_only_the_newest_args():
     finally:
         fake.release.set()
         worker.close()
+
+
+def test_force_fp32_changes_the_arithmetic_of_frames(monkeypatch, user_dirs):
+    """Where 'auto' picks bf16 (simulated: native bf16 measured faster), Force FP32 renders
+    float32 arithmetic, and the result says which precision ran (Performance panel)."""
+    import time
+
+    from conftest import REPO, relative_rms
+    from eg3d_runtime import fastpath, precision
+    monkeypatch.setenv('EG3D_CPU_BF16', '1')
+    monkeypatch.setattr(fastpath, '_superresolution_runner', lambda G, device, dtype: (
+        lambda: time.sleep(0.02 if dtype == torch.float32 else 0.002)))
+    precision.forget()
+    renderer = FrameRenderer('cpu')
+    args = RenderArgs(pkl=str(REPO / 'checkpoints' / 'demo.pkl'), noise_mode='const')
+    auto = renderer.render(args)
+    forced = renderer.render(args.with_(force_fp32=True))
+    precision.forget()
+    assert auto.error is None and forced.error is None
+    assert auto.info['precision'] == 'backbone fp32, super-resolution bf16'
+    assert forced.info['precision'] == 'backbone fp32, super-resolution fp32'
+    assert relative_rms(auto.image.float(), forced.image.float()) > 0

@@ -39,6 +39,13 @@ def test_no_display_is_one_line(monkeypatch):
                                 '--headless to render offscreen')
 
 
+def test_start_prints_no_opengl_notice(user_dirs):
+    """PyOpenGL-accelerate is installed, so PyOpenGL has nothing to say at INFO level."""
+    r = run_visualizer('--headless', '--frames', 1, '--width', 400, '--height', 300, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert 'OpenGL_accelerate' not in r.stderr
+
+
 def test_bad_pickle_keeps_window_alive(tmp_path, user_dirs):
     bad = tmp_path / 'broken.pkl'
     bad.write_bytes(b'\x80\x04garbage')

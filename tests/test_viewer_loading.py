@@ -88,8 +88,9 @@ def test_offline_says_where_to_put_the_file(ckpt_dir):
         raise urllib.error.URLError('no network')
     with pytest.raises(checkpoints.DownloadError) as e:
         checkpoints.download('afhqcats512-128', opener=opener)
-    assert str(e.value) == ('cannot download afhqcats512-128.pkl (no network); offline, put the '
-                            f'file at {ckpt_dir / "afhqcats512-128.pkl"}')
+    assert str(e.value) == ('afhqcats512-128.pkl: cannot download '
+                            f'{checkpoints.RELEASED["afhqcats512-128"].url} (no network); '
+                            f'offline, put the file at {ckpt_dir / "afhqcats512-128.pkl"}')
 
 
 def test_recent_list_survives_restarts(tmp_path):

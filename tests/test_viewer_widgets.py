@@ -122,6 +122,17 @@ def test_capture_saves_image_and_gui(viewer, tmp_path):
     assert gui.size == tuple(viz.window.framebuffer_size)
 
 
+def test_captures_go_to_pictures_even_without_it(tmp_path, monkeypatch):
+    """~/Pictures/eg3d-captures, as the README says, also where ~/Pictures does not exist yet."""
+    from viz.capture_widget import CaptureWidget
+    monkeypatch.setenv('HOME', str(tmp_path))
+    widget = CaptureWidget(viz=None)
+    assert widget.directory == str(tmp_path / 'Pictures' / 'eg3d-captures')
+    assert not (tmp_path / 'Pictures').exists()             # made by the first capture only
+    widget.save_image(np.zeros((4, 4, 3), np.uint8))
+    assert (tmp_path / 'Pictures' / 'eg3d-captures' / '00001.png').is_file()
+
+
 def test_orbit_video(viewer, tmp_path, monkeypatch):
     viewer.render_widget.render_type = 'image_raw'
     assert record_orbit(viewer, tmp_path / 'caps', monkeypatch, 3).n_frames == 3
@@ -135,6 +146,12 @@ def test_performance_widget_settings(viewer):
     assert viz.window.fps_limit == 30
     assert viz.render_args().force_fp32
     assert len(viz.perf_widget.gui_times) > 0
+    for _ in range(600):                    # the panel names the precision of the frame shown
+        frames(viz, 1)
+        result = viz.viewport.result
+        if result is not None and result.image is not None and result.args.force_fp32:
+            break
+    assert result.info['precision'] == 'backbone fp32, super-resolution fp32'
 
 
 def test_mesh_export_runs_in_the_background_and_cancels(viewer, tmp_path):

@@ -74,7 +74,9 @@ class Visualizer:
             ('Export mesh', [self.mesh_widget]),
             ('Layers & channels', [self.layer_widget]),
         ]
-        self.trainer_widget = TrainerWidget(self, options.run)
+        # --run alone shows the run's networks too: its latest snapshot, then each newer one.
+        self.trainer_widget = TrainerWidget(self, options.run,
+                                            follow_latest=bool(options.run and not options.pkls))
         self.tab = None                      # 'Viewer' or 'Trainer', the tab on screen
         self._select_tab = 'Trainer' if options.run else None
         self._core_args = None

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from eg3d_runtime import PickleLoadError, cameras, load_generator
+from eg3d_runtime import PickleLoadError, cameras, fastpath, load_generator, precision
 from eg3d_runtime.generate import latent
 from eg3d_runtime.preview import AdaptivePreview, ladder_for
 
@@ -211,7 +211,12 @@ class FrameRenderer:
             nrr = args.nrr or G.neural_rendering_resolution
             depth = max(2, int(round(depth0 * args.depth_mult)))
             importance = int(round(importance0 * args.importance_mult))
-        want_sr = (args.render_type == 'image' or args.layer_view) and not args.preview
+        # The official raw image of some networks (ShapeNet at nrr 64) includes the first
+        # super-resolution block's RGB: the super-resolution must run to show it.
+        raw_needs_sr = args.render_type == 'image_raw' and \
+            G.superresolution.raw_is_block0_output(nrr)
+        show_sr = (args.render_type == 'image' or args.layer_view) and not args.preview
+        want_sr = show_sr or (raw_needs_sr and not args.preview)
         torch.manual_seed(args.noise_seed)
         capture = capture_layers(G, args.layer) if args.layer_view else nullcontext()
         with capture as layers:
@@ -222,7 +227,10 @@ class FrameRenderer:
                               superresolution=want_sr, force_fp32=args.force_fp32,
                               faithful=args.layer_view)   # hooks need the module-by-module path
         self._planes_key = planes_key if args.cache_backbone else None
-        result.info.update(nrr=nrr, samples=(depth, importance), backbone_reused=reuse)
+        result.info.update(nrr=nrr, samples=(depth, importance), backbone_reused=reuse,
+                           precision='reference path (official arithmetic)' if args.layer_view
+                           else precision.describe(fastpath.precision_in_use(
+                               G, self.device, args.force_fp32)))
         if args.layer_view:
             result.info['layers'] = layers.layers
             if layers.captured is not None:
@@ -235,7 +243,7 @@ class FrameRenderer:
                                                 c[:, 16:25].view(-1, 3, 3), nrr)
             return normals_to_image(out['image_depth'], origins, directions,
                                     c[:, :16].view(-1, 4, 4))
-        return to_uint8_image(out['image'] if want_sr else out['image_raw'])
+        return to_uint8_image(out['image'] if show_sr else out['image_raw'])
 
     def network_info(self, G):
         return {'img_resolution': G.img_resolution, 'num_ws': G.backbone.mapping.num_ws,

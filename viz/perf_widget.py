@@ -1,4 +1,5 @@
-"""Performance: GUI and render times with plots, FPS limit, vsync, fp32, device, display path."""
+"""Performance: GUI and render times with plots, FPS limit, vsync, fp32, the precision that ran,
+device, display path."""
 from collections import deque
 
 import numpy as np
@@ -51,6 +52,9 @@ class PerfWidget:
         _, self.vsync = imgui.checkbox('Vsync', self.vsync)
         imgui.same_line()
         _, self.force_fp32 = imgui.checkbox('Force FP32', self.force_fp32)
+        label('Precision', viz.label_w)
+        result = viz.viewport.result
+        imgui.text_wrapped(result.info.get('precision', '-') if result and result.info else '-')
         label('Device', viz.label_w)
         imgui.set_next_item_width(viz.button_w * 2)
         current = self.devices.index(viz.device) if viz.device in self.devices else 0

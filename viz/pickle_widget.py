@@ -6,6 +6,8 @@ from pathlib import Path
 from imgui_bundle import imgui
 
 import checkpoints
+from eg3d_runtime.network_path import locate_network
+from eg3d_runtime.safe_unpickle import PickleLoadError
 from eg3d_runtime.training.run_files import latest_snapshot
 
 from .gui_helpers import button, label
@@ -13,21 +15,13 @@ from .settings import RecentList
 
 
 def resolve_network(text):
-    """User text -> (local path or None, released Checkpoint to download or None, error or None)."""
-    text = text.strip()
-    ckpt = checkpoints.resolve(text)
-    if ckpt is not None:
-        path = checkpoints.local_path(ckpt.name)
-        return (str(path), None, None) if path.exists() else (None, ckpt, None)
-    path = Path(text).expanduser()
-    if path.is_dir():
-        snap = latest_snapshot(path)
-        if snap is None:
-            return None, None, f'{path}: no network-snapshot-*.pkl in this directory'
-        return str(snap.resolve()), None, None
-    if not path.exists():
-        return None, None, f'{path}: no such file'
-    return str(path.resolve()), None, None
+    """User text -> (absolute path or None, released Checkpoint to download or None, error or
+    None); the download runs in the background (see `_start_download`)."""
+    try:
+        path, ckpt = locate_network(text)
+    except PickleLoadError as e:
+        return None, None, str(e)
+    return (str(Path(path).resolve()) if path else None), ckpt, None
 
 
 class PickleWidget:

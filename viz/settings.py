@@ -14,8 +14,9 @@ def cache_dir() -> Path:
 
 
 def captures_dir() -> Path:
-    pictures = Path.home() / 'Pictures'
-    return (pictures if pictures.is_dir() else cache_dir()) / 'eg3d-captures'
+    """Always ~/Pictures/eg3d-captures (made on the first capture): captures are the user's
+    files, so they go where pictures belong, never into a cache that may be cleaned."""
+    return Path.home() / 'Pictures' / 'eg3d-captures'
 
 
 class RecentList:

@@ -23,13 +23,13 @@ def format_seconds(s):
 
 
 class TrainerWidget:
-    def __init__(self, viz, run_dir=None):
+    def __init__(self, viz, run_dir=None, follow_latest=False):
         self.viz = viz
         self.run_text = str(run_dir or '')
         self.monitor = None
         self.process = None               # the trainer started from this window, if any
         self.message = ''
-        self.follow_latest = False
+        self.follow_latest = follow_latest
         self._followed = None
         self._watching = None                 # the process whose run dir is open
         self.curves = CurvesView()
@@ -98,6 +98,16 @@ class TrainerWidget:
 
     def load_snapshot(self, path):
         self.viz.pickle_widget.load(str(path))
+
+    def waiting_message(self):
+        """What the empty viewport says while Follow latest waits for a snapshot to open."""
+        if not self.follow_latest or self.monitor is None:
+            return None
+        if self.monitor.polls == 0:
+            return f'Opening the latest snapshot of {self.monitor.run_dir}...'
+        if self.state.snapshots:
+            return f'{self.state.snapshots[-1][1].name} is being written: it opens when complete'
+        return f'No snapshot in {self.monitor.run_dir} yet: the first one opens when it appears'
 
     # ---- per frame ---------------------------------------------------------------------------
     def _poll(self):

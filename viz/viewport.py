@@ -44,6 +44,7 @@ class Viewport:
         self.result = None            # RenderResult on screen
         self.interacting = False
         self.image_rect = None        # (x0, y0, x1, y1) where the frame was drawn
+        self.centre_text = None       # the message in the middle of the view, if any
 
     def show_result(self, result):
         if result.image is not None:
@@ -93,7 +94,9 @@ class Viewport:
             or (result.message if result is not None else None)
         if centre is None and result is None:
             centre = 'Rendering...' if viz.pickle_widget.pkl else \
+                viz.trainer_widget.waiting_message() or \
                 'No network loaded: open a pickle in "Network & latent"'
+        self.centre_text = centre
         if centre:
             size = imgui.calc_text_size(centre)
             colour = 0xFF6666FF if result is not None and result.error and not status else 0xFFFFFFFF

@@ -23,6 +23,11 @@ class _Superresolution(nn.Module):
     resize_only_if_smaller = False
     has_filter_buffer = True
     blocks = ()                    # ((class, in, out, resolution), (class, in, out, resolution))
+    # The official SynthesisBlockNoUp adds its torgb output to the skip image in place
+    # (`img.add_(y)`); without a resize before block0 that skip image is a view of the tensor the
+    # official synthesis returns as image_raw, so image_raw comes back with block0's RGB added.
+    # The released ShapeNet model was trained on that raw image: official classes keep it.
+    raw_includes_block0_rgb = True
 
     def __init__(self, channels, img_resolution, sr_num_fp16_res, sr_antialias=True, num_fp16_res=4,
                  conv_clamp=None, channel_base=None, channel_max=None, **block_kwargs):
@@ -41,18 +46,34 @@ class _Superresolution(nn.Module):
         if self.has_filter_buffer:
             self.register_buffer('resample_filter', ops.setup_filter([1, 3, 3, 1]))
 
-    def forward(self, rgb, x, ws, **block_kwargs):
+    def resizes(self, size):
+        """Whether a neural rendering of `size` x `size` is resized before block0."""
+        return size < self.input_resolution or (size != self.input_resolution
+                                                and not self.resize_only_if_smaller)
+
+    def raw_is_block0_output(self, size):
+        """Whether image_raw at neural rendering resolution `size` is block0's skip-image output
+        (raw + block0's RGB, see `raw_includes_block0_rgb`): only where block0 adds onto the
+        raw image itself, neither resized nor up-sampled."""
+        return (self.raw_includes_block0_rgb and not self.block0.upsamples
+                and not self.resizes(size))
+
+    def forward(self, rgb, x, ws, return_raw=False, **block_kwargs):
+        """-> image, or (image, raw) with `return_raw`: `raw` is the image_raw the official
+        synthesis returns for this `rgb`, computed out of place (an in-place add, as the official
+        code does, would break autograd through block0's float32 convolutions)."""
         ws = ws[:, -1:, :].repeat(1, 3, 1)
-        size = x.shape[-1]
-        if size < self.input_resolution or (size != self.input_resolution
-                                            and not self.resize_only_if_smaller):
+        raw_is_block0_output = self.raw_is_block0_output(x.shape[-1])
+        img = rgb
+        if self.resizes(x.shape[-1]):
             resize = dict(size=(self.input_resolution, self.input_resolution), mode='bilinear',
                           align_corners=False, antialias=self.sr_antialias)
             x = F.interpolate(x, **resize)
-            rgb = F.interpolate(rgb, **resize)
-        x, rgb = self.block0(x, rgb, ws, **block_kwargs)
-        x, rgb = self.block1(x, rgb, ws, **block_kwargs)
-        return rgb
+            img = F.interpolate(img, **resize)
+        x, img = self.block0(x, img, ws, **block_kwargs)
+        raw = img if raw_is_block0_output else rgb
+        x, img = self.block1(x, img, ws, **block_kwargs)
+        return (img, raw) if return_raw else img
 
 
 
@@ -90,8 +111,10 @@ class SuperresolutionHybridDeepfp32(_Superresolution):
 
 class SuperresolutionDemo2X(_Superresolution):
     """64 outputs from a 32 neural rendering with narrow blocks: the CPU-sized `--cfg demo`
-    network (not an official class; official code opens it through the embedded source)."""
+    network (not an official class; official code opens it through the embedded source).
+    checkpoints/demo.pkl was trained with the plain raw image, so it keeps that."""
     img_resolution, input_resolution = 64, 32
+    raw_includes_block0_rgb = False
     blocks = ((SynthesisBlockNoUp, None, 32, 32), (SynthesisBlock, 32, 16, 64))
 
 

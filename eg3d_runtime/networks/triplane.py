@@ -68,7 +68,8 @@ class TriPlaneGenerator(nn.Module):
         if self._fast_path(ws, synthesis_kwargs, faithful):
             return fastpath.planes(self, ws, cache_backbone=cache_backbone,
                                    use_cached_backbone=use_cached_backbone,
-                                   noise_mode=synthesis_kwargs.get('noise_mode', 'random'))
+                                   noise_mode=synthesis_kwargs.get('noise_mode', 'random'),
+                                   force_fp32=synthesis_kwargs.get('force_fp32', False))
         if use_cached_backbone and self._last_planes is not None:
             planes = self._last_planes
         else:
@@ -96,7 +97,8 @@ class TriPlaneGenerator(nn.Module):
         if self._fast_path(ws, synthesis_kwargs, faithful):
             return fastpath.synthesis(self, ws, c, neural_rendering_resolution, noise_mode,
                                       cache_backbone, use_cached_backbone, deterministic,
-                                      rendering_overrides, superresolution)
+                                      rendering_overrides, superresolution,
+                                      force_fp32=synthesis_kwargs.get('force_fp32', False))
         options = {**self.rendering_kwargs, **(rendering_overrides or {})}
         nrr = neural_rendering_resolution or self.neural_rendering_resolution
         cam2world = c[:, :16].view(-1, 4, 4)
@@ -115,16 +117,19 @@ class TriPlaneGenerator(nn.Module):
         rgb_image = feature_image[:, :3]
         if not superresolution:
             return {'image_raw': rgb_image, 'image_depth': depth_image}
-        sr_image = self.superresolution(
-            rgb_image, feature_image.contiguous(), ws,
+        # The official super-resolution may add its block0 RGB to image_raw in place (see
+        # raw_includes_block0_rgb in superresolution.py); return_raw gives that image_raw.
+        sr_image, raw_image = self.superresolution(
+            rgb_image, feature_image.contiguous(), ws, return_raw=True,
             noise_mode=self.rendering_kwargs['superresolution_noise_mode'], **synthesis_kwargs)
-        return {'image': sr_image, 'image_raw': rgb_image, 'image_depth': depth_image}
+        return {'image': sr_image, 'image_raw': raw_image, 'image_depth': depth_image}
 
     def sample_mixed(self, coordinates, directions, ws, noise_mode='random', faithful=False,
                      **synthesis_kwargs):
         """Raw density ('sigma') and colour features ('rgb') at world points [N, P, 3] for ws."""
         if self._fast_path(ws, synthesis_kwargs, faithful) and not coordinates.requires_grad:
-            return fastpath.sample_mixed(self, coordinates, directions, ws, noise_mode=noise_mode)
+            return fastpath.sample_mixed(self, coordinates, directions, ws, noise_mode=noise_mode,
+                                         force_fp32=synthesis_kwargs.get('force_fp32', False))
         planes = self.planes(ws, noise_mode=noise_mode, faithful=True, **synthesis_kwargs)
         return self.renderer.run_model(planes, self.decoder, coordinates, directions,
                                        self.rendering_kwargs)

@@ -4,33 +4,24 @@ import json
 import os
 import re
 
+from ..network_path import network_path
+from ..safe_unpickle import PickleLoadError
 from .options import TrainError
 from .run_files import latest_snapshot, snapshot_kimg
 
+
 def resolve_resume_path(text):
     """A pickle path, a run directory (its latest snapshot) or a released checkpoint name."""
-    if os.path.isdir(text):
-        path = latest_snapshot(text)
-        if path is None:
-            raise TrainError(f'--resume {text}: no network-snapshot-*.pkl in this run directory')
-        return str(path)
-    if os.path.exists(text):
-        return text
-    from checkpoints import registry
-    ckpt = registry.resolve(os.path.basename(text))
-    if ckpt is None:
-        raise TrainError(f'--resume {text}: no such file')
     try:
-        return str(registry.download(ckpt.name))
-    except registry.DownloadError as e:
-        raise TrainError(f'--resume {text}: {e}') from None
+        return network_path(text)
+    except PickleLoadError as e:
+        raise TrainError(f'--resume {e}') from None
 
 
 def load_resume(c, restart):
     """{'path', 'networks', 'cur_nimg'} for the loop; cur_nimg from the snapshot's recorded
     progress (our snapshots) or its file name (official ones), 0 with --resume_restart."""
     from ..pickles import load_network_pkl
-    from ..safe_unpickle import PickleLoadError
     path = c['resume_pkl']
     try:
         networks = load_network_pkl(path)

@@ -1,0 +1,168 @@
+"""Precision of the fast path: explicit choices are obeyed and stay within measured bounds,
+'auto' is decided by measurement, and both answers of the CPU bf16 probe are simulated
+($EG3D_CPU_BF16; conftest.py makes "no" the default), so that no machine hides a failure.
+
+Reduced formats are emulated on CPUs without native kernels (slow at 512x512), so the frames
+here come from the bundled demo network (64x64); the full-size fixture's bf16 frame is the slow
+test in test_fast_paths.py."""
+import copy
+import json
+import time
+
+import pytest
+import torch
+
+from eg3d_runtime import cameras, fastpath, load_network_pkl, precision
+
+from conftest import REPO, relative_rms
+
+# Relative RMS against the faithful float32 path, about twice the worst measured on the demo
+# network (3 seeds and views): bf16 4.7e-3 image, 3.7e-3 raw, 7.2e-4 depth; fp16 4.0e-4,
+# 3.1e-4, 7.7e-5; fp32 6e-7.
+BOUNDS = {'fp32': {'image': 1e-5, 'image_raw': 1e-5, 'image_depth': 1e-5},
+          'bf16': {'image': 1e-2, 'image_raw': 1e-2, 'image_depth': 2e-3},
+          'fp16': {'image': 1e-3, 'image_raw': 1e-3, 'image_depth': 2e-4}}
+
+
+@pytest.fixture(scope='module')
+def demo_G():
+    return load_network_pkl(REPO / 'checkpoints' / 'demo.pkl')['G_ema']
+
+
+@pytest.fixture
+def G(demo_G, user_dirs):
+    """A copy with fresh fast-path state; measurements go to a temporary cache."""
+    precision.forget()
+    yield copy.deepcopy(demo_G)
+    precision.forget()
+
+
+def _inputs(G, seed=1):
+    torch.manual_seed(seed)
+    c = cameras.orbit_camera_for(G.rendering_kwargs, 0.3, 0.1)
+    with torch.no_grad():
+        ws = G.mapping(torch.randn(1, G.z_dim), c, truncation_psi=0.7)
+    return ws, c
+
+
+def _frames(G, **kw):
+    ws, c = _inputs(G)
+    with torch.no_grad():
+        fast = G.synthesis(ws, c, noise_mode='const', deterministic=True, **kw)
+        ref = G.synthesis(ws, c, noise_mode='const', deterministic=True, faithful=True)
+    return fast, ref
+
+
+def _simulate_timings(monkeypatch, seconds):
+    """Replace the measured piece by sleeps of `seconds[name]`; returns the formats timed."""
+    made = []
+
+    def runner(G, device, dtype, patch=16):
+        name = precision.name_of(dtype)
+        made.append(name)
+        return lambda: time.sleep(seconds[name])
+    monkeypatch.setattr(fastpath, '_superresolution_runner', runner)
+    return made
+
+
+@pytest.mark.parametrize('name', ['fp32', 'bf16', 'fp16'])
+def test_explicit_precision_is_obeyed_within_its_bound(G, name):
+    fastpath.options(G).set(name)
+    assert fastpath.precision_in_use(G, 'cpu') == {'backbone': name, 'superresolution': name}
+    fast, ref = _frames(G)
+    for key in ref:
+        assert relative_rms(fast[key], ref[key]) < BOUNDS[name][key], key
+    if name != 'fp32':                                 # the reduced format really ran
+        assert relative_rms(fast['image'], ref['image']) > 1e-5
+
+
+def test_unknown_precision_is_refused(G):
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        fastpath.options(G).set('fp8')
+
+
+def test_auto_without_native_bf16_is_fp32_and_measures_nothing(G, monkeypatch):
+    monkeypatch.setenv('EG3D_CPU_BF16', '0')
+    made = _simulate_timings(monkeypatch, {'fp32': 0.02, 'bf16': 0.001})
+    assert fastpath.precision_in_use(G, 'cpu') == {'backbone': 'fp32', 'superresolution': 'fp32'}
+    assert made == [] and not precision.cache_file().exists()
+
+
+def test_auto_keeps_fp32_where_native_bf16_is_measured_slower(G, monkeypatch):
+    monkeypatch.setenv('EG3D_CPU_BF16', '1')
+    made = _simulate_timings(monkeypatch, {'fp32': 0.002, 'bf16': 0.02})
+    assert fastpath.precision_in_use(G, 'cpu')['superresolution'] == 'fp32'
+    assert sorted(made) == ['bf16', 'fp32']
+    (record,) = json.loads(precision.cache_file().read_text()).values()
+    assert record['choice'] == 'fp32' and record['bf16_ms'] > record['fp32_ms'] > 0
+    fast, ref = _frames(G)                             # and the frame is float32 arithmetic
+    for key in ref:
+        assert relative_rms(fast[key], ref[key]) < BOUNDS['fp32'][key], key
+
+
+def test_auto_picks_bf16_where_measured_faster_and_remembers_it(G, monkeypatch):
+    monkeypatch.setenv('EG3D_CPU_BF16', '1')
+    _simulate_timings(monkeypatch, {'fp32': 0.02, 'bf16': 0.002})
+    assert fastpath.precision_in_use(G, 'cpu') == {'backbone': 'fp32', 'superresolution': 'bf16'}
+    # A later process (no memory) with another copy of the network: the cache file answers.
+    precision.forget()
+    made = _simulate_timings(monkeypatch, {'fp32': 0.001, 'bf16': 0.02})
+    assert fastpath.precision_in_use(copy.deepcopy(G), 'cpu')['superresolution'] == 'bf16'
+    assert made == []
+
+
+def test_a_tie_keeps_fp32_and_an_unwritable_cache_only_costs_a_measurement(G, monkeypatch,
+                                                                           tmp_path):
+    monkeypatch.setenv('EG3D_CPU_BF16', '1')
+    blocker = tmp_path / 'not-a-dir'
+    blocker.write_text('')
+    monkeypatch.setenv('XDG_CACHE_HOME', str(blocker))
+    _simulate_timings(monkeypatch, {'fp32': 0.01, 'bf16': 0.0095})
+    assert fastpath.precision_in_use(G, 'cpu')['superresolution'] == 'fp32'
+
+
+def test_real_measurement_runs_on_this_machine(G, monkeypatch):
+    """The measured piece itself (bf16 emulated where it is not native)."""
+    monkeypatch.setenv('EG3D_CPU_BF16', '1')
+    assert fastpath.precision_in_use(G, 'cpu')['superresolution'] in ('fp32', 'bf16')
+    (record,) = json.loads(precision.cache_file().read_text()).values()
+    assert record['fp32_ms'] > 0 and record['bf16_ms'] > 0
+
+
+def test_cuda_auto_is_fp16_super_resolution_and_fp32_backbone(G):
+    cuda = torch.device('cuda')                        # only the choice: no CUDA needed
+    assert fastpath.conv_dtype(G, cuda, 'sr') == torch.float16
+    assert fastpath.conv_dtype(G, cuda, 'backbone') == torch.float32
+    assert fastpath.conv_dtype(G, cuda, 'sr', force_fp32=True) == torch.float32
+
+
+def test_force_fp32_overrides_an_auto_bf16_choice(G, monkeypatch):
+    monkeypatch.setenv('EG3D_CPU_BF16', '1')
+    _simulate_timings(monkeypatch, {'fp32': 0.02, 'bf16': 0.002})
+    auto, ref = _frames(G)
+    forced, _ = _frames(G, force_fp32=True)
+    assert fastpath.precision_in_use(G, 'cpu')['superresolution'] == 'bf16'
+    assert fastpath.precision_in_use(G, 'cpu', force_fp32=True) == {
+        'backbone': 'fp32', 'superresolution': 'fp32'}
+    assert relative_rms(auto['image'], ref['image']) > 1e-4          # auto ran bf16
+    for key in ref:
+        assert relative_rms(forced[key], ref[key]) <= 1e-5, key
+    # the backbone too, and G.planes
+    fastpath.options(G).set('bf16')
+    ws, _ = _inputs(G)
+    with torch.no_grad():
+        planes = G.planes(ws, noise_mode='const', force_fp32=True)
+        reduced = G.planes(ws, noise_mode='const')
+        exact = G.planes(ws, noise_mode='const', faithful=True)
+    assert relative_rms(planes, exact) <= 1e-5
+    assert relative_rms(reduced, exact) > 1e-4
+
+
+def test_probe_never_raises(monkeypatch):
+    monkeypatch.delenv('EG3D_CPU_BF16')
+    assert isinstance(precision.cpu_supports_bf16(), bool)
+
+    def broken():
+        raise RuntimeError('no oneDNN here')
+    monkeypatch.setattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported', broken)
+    assert precision.cpu_supports_bf16() is False
