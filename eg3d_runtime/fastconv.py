@@ -375,11 +375,6 @@ def params_signature(module):
                  list(module.parameters()) + list(module.buffers()))
 
 
-def relative_rms(a, b):
-    a, b = a.double(), b.double()
-    return float((a - b).square().mean().sqrt() / b.square().mean().sqrt().clamp_min(1e-30))
-
-
 __all__ = ['FixedConv', 'Workspace', 'fold_layer', 'fold_torgb', 'winograd_weights',
            'polyphase_weights', 'upsample2x', 'upsample_image', 'choose_method',
-           'params_signature', 'relative_rms']
+           'params_signature']

@@ -481,6 +481,7 @@ class _GraphFrame:
         self.fn = fn                      # the graph reads tensors the closure holds
         self.keep_alive = keep_alive
         self.device = c.device
+        self.replays = 0                  # replays so far (tests check the graph is reused)
         with torch.cuda.device(c.device):
             self.static_c = c.clone()
             stream = torch.cuda.Stream()
@@ -497,6 +498,7 @@ class _GraphFrame:
         with torch.cuda.device(self.device):
             self.static_c.copy_(c)
             self.graph.replay()
+            self.replays += 1
             return {k: v.clone() for k, v in self.static_out.items()}
 
 

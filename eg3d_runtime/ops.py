@@ -74,12 +74,6 @@ def upsample2d(x, f, up=2):
     return upfirdn2d(x, f, up=up, padding=(p0, p1, p0, p1), gain=up * up)
 
 
-def downsample2d(x, f, down=2):
-    fw = f.shape[-1]
-    p0, p1 = (fw - down + 1) // 2, (fw - down) // 2
-    return upfirdn2d(x, f, down=down, padding=(p0, p1, p0, p1))
-
-
 def _conv(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True):
     if not flip_weight and (w.shape[2] > 1 or w.shape[3] > 1):
         w = w.flip([2, 3])

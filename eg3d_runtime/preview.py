@@ -121,10 +121,6 @@ class AdaptivePreview:
             self.index = new
         return self.settings
 
-    @property
-    def predicted_fps(self):
-        return 1.0 / self.smoothed if self.smoothed else None
-
 
 def render_preview(G, ws, c, settings, noise_mode='const', use_cached_backbone=True,
                    empty_space_skipping=False, **synthesis_kwargs):

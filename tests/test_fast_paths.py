@@ -341,8 +341,11 @@ def test_cuda_graph_frames_match_eager(fixture_G, reference):
     with torch.no_grad():
         G.synthesis(ws, c, cache_backbone=True, **kw)
         graphed = [G.synthesis(ws, c, use_cached_backbone=True, **kw) for _ in range(3)]
+        runners = list(fastpath.state(G).graphs.values())
         ref = G.synthesis(ws, c, use_cached_backbone=True, faithful=True, **kw)
     assert not fastpath.state(G).graph_failed
+    # One graph captured by the first call, then replayed by all three (not eager frames).
+    assert len(runners) == 1 and runners[0].replays == 3
     for key in ref:
         assert relative_rms(graphed[-1][key].cpu(), ref[key].cpu()) < FULL_QUALITY, key
 

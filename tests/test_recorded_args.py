@@ -30,9 +30,8 @@ def write(path, args=None, attributes=None):
     G = tiny_generator()
     (args or (lambda kwargs: None))(G._init_kwargs)
     (attributes or (lambda G: None))(G)
-    with open(path, 'wb') as f:
-        pickle_writer.dump_network_pkl(f, {'training_set_kwargs': None, 'G': G, 'D': G,
-                                           'G_ema': G, 'augment_pipe': None})
+    pickle_writer.save_network_pkl(path, {'training_set_kwargs': None, 'G': G, 'D': G,
+                                          'G_ema': G, 'augment_pipe': None})
     return path
 
 

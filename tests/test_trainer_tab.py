@@ -205,3 +205,11 @@ def test_tiny_real_run_from_the_form(viewer, tmp_path):
     assert frames_until(viz, lambda: trainer.state.status == 'stopped')
     last = Path(trainer.state.snapshots[-1][1])
     assert load_network_pkl(last)['G_ema'] is not None
+
+
+def test_the_tab_formats_durations_like_the_training_log():
+    """The ETA and 'no update for' texts use the engine's status-line formatter."""
+    import viz.trainer_widget as trainer_widget
+    from eg3d_runtime.training import run_files
+    assert trainer_widget.format_time is run_files.format_time
+    assert run_files.format_time(12000 * 32.11) == '4d 11h 02m'

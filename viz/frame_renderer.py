@@ -9,7 +9,6 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from eg3d_runtime import PickleLoadError, cameras, fastpath, load_generator, precision
@@ -253,7 +252,3 @@ class FrameRenderer:
     def _sync(self):
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
-
-
-def frame_to_numpy(image):
-    return np.ascontiguousarray(image.cpu().numpy())

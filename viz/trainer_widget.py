@@ -7,6 +7,8 @@ from pathlib import Path
 
 from imgui_bundle import imgui
 
+from eg3d_runtime.training.run_files import format_time
+
 from . import training_process as tp
 from .gui_helpers import button, label
 from .run_monitor import MonitorThread
@@ -14,12 +16,6 @@ from .trainer_views import CurvesView, FakesView
 
 RED = imgui.ImVec4(1, 0.4, 0.4, 1)
 FORM_FIRST = ('outdir', 'data')
-
-
-def format_seconds(s):
-    s = int(s)
-    return f'{s // 86400}d {s // 3600 % 24}h' if s >= 86400 else \
-        f'{s // 3600}h {s // 60 % 60:02}m' if s >= 3600 else f'{s // 60}m {s % 60:02}s'
 
 
 class TrainerWidget:
@@ -161,14 +157,14 @@ class TrainerWidget:
         if state is not None:
             imgui.set_cursor_pos_x(viz.label_w)
             if state.kimg is not None and state.total_kimg:
-                eta = f', {format_seconds(state.eta_seconds)} left' \
+                eta = f', {format_time(state.eta_seconds)} left' \
                     if state.eta_seconds is not None and state.status == 'running' else ''
                 imgui.progress_bar(min(state.kimg / state.total_kimg, 1.0), imgui.ImVec2(-1, 0),
                                    f'{state.kimg:g} / {state.total_kimg:g} kimg{eta}')
                 imgui.set_cursor_pos_x(viz.label_w)
             quiet = time.time() - (state.last_update or time.time())
             imgui.text(state.status + (' (started here)' if running else '')
-                       + (f', no update for {format_seconds(quiet)}'
+                       + (f', no update for {format_time(quiet)}'
                           if state.status == 'running' and quiet > 60 else ''))
             if state.error:
                 imgui.set_cursor_pos_x(viz.label_w)

@@ -29,8 +29,12 @@ from .run_files import (append_jsonl, cpu_memory_gb, save_fake_grids,
                         save_image_grid, setup_snapshot_image_grid, snapshot_name, status_line)
 
 
-def _short_name(class_name):
-    return class_name.rsplit('.', 1)[-1]
+def ada_adjusted_p(p, signs_real, target, batch_size, ada_interval, ada_kimg):
+    """ADA's update every `ada_interval` iterations (spec 7.1): p moves by
+    batch·interval/(ada_kimg·1000) toward more augmentation when the mean sign of the real
+    logits (r_t) is above `target`, toward less when below; never below 0."""
+    adjust = np.sign(signs_real - target) * (batch_size * ada_interval) / (ada_kimg * 1000)
+    return max(float(p + adjust), 0.0)
 
 
 def _without_class_name(kwargs):
@@ -228,9 +232,10 @@ class TrainingLoop:
         self.ada_stats.update()
         signs = self.ada_stats.mean('Loss/signs/real')
         if np.isfinite(signs):
-            adjust = np.sign(signs - self.o['ada_target']) * (self.batch_size * self.o.get(
-                'ada_interval', 4)) / (self.o.get('ada_kimg', 500) * 1000)
-            self.augment_pipe.p.copy_((self.augment_pipe.p + adjust).clamp_min(0))
+            p = ada_adjusted_p(float(self.augment_pipe.p), signs, self.o['ada_target'],
+                               self.batch_size, self.o.get('ada_interval', 4),
+                               self.o.get('ada_kimg', 500))
+            self.augment_pipe.p.copy_(torch.as_tensor(p))
 
     # ------------------------------------------------------------------------------ snapshots
     def _grid_setup(self):
