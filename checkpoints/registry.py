@@ -7,6 +7,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from eg3d_runtime.files import atomic_open, cache_dir
+
 NGC_URL = 'https://api.ngc.nvidia.com/v2/models/nvidia/research/eg3d/versions/1/files/'
 # The bundled demo network (`--cfg demo` trained by eg3d_runtime.train on the procedural toys;
 # README "Demo checkpoint" says how); `make run` opens it.
@@ -45,9 +47,7 @@ class DownloadError(RuntimeError):
 
 def checkpoint_dir() -> Path:
     base = os.environ.get('EG3D_CHECKPOINT_DIR')
-    if base:
-        return Path(base)
-    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'eg3d-app' / 'checkpoints'
+    return Path(base) if base else cache_dir() / 'checkpoints'
 
 
 def local_path(name) -> Path:
@@ -86,7 +86,7 @@ def download(name, on_progress=lambda done, total: None, cancelled=lambda: False
             done = 0                                   # the server ignored the range: restart
         length = response.headers.get('Content-Length')
         total = done + int(length) if length else None
-        with open(part, 'ab' if done else 'wb') as f:
+        with atomic_open(final, 'ab' if done else 'wb', part=part) as f:
             while True:
                 if cancelled():
                     raise DownloadError(f'download of {ckpt.filename} cancelled (kept {part} '
@@ -97,8 +97,7 @@ def download(name, on_progress=lambda done, total: None, cancelled=lambda: False
                 f.write(chunk)
                 done += len(chunk)
                 on_progress(done, total)
-    if total is not None and done != total:
-        raise DownloadError(f'{ckpt.filename}: download incomplete ({done} of {total} bytes); '
-                            'try again to resume')
-    os.replace(part, final)
+            if total is not None and done != total:
+                raise DownloadError(f'{ckpt.filename}: download incomplete ({done} of {total} '
+                                    'bytes); try again to resume')
     return final

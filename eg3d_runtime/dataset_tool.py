@@ -11,6 +11,7 @@ renamed at the end), and `--mirror` adds `<name>_mirror.png` copies with the mir
 the official `mirror_dataset.py` does afterwards.
 """
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -23,6 +24,7 @@ import zipfile
 import numpy as np
 import PIL.Image
 
+from .files import atomic_open
 from .training.dataset import (LABEL_FILE, DatasetError, is_image_name, mirror_camera_label,
                                parse_labels)
 
@@ -157,48 +159,35 @@ def _png(img):
     return buf.getvalue()
 
 
-class _Writer:
-    """Writes into a temporary zip or folder next to `dest`; commit() renames it into place,
-    so a failed run leaves no destination behind."""
+@contextlib.contextmanager
+def _writer(dest):
+    """Yield write(name, data) into the zip or (empty) folder `dest`, which appears only when
+    the block succeeds: a failed run leaves no destination behind."""
+    is_zip = dest.lower().endswith('.zip')
+    if not is_zip and os.path.isdir(dest) and os.listdir(dest):
+        raise DatasetError(f'{dest}: --dest folder must be empty')
+    dest = os.path.abspath(dest)
+    parent = os.path.dirname(dest)
+    os.makedirs(parent, exist_ok=True)
+    if is_zip:
+        with atomic_open(dest) as f, zipfile.ZipFile(f, 'w', compression=zipfile.ZIP_STORED) as z:
+            yield z.writestr
+        return
+    # A folder is renamed whole; atomic_open only replaces files.
+    tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(dest)}.tmp-', dir=parent)
 
-    def __init__(self, dest):
-        self.dest = os.path.abspath(dest)
-        self.is_zip = dest.lower().endswith('.zip')
-        if not self.is_zip and os.path.isdir(self.dest) and os.listdir(self.dest):
-            raise DatasetError(f'{dest}: --dest folder must be empty')
-        parent = os.path.dirname(self.dest)
-        os.makedirs(parent, exist_ok=True)
-        prefix = f'.{os.path.basename(self.dest)}.tmp-'
-        if self.is_zip:
-            fd, self.tmp = tempfile.mkstemp(prefix=prefix, dir=parent)
-            os.close(fd)
-            self.zip = zipfile.ZipFile(self.tmp, 'w', compression=zipfile.ZIP_STORED)
-        else:
-            self.tmp = tempfile.mkdtemp(prefix=prefix, dir=parent)
-
-    def write(self, name, data):
-        if self.is_zip:
-            self.zip.writestr(name, data)
-            return
-        path = os.path.join(self.tmp, name)
+    def write(name, data):
+        path = os.path.join(tmp, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, 'wb') as f:
             f.write(data)
-
-    def commit(self):
-        if self.is_zip:
-            self.zip.close()
-            os.chmod(self.tmp, 0o666 & ~_umask())
-        else:
-            os.chmod(self.tmp, 0o777 & ~_umask())
-        os.replace(self.tmp, self.dest)
-
-    def abort(self):
-        if self.is_zip:
-            self.zip.close()
-            os.remove(self.tmp)
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+    try:
+        yield write
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would survive the rename
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _umask():
@@ -212,8 +201,7 @@ def convert(source, dest, resolution=None, max_images=None, transform=None, mirr
     Raises DatasetError."""
     items = open_source(source, max_images, resolution)
     transform_image = make_transform(transform, resolution)
-    writer = _Writer(dest)
-    try:
+    with _writer(dest) as write:
         labels = []
         shape = None
         idx = 0
@@ -230,22 +218,18 @@ def convert(source, dest, resolution=None, max_images=None, transform=None, mirr
             elif img.shape != shape:
                 raise DatasetError(f'{where}: image is {img.shape}, unlike the first {shape}')
             name = f'{idx // 1000:05d}/img{idx:08d}.png'
-            writer.write(name, _png(img))
+            write(name, _png(img))
             labels.append([name, label])
             if mirror:
                 flipped = name[:-len('.png')] + '_mirror.png'
-                writer.write(flipped, _png(np.ascontiguousarray(img[:, ::-1])))
+                write(flipped, _png(np.ascontiguousarray(img[:, ::-1])))
                 labels.append([flipped, None if label is None else mirror_camera_label(label)])
             idx += 1
         if any(label is None for _, label in labels):
             meta = {'labels': None}
         else:
             meta = {'labels': [[n, [float(x) for x in label]] for n, label in labels]}
-        writer.write(LABEL_FILE, json.dumps(meta).encode())
-    except BaseException:
-        writer.abort()
-        raise
-    writer.commit()
+        write(LABEL_FILE, json.dumps(meta).encode())
     return len(labels)
 
 

@@ -16,15 +16,13 @@ previous snapshot and at most a stray hidden `.tmp` file.
 """
 import copy
 import copyreg
-import os
 import pickle
-import secrets
 import types
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from .files import atomic_open
 from .module_source import BUNDLED_MODULES, bundle_source
 from .networks.decoder import OSGDecoder
 from .rendering.rays import RaySampler
@@ -187,37 +185,10 @@ def _snapshot_dict(data):
     return snapshot
 
 
-def dump_network_pkl(file, data):
-    """Write the snapshot of `data` (see `save_network_pkl`) to a binary file object."""
-    _SnapshotPickler(file, protocol=PROTOCOL).dump(_snapshot_dict(data))
-
-
 def save_network_pkl(path, data):
     """Write `data` (keys training_set_kwargs: plain dict, G, D, G_ema: networks, augment_pipe:
     network or None; extra keys of plain data follow them) as an official EG3D snapshot at
     `path`, replacing any previous file atomically. The networks themselves are not changed."""
-    path = Path(path)
     snapshot = _snapshot_dict(data)
-    temp = path.with_name(f'.{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp')
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            _SnapshotPickler(f, protocol=PROTOCOL).dump(snapshot)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _sync_directory(path.parent)
-
-
-def _sync_directory(directory):
-    """Make the rename itself durable where directories can be opened (POSIX)."""
-    if not hasattr(os, 'O_DIRECTORY'):
-        return
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with atomic_open(path) as f:
+        _SnapshotPickler(f, protocol=PROTOCOL).dump(snapshot)

@@ -19,6 +19,7 @@ evaluates a grid 4x coarser, then the fine grid only in the cells where the leve
 missed; dense sampling is exact. Peak memory: the volume (N^3 floats, minus the cleared border),
 the two tables and chunks of 64k points.
 """
+import contextlib
 import dataclasses
 import math
 import os
@@ -33,6 +34,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from . import cameras
+from .files import atomic_open
 from .generate import latent
 
 BORDER_VALUE = -1000.0          # official value of the cleared border (spec 6.1 step 4)
@@ -461,35 +463,24 @@ def write_mrc(file, sections, shape):
     file.write(mrc_header(shape, lo, hi, mean, math.sqrt(max(squares / count - mean * mean, 0.0))))
 
 
-class AtomicFile:
-    """A hidden temporary file next to `path`, renamed to `path` on success and removed on any
-    error, cancel or Ctrl-C: a reader never sees a half-written file."""
-
-    def __init__(self, path):
-        self.path = os.fspath(path)
-        folder, name = os.path.split(os.path.abspath(self.path))
-        self.temp = os.path.join(folder, f'.{name}.{os.getpid()}.{os.urandom(4).hex()}.part')
-        try:
-            fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except OSError as e:
-            raise ShapeExportError(f'{folder}: cannot write to the directory '
+@contextlib.contextmanager
+def _output_file(path):
+    """`atomic_open(path, 'w+b')`, telling in one line the failures a user can fix: a folder it
+    cannot write to (found before any work) and a file it cannot replace."""
+    step = 'open'
+    try:
+        with atomic_open(path, 'w+b') as file:
+            step = 'export'
+            yield file
+            step = 'replace'
+    except OSError as e:
+        if step == 'open':
+            raise ShapeExportError(f'{os.path.dirname(os.path.abspath(path))}: cannot write to '
+                                   f'the directory ({e.strerror})') from None
+        if step == 'replace':
+            raise ShapeExportError(f'{os.fspath(path)}: cannot write the file '
                                    f'({e.strerror})') from None
-        self.file = os.fdopen(fd, 'w+b')
-
-    def __enter__(self):
-        return self.file
-
-    def __exit__(self, kind, error, traceback):
-        self.file.close()
-        if kind is None:
-            try:
-                os.replace(self.temp, self.path)
-            except OSError as e:
-                os.unlink(self.temp)
-                raise ShapeExportError(f'{self.path}: cannot write the file '
-                                       f'({e.strerror})') from None
-        else:
-            os.unlink(self.temp)
+        raise
 
 
 def srgb_to_linear(c):
@@ -630,7 +621,7 @@ def _run(make_field, path, options, progress, cancel):
     check_memory(options)
     tracker, result = _Tracker(progress, cancel), ExportResult(os.fspath(path))
     try:
-        with torch.no_grad(), AtomicFile(path) as file:
+        with torch.no_grad(), _output_file(path) as file:
             tracker.stage('planes', 0.0, 0.05)
             _export(make_field(), file, options, tracker, result)
     except MemoryError:

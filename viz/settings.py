@@ -1,16 +1,14 @@
-"""Where the viewer keeps user data: settings and the Recent list, captures, downloads.
-Never the repository or the current directory."""
+"""Where the viewer keeps user data: settings and the Recent list, captures, downloads
+(`eg3d_runtime.files.cache_dir`). Never the repository or the current directory."""
 import json
 import os
 from pathlib import Path
 
+from eg3d_runtime.files import atomic_write
+
 
 def config_dir() -> Path:
     return Path(os.environ.get('XDG_CONFIG_HOME') or Path.home() / '.config') / 'eg3d-app'
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'eg3d-app'
 
 
 def captures_dir() -> Path:
@@ -34,9 +32,6 @@ class RecentList:
     def add(self, item):
         self.items = [item] + [x for x in self.items if x != item][:self.limit - 1]
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix('.tmp')
-            tmp.write_text(json.dumps(self.items, indent=1))
-            os.replace(tmp, self.path)
+            atomic_write(self.path, json.dumps(self.items, indent=1))
         except OSError:
             pass  # a read-only home must not break opening networks

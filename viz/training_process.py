@@ -14,10 +14,10 @@ import threading
 import time
 from pathlib import Path
 
+from eg3d_runtime.files import cache_dir
 from eg3d_runtime.training.run_files import STOP_FILE
 
 from .run_files import read_tail
-from .settings import cache_dir
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, '-m', 'eg3d_runtime.train']

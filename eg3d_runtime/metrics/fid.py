@@ -11,13 +11,13 @@ its length, the item count and the detector.
 import hashlib
 import math
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 import scipy.linalg
 import torch
 
+from ..files import atomic_open
 from .inception import cache_dir as default_cache_dir
 
 __all__ = ['FeatureStats', 'dataset_stats', 'frechet_distance', 'generator_stats']
@@ -122,9 +122,8 @@ def dataset_stats(dataset, detector, device, max_items=None, batch_size=64, num_
 
     if cache_file is not None and rank == 0:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        temp = cache_file.with_name(f'{cache_file.stem}.{uuid.uuid4().hex}.npz')
-        np.savez(temp, mean=mean, cov=cov)
-        os.replace(temp, cache_file)
+        with atomic_open(cache_file) as f:
+            np.savez(f, mean=mean, cov=cov)
     return mean, cov
 
 

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..files import atomic_open
+
 __all__ = ['DETECTOR_ID', 'InceptionFID', 'MetricUnavailable', 'WEIGHTS_FILE', 'WEIGHTS_URL',
            'cache_dir', 'download_weights', 'get_inception', 'load_inception', 'weights_path']
 
@@ -244,23 +246,30 @@ def download_weights(dest, url=None, sha256_prefix=WEIGHTS_SHA256_PREFIX, timeou
         try:
             response = urllib.request.urlopen(request, timeout=timeout)
         except urllib.error.HTTPError as exc:
-            if exc.code != 416:  # 416: the partial file is already complete
+            if exc.code != 416:
                 raise
-        else:
-            with response, open(part, 'ab' if response.status == 206 else 'wb') as f:
-                while chunk := response.read(1 << 20):
-                    f.write(chunk)
+            response = None  # 416: the partial file is already complete
+        restart = response is not None and response.status != 206
+        with atomic_open(dest, 'wb' if restart else 'ab', part=part) as f:
+            if response is not None:
+                with response:
+                    while chunk := response.read(1 << 20):
+                        f.write(chunk)
+            f.flush()
+            if not _sha256(part).startswith(sha256_prefix):
+                part.unlink()
+                raise _unavailable(f'downloaded {url} has the wrong sha256 (removed; try again)')
     except (OSError, urllib.error.URLError) as exc:
         raise _unavailable(f'cannot download {url}: {exc}') from None
+    return dest
+
+
+def _sha256(path):
     digest = hashlib.sha256()
-    with open(part, 'rb') as f:
+    with open(path, 'rb') as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
-    if not digest.hexdigest().startswith(sha256_prefix):
-        part.unlink()
-        raise _unavailable(f'downloaded {url} has the wrong sha256 (removed; try again)')
-    os.replace(part, dest)
-    return dest
+    return digest.hexdigest()
 
 
 def weights_path(path=None, download=True):

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 
+from ..files import atomic_open, atomic_write
+
 # Creating this file in a run directory asks its trainer for a clean stop (snapshot, then exit).
 STOP_FILE = 'stop-request'
 SNAPSHOT_RE = re.compile(r'^network-snapshot-(\d+)\.pkl$')
@@ -94,8 +96,7 @@ def create_run_dir(outdir, cfg, data_path, gpus, batch, gamma, desc=None):
 
 def write_training_options(run_dir, options):
     """training_options.json: json with indent=2, keys in the caller's order (spec 7.2 lists it)."""
-    _write_atomic(os.path.join(run_dir, 'training_options.json'),
-                  lambda f: f.write(json.dumps(options, indent=2)), text=True)
+    atomic_write(os.path.join(run_dir, 'training_options.json'), json.dumps(options, indent=2))
 
 
 def status_line(tick, kimg, total_sec, sec_per_tick, sec_per_kimg, maintenance_sec,
@@ -245,20 +246,6 @@ def setup_snapshot_image_grid(dataset, random_seed=0):
     return (gw, gh), images, labels
 
 
-def _write_atomic(path, write, text=False):
-    """Write via a temporary file in the same directory and rename, so readers never see half a file."""
-    # Named by process and thread rather than tempfile.mkstemp, whose 0600 mode would survive the rename.
-    tmp = f'{path}.{os.getpid()}-{threading.get_ident()}.tmp'
-    try:
-        with open(tmp, 'w' if text else 'wb', **({'encoding': 'utf-8'} if text else {})) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
 def save_image_grid(images, path, drange, grid_size):
     """PNG of N = gw*gh images [N,C,H,W] (C 1 -> 'L', 3 -> 'RGB'): (x-lo)*255/(hi-lo), rint, clip.
 
@@ -277,7 +264,8 @@ def save_image_grid(images, path, drange, grid_size):
     _n, c, h, w = pixels.shape
     canvas = pixels.reshape(gh, gw, c, h, w).transpose(0, 3, 1, 4, 2).reshape(gh * h, gw * w, c)
     image = PIL.Image.fromarray(canvas[:, :, 0], 'L') if c == 1 else PIL.Image.fromarray(canvas, 'RGB')
-    _write_atomic(path, lambda f: image.save(f, format='PNG'))
+    with atomic_open(path) as f:
+        image.save(f, format='PNG')
 
 
 def save_fake_grids(outputs, run_dir, kimg, grid_size):
