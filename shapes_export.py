@@ -13,7 +13,9 @@ import time
 
 import torch
 
-from eg3d_runtime import PickleLoadError, fastpath, load_generator, precision
+from eg3d_runtime import PickleLoadError, load_generator
+from eg3d_runtime.fast import path as fastpath
+from eg3d_runtime.fast import precision
 from eg3d_runtime.configs import build_generator
 from eg3d_runtime.devices import default_device
 from eg3d_runtime.generate import parse_seeds

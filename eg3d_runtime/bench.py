@@ -29,8 +29,10 @@ import time
 
 import torch
 
-from . import cameras, configs, fastpath, precision, preview
+from . import cameras, configs, preview
 from .devices import default_device
+from .fast import path as fastpath
+from .fast import precision
 
 
 # ------------------------------------------------------------------------------------------------

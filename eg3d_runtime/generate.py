@@ -14,8 +14,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import cameras, fastpath, precision
+from . import cameras
 from .devices import default_device
+from .fast import path as fastpath
+from .fast import precision
 from .network_path import network_path
 from .pickles import load_generator
 from .safe_unpickle import PickleLoadError

@@ -36,7 +36,7 @@ BUNDLED_MODULES = (
     'networks.triplane',
     'training.augment',
 )
-LEFT_OUT_MODULES = ('fastpath',)          # bound to None inside the bundle
+LEFT_OUT_MODULES = ('fast.path',)          # bound to None inside the bundle
 ALLOWED_IMPORT_ROOTS = frozenset({'torch', 'numpy'}) | frozenset(sys.stdlib_module_names)
 HEADER = '''\
 """Network classes of eg3d_runtime, bundled into one module for saved network pickles.

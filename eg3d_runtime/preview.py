@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import fastpath
+from .fast import path as fastpath
 
 
 @dataclass(frozen=True)

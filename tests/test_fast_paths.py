@@ -1,4 +1,4 @@
-"""The fast inference paths (eg3d_runtime.fastpath and friends) against the faithful path.
+"""The fast inference paths (eg3d_runtime.fast) against the faithful path.
 
 Every comparison here is of float32 arithmetic (the `fp32_arithmetic` fixture names it), so the
 results do not depend on what 'auto' would pick on this machine; reduced formats and 'auto' are
@@ -14,7 +14,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from eg3d_runtime import cameras, fastconv, fastpath, fastrender, ops
+from eg3d_runtime import cameras, ops
+from eg3d_runtime.fast import conv as fastconv
+from eg3d_runtime.fast import path as fastpath
+from eg3d_runtime.fast import render as fastrender
 from eg3d_runtime.networks.stylegan2 import SynthesisLayer, ToRGBLayer
 from eg3d_runtime.rendering.triplane import sample_from_planes
 
@@ -429,7 +432,7 @@ def test_camera_frame_function_is_capturable(fixture_G, reference, monkeypatch):
 
 def test_cpu_workers_keep_thread_settings_and_results(fixture_G, reference):
     import threading
-    from eg3d_runtime import parallel
+    from eg3d_runtime.fast import parallel
     ws, c, _ = _case(reference, 1)
     n = torch.get_num_threads()
     kw = dict(neural_rendering_resolution=32, noise_mode='const', deterministic=True,

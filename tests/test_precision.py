@@ -12,7 +12,9 @@ import time
 import pytest
 import torch
 
-from eg3d_runtime import cameras, fastpath, load_network_pkl, precision
+from eg3d_runtime import cameras, load_network_pkl
+from eg3d_runtime.fast import path as fastpath
+from eg3d_runtime.fast import precision
 
 from conftest import REPO, relative_rms
 
@@ -57,11 +59,11 @@ def _simulate_timings(monkeypatch, seconds):
     """Replace the measured piece by sleeps of `seconds[name]`; returns the formats timed."""
     made = []
 
-    def runner(G, device, dtype, patch=16):
+    def runner(G, device, dtype, winograd, patch=16):
         name = precision.name_of(dtype)
         made.append(name)
         return lambda: time.sleep(seconds[name])
-    monkeypatch.setattr(fastpath, '_superresolution_runner', runner)
+    monkeypatch.setattr(precision, 'superresolution_runner', runner)
     return made
 
 

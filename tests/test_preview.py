@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from eg3d_runtime import fastpath, preview
+from eg3d_runtime import preview
+from eg3d_runtime.fast import path as fastpath
 from eg3d_runtime.preview import AdaptivePreview, PreviewSettings
 
 

@@ -8,7 +8,8 @@ import types
 import pytest
 import torch
 
-from eg3d_runtime import cameras, configs, fastpath, module_source
+from eg3d_runtime import cameras, configs, module_source
+from eg3d_runtime.fast import path as fastpath
 from eg3d_runtime.networks.superresolution import (
     SuperresolutionDemo2X, SuperresolutionHybrid2X, SuperresolutionHybrid4X,
     SuperresolutionHybrid8XDC)

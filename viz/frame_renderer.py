@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from eg3d_runtime import PickleLoadError, cameras, fastpath, load_generator, precision
+from eg3d_runtime import PickleLoadError, cameras, load_generator
+from eg3d_runtime.fast import path as fastpath
+from eg3d_runtime.fast import precision
 from eg3d_runtime.generate import latent
 from eg3d_runtime.preview import AdaptivePreview, ladder_for
 

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from .. import fastpath
+from ..fast import path as fastpath
 from ..rendering.rays import RaySampler
 from ..rendering.renderer import ImportanceRenderer
 from .decoder import OSGDecoder
@@ -48,7 +48,7 @@ class TriPlaneGenerator(nn.Module):
         self._last_planes = None
 
     def _fast_path(self, ws, synthesis_kwargs, faithful):
-        """Whether the fast path (eg3d_runtime.fastpath) serves this call."""
+        """Whether the fast path (eg3d_runtime.fast) serves this call."""
         return not faithful and fastpath is not None and fastpath.usable(self, ws, synthesis_kwargs)
 
     def mapping(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False):
@@ -63,7 +63,7 @@ class TriPlaneGenerator(nn.Module):
                **synthesis_kwargs):
         """ws -> tri-planes [N, 3, 32, 256, 256], optionally kept for camera-only re-renders.
 
-        Uses the fast backbone (eg3d_runtime.fastpath) unless `faithful=True`, autograd is
+        Uses the fast backbone (eg3d_runtime.fast) unless `faithful=True`, autograd is
         needed, or the module is in training mode."""
         if self._fast_path(ws, synthesis_kwargs, faithful):
             return fastpath.planes(self, ws, cache_backbone=cache_backbone,
@@ -84,7 +84,7 @@ class TriPlaneGenerator(nn.Module):
                   faithful=False, **synthesis_kwargs):
         """Render ws from camera c [N, 25] -> dict image [N,3,R,R], image_raw, image_depth.
 
-        By default the fast path (eg3d_runtime.fastpath: folded weights, Winograd convolutions,
+        By default the fast path (eg3d_runtime.fast: folded weights, Winograd convolutions,
         one-call tri-plane sampling; same output to ~1e-6 in float32) is used whenever no
         gradient is needed; `faithful=True` selects the reference path, which follows the
         official code step by step and is what tests/test_parity.py checks.

@@ -7,13 +7,13 @@ done about it, per stage of a frame:
 
 - backbone (new w only): modulation and demodulation are folded into plain convolution weights
   for this w; up-sampling convolutions become one 3x3 convolution per output phase; big layers
-  run as Winograd F(4x4, 3x3) on CPU (fastconv.py); NHWC throughout, buffers reused. With
+  run as Winograd F(4x4, 3x3) on CPU (conv.py, blocks.py); NHWC throughout, buffers reused. With
   noise_mode 'const'/'none' the planes of the last w are kept, so repeated `G.planes(ws)` /
   `G.sample_mixed` calls (mesh export) do not recompute the backbone.
 - tri-plane table (once per set of planes): the planes as one padded channels-last table.
 - ray marching: one `embedding_bag` gathers the three planes' bilinear samples; decoder as two
   matrix products; chunked so that it runs in cache; compositing without colour gathers; only
-  3 colour channels when no super-resolution follows (fastrender.py).
+  3 colour channels when no super-resolution follows (render.py).
 - super-resolution (uses only the last w): folded weights are computed once per w and cached,
   so a camera-only change only runs the convolutions.
 - CPU: independent pieces (convolution row strips, ray chunks) run on worker threads with one
@@ -21,26 +21,27 @@ done about it, per stage of a frame:
   GUI thread takes a core for a moment.
 - CUDA: the same code; fp16 super-resolution convolutions and, for camera-only and preview
   frames (cached planes), the per-camera part of the frame (rays -> ray marching ->
-  super-resolution) captured once as a CUDA graph and replayed for each new camera.
+  super-resolution) captured once as a CUDA graph and replayed for each new camera (graphs.py).
 
 Per-generator state (caches, options, buffers) lives outside the module in a weak dictionary, so
-it is never pickled, deep-copied or listed in a state dict. Options: `fastpath.options(G)`.
+it is never pickled, deep-copied or listed in a state dict. Options: `fast.path.options(G)`.
 """
 import threading
-import warnings
 import weakref
 
 import torch
 import torch.nn.functional as F
 
-from . import fastconv as fc
-from . import fastrender as fr
+from . import conv as fc
+from . import graphs
+from . import render as fr
 from . import precision
+from .blocks import FoldedBlock, block_ws
 from .parallel import parallel_map
 
 
 class FastOptions:
-    """Switches of the fast path of one generator (`fastpath.options(G)`)."""
+    """Switches of the fast path of one generator (`fast.path.options(G)`)."""
 
     def __init__(self):
         self.enabled = True          # False: G.synthesis always takes the reference path
@@ -121,63 +122,6 @@ def usable(G, ws=None, synthesis_kwargs=None):
     return True
 
 
-# ------------------------------------------------------------------------------------------------
-# StyleGAN2 blocks with folded weights (backbone and super-resolution)
-# ------------------------------------------------------------------------------------------------
-
-class _FoldedBlock:
-    def __init__(self, block, ws, noise_mode, device, dtype, winograd, min_tiles, in_res):
-        """ws: the block's ws [num_conv + num_torgb, w_dim]; in_res: resolution of x entering."""
-        i = 0
-        wino_ok = dtype == torch.float32        # Winograd loses too much in 16-bit formats
-        self.const = None
-        self.conv0 = None
-        res = block.resolution
-        if block.in_channels == 0:
-            self.const = block.const.float().permute(1, 2, 0).contiguous()
-        else:
-            up = block.conv0.up > 1
-            kind = 'up3' if up else 'conv3'
-            h_in = in_res if in_res else (res // 2 if up else res)
-            method = fc.choose_method(device, h_in, kind, winograd and wino_ok, min_tiles)
-            self.conv0 = fc.fold_layer(block.conv0, ws[i], noise_mode, method, dtype)
-            i += 1
-        method = fc.choose_method(device, res, 'conv3', winograd and wino_ok, min_tiles)
-        self.conv1 = fc.fold_layer(block.conv1, ws[i], noise_mode, method, dtype)
-        self.torgb = fc.fold_torgb(block.torgb, ws[i + 1], dtype)
-        self.upsamples = block.upsamples
-        self.filter = block.resample_filter
-        self.default_filter = fc.is_default_filter(block.resample_filter)   # (host sync here)
-        self.resolution = res
-
-    def __call__(self, x, img, workspace, name):
-        if self.const is not None:
-            x = self.const
-        else:
-            h = x.shape[0] * (2 if self.conv0.kind == 'up3' else 1)
-            out = workspace.get(name + '.conv0', (h, h, self.conv0.out_channels), torch.float32,
-                                x.device)
-            x = self.conv0(x, out)
-        out = workspace.get(name + '.conv1', (*x.shape[:2], self.conv1.out_channels),
-                            torch.float32, x.device)
-        x = self.conv1(x, out)
-        if img is not None and self.upsamples:
-            img = fc.upsample2x(img) if self.default_filter else \
-                fc.upsample_image(img, self.filter)
-        y = self.torgb(x)
-        img = y if img is None else img + y
-        return x, img
-
-
-def _block_ws(blocks, ws):
-    """Split one sample's ws [num_ws, w_dim] over the blocks (torgb shares the next conv's w)."""
-    out, idx = [], 0
-    for block in blocks:
-        out.append(ws[idx:idx + block.num_conv + block.num_torgb])
-        idx += block.num_conv
-    return out
-
-
 def _backbone_blocks(G):
     syn = G.backbone.synthesis
     return [getattr(syn, f'b{res}') for res in syn.block_resolutions]
@@ -194,8 +138,8 @@ def backbone_planes(G, ws, noise_mode='random', force_fp32=False):
     result = None
     for n in range(ws.shape[0]):
         x = img = None
-        for block, bws in zip(blocks, _block_ws(blocks, ws[n])):
-            fb = _FoldedBlock(block, bws, noise_mode, device, dtype, opts.winograd,
+        for block, bws in zip(blocks, block_ws(blocks, ws[n])):
+            fb = FoldedBlock(block, bws, noise_mode, device, dtype, opts.winograd,
                               opts.backbone_min_tiles, None)
             x, img = fb(x, img, st.workspace, f'backbone.b{block.resolution}')
         if result is None:
@@ -326,8 +270,8 @@ def folded_superresolution(G, ws_last, noise_mode, force_fp32=False):
     for n in range(ws_last.shape[0]):
         w = ws_last[n].float()
         ws3 = w.unsqueeze(0).expand(3, -1)
-        b0 = _FoldedBlock(sr.block0, ws3, noise_mode, device, dtype, opts.winograd, 64, in_res)
-        b1 = _FoldedBlock(sr.block1, ws3, noise_mode, device, dtype, opts.winograd, 64, None)
+        b0 = FoldedBlock(sr.block0, ws3, noise_mode, device, dtype, opts.winograd, 64, in_res)
+        b1 = FoldedBlock(sr.block1, ws3, noise_mode, device, dtype, opts.winograd, 64, None)
         folded.append((b0, b1))
     st.sr = (key, ws_last.detach().clone(), folded)
     return folded
@@ -378,42 +322,6 @@ def superresolution(G, features, ws, noise_mode=None):
 # Precision
 # ------------------------------------------------------------------------------------------------
 
-def _auto_name(G, device, part):
-    """What 'auto' means for `part` ('backbone' | 'sr') of G on `device` (see FastOptions)."""
-    if part == 'backbone':
-        return 'fp32'
-    if device.type == 'cuda':
-        return 'fp16'
-    if not precision.cpu_supports_bf16():
-        return 'fp32'
-    sr = G.superresolution
-    shape = (type(sr).__name__, sr.input_resolution, sr.img_resolution,
-             tuple(tuple(p.shape) for p in sr.parameters()))
-    record = precision.measured_choice(
-        f'sr {shape}', 'bf16', lambda dtype: _superresolution_runner(G, device, dtype))
-    return record['choice']
-
-
-def _superresolution_runner(G, device, dtype, patch=16):
-    """A function running the super-resolution blocks, folded for a random w, on a small patch:
-    both formats run the same layers (same methods) on the same pixels, so their time ratio is
-    the full frame's, at a fraction of its cost."""
-    sr = G.superresolution
-    opts = state(G).options
-    ws3 = torch.randn(1, G.w_dim, device=device).expand(3, -1)
-    b0 = _FoldedBlock(sr.block0, ws3, 'none', device, dtype, opts.winograd, 64,
-                      sr.input_resolution)
-    b1 = _FoldedBlock(sr.block1, ws3, 'none', device, dtype, opts.winograd, 64, None)
-    size = min(patch, sr.input_resolution)
-    x = torch.randn(size, size, sr.block0.conv0.in_channels, device=device)
-    workspace = fc.Workspace()
-
-    def run():
-        h, img = b0(x, x[..., :3], workspace, 'b0')
-        b1(h, img, workspace, 'b1')
-    return run
-
-
 def conv_dtype(G, device, part, force_fp32=False):
     """The torch dtype of `part` ('backbone' | 'sr') convolutions for this call."""
     if force_fp32:
@@ -424,7 +332,8 @@ def conv_dtype(G, device, part, force_fp32=False):
         key = (part, device.type, precision.machine_key())
         name = st.auto.get(key)
         if name is None:
-            name = st.auto[key] = _auto_name(G, device, part)
+            name = st.auto[key] = precision.auto_name(G, device, part,
+                                                          st.options.winograd)
     return precision.DTYPES[name]
 
 
@@ -474,46 +383,6 @@ def _frame_fn(G, planes5d, ws, nrr, options, deterministic, superresolution_enab
     return frame
 
 
-class _GraphFrame:
-    """A frame function captured as a CUDA graph; replays with a new camera."""
-
-    def __init__(self, fn, c, keep_alive=()):
-        self.fn = fn                      # the graph reads tensors the closure holds
-        self.keep_alive = keep_alive
-        self.device = c.device
-        self.replays = 0                  # replays so far (tests check the graph is reused)
-        with torch.cuda.device(c.device):
-            self.static_c = c.clone()
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                for _ in range(2):                  # warm up (allocations, kernel selection)
-                    fn(self.static_c)
-            torch.cuda.current_stream().wait_stream(stream)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.static_out = fn(self.static_c)
-
-    def __call__(self, c):
-        with torch.cuda.device(self.device):
-            self.static_c.copy_(c)
-            self.graph.replay()
-            self.replays += 1
-            return {k: v.clone() for k, v in self.static_out.items()}
-
-
-_MAX_GRAPHS = 8
-
-
-def _graph_key(G, planes5d, ws, c, nrr, options, deterministic, superresolution_enabled):
-    base = planes5d._base if planes5d._base is not None else planes5d
-    st = state(G)
-    opts = tuple(sorted((k, repr(v)) for k, v in options.items()))
-    return (id(base), base._version, id(st.sr[2]) if (superresolution_enabled and st.sr) else None,
-            id(st.decoder[1]) if st.decoder else None, tuple(c.shape), c.dtype, nrr, opts,
-            deterministic, superresolution_enabled)
-
-
 def synthesis(G, ws, c, neural_rendering_resolution=None, noise_mode='random',
               cache_backbone=False, use_cached_backbone=False, deterministic=False,
               rendering_overrides=None, superresolution_enabled=True, force_fp32=False):
@@ -535,20 +404,9 @@ def synthesis(G, ws, c, neural_rendering_resolution=None, noise_mode='random',
                      and options.get('density_noise', 0) == 0)
         if not use_graph:
             return frame(c)
-        key = _graph_key(G, planes5d, ws, c, nrr, options, deterministic,
-                         superresolution_enabled)
-        runner = st.graphs.pop(key, None)
-        if runner is None:
-            try:
-                runner = _GraphFrame(frame, c, keep_alive=(planes5d, ws))
-            except Exception as e:  # capture unsupported here: eager from now on
-                st.graph_failed = True
-                warnings.warn(f'CUDA graph capture failed, using eager frames ({e})')
-                return frame(c)
-        st.graphs[key] = runner                       # most recently used last
-        while len(st.graphs) > _MAX_GRAPHS:
-            st.graphs.pop(next(iter(st.graphs)))
-        return runner(c)
+        key = graphs.graph_key(st, planes5d, c, nrr, options, deterministic,
+                               superresolution_enabled)
+        return graphs.run(st, key, frame, c, keep_alive=(planes5d, ws))
 
 
 def sample_mixed(G, coordinates, directions, ws, noise_mode='random', options=None,

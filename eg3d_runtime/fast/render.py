@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from .parallel import parallel_map
-from .rendering.renderer import ray_box_bounds, sample_pdf
-from .rendering.triplane import PLANE_AXES
+from ..rendering.renderer import ray_box_bounds, sample_pdf
+from ..rendering.triplane import PLANE_AXES
 
 # grid column / row source axes for the three planes (XY, XZ, ZX), see rendering/triplane.py
 _COLS = [axes[0] for axes in PLANE_AXES]

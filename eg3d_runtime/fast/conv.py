@@ -23,7 +23,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from . import ops
+from .. import ops
 from .parallel import parallel_map, thread_buffer
 
 # Winograd F(4x4, 3x3) with interpolation points 0, 1, -1, 2, -2, inf (Lavin & Gray 2016).

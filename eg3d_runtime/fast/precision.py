@@ -16,7 +16,9 @@ import time
 
 import torch
 
-from .files import atomic_write, cache_dir
+from ..files import atomic_write, cache_dir
+from . import conv as fc
+from .blocks import FoldedBlock
 
 NAMES = ('auto', 'fp32', 'bf16', 'fp16')
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -111,6 +113,42 @@ def measured_choice(shape_key, reduced, make_runner, repeats=2):
         return record
 
 
+def superresolution_runner(G, device, dtype, winograd, patch=16):
+    """A function running the super-resolution blocks of G, folded for a random w, on a small
+    patch: both formats run the same layers (same methods) on the same pixels, so their time
+    ratio is the full frame's, at a fraction of its cost."""
+    sr = G.superresolution
+    ws3 = torch.randn(1, G.w_dim, device=device).expand(3, -1)
+    b0 = FoldedBlock(sr.block0, ws3, 'none', device, dtype, winograd, 64, sr.input_resolution)
+    b1 = FoldedBlock(sr.block1, ws3, 'none', device, dtype, winograd, 64, None)
+    size = min(patch, sr.input_resolution)
+    x = torch.randn(size, size, sr.block0.conv0.in_channels, device=device)
+    workspace = fc.Workspace()
+
+    def run():
+        h, img = b0(x, x[..., :3], workspace, 'b0')
+        b1(h, img, workspace, 'b1')
+    return run
+
+
+def auto_name(G, device, part, winograd):
+    """What 'auto' means for `part` ('backbone' | 'sr') of generator G on `device` (see
+    fast.path.FastOptions): fp32 backbone; fp16 super-resolution on CUDA; on a CPU bf16 where
+    native and measured faster, else fp32."""
+    if part == 'backbone':
+        return 'fp32'
+    if device.type == 'cuda':
+        return 'fp16'
+    if not cpu_supports_bf16():
+        return 'fp32'
+    sr = G.superresolution
+    shape = (type(sr).__name__, sr.input_resolution, sr.img_resolution,
+             tuple(tuple(p.shape) for p in sr.parameters()))
+    record = measured_choice(f'sr {shape}', 'bf16',
+                             lambda dtype: superresolution_runner(G, device, dtype, winograd))
+    return record['choice']
+
+
 def add_option(parser):
     """The command-line tools' `--precision`."""
     parser.add_argument('--precision', choices=NAMES, default='auto',
@@ -131,4 +169,5 @@ def forget():
 
 
 __all__ = ['NAMES', 'DTYPES', 'MARGIN', 'name_of', 'check_name', 'cpu_supports_bf16',
-           'machine_key', 'cache_file', 'measured_choice', 'add_option', 'describe', 'forget']
+           'machine_key', 'cache_file', 'measured_choice', 'superresolution_runner',
+           'auto_name', 'add_option', 'describe', 'forget']

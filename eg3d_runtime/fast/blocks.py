@@ -1,0 +1,60 @@
+"""StyleGAN2 synthesis blocks with weights folded for a known w: the unit both the backbone and
+the super-resolution of the fast path are made of (conv.py folds the single layers)."""
+import torch
+
+from . import conv as fc
+
+
+class FoldedBlock:
+    """One StyleGAN2 synthesis block with its convolutions folded for fixed ws (NHWC)."""
+
+    def __init__(self, block, ws, noise_mode, device, dtype, winograd, min_tiles, in_res):
+        """ws: the block's ws [num_conv + num_torgb, w_dim]; in_res: resolution of x entering."""
+        i = 0
+        wino_ok = dtype == torch.float32        # Winograd loses too much in 16-bit formats
+        self.const = None
+        self.conv0 = None
+        res = block.resolution
+        if block.in_channels == 0:
+            self.const = block.const.float().permute(1, 2, 0).contiguous()
+        else:
+            up = block.conv0.up > 1
+            kind = 'up3' if up else 'conv3'
+            h_in = in_res if in_res else (res // 2 if up else res)
+            method = fc.choose_method(device, h_in, kind, winograd and wino_ok, min_tiles)
+            self.conv0 = fc.fold_layer(block.conv0, ws[i], noise_mode, method, dtype)
+            i += 1
+        method = fc.choose_method(device, res, 'conv3', winograd and wino_ok, min_tiles)
+        self.conv1 = fc.fold_layer(block.conv1, ws[i], noise_mode, method, dtype)
+        self.torgb = fc.fold_torgb(block.torgb, ws[i + 1], dtype)
+        self.upsamples = block.upsamples
+        self.filter = block.resample_filter
+        self.default_filter = fc.is_default_filter(block.resample_filter)   # (host sync here)
+        self.resolution = res
+
+    def __call__(self, x, img, workspace, name):
+        if self.const is not None:
+            x = self.const
+        else:
+            h = x.shape[0] * (2 if self.conv0.kind == 'up3' else 1)
+            out = workspace.get(name + '.conv0', (h, h, self.conv0.out_channels), torch.float32,
+                                x.device)
+            x = self.conv0(x, out)
+        out = workspace.get(name + '.conv1', (*x.shape[:2], self.conv1.out_channels),
+                            torch.float32, x.device)
+        x = self.conv1(x, out)
+        if img is not None and self.upsamples:
+            img = fc.upsample2x(img) if self.default_filter else \
+                fc.upsample_image(img, self.filter)
+        y = self.torgb(x)
+        img = y if img is None else img + y
+        return x, img
+
+
+def block_ws(blocks, ws):
+    """Split one sample's ws [num_ws, w_dim] over the blocks (torgb shares the next conv's w)."""
+    out, idx = [], 0
+    for block in blocks:
+        out.append(ws[idx:idx + block.num_conv + block.num_torgb])
+        idx += block.num_conv
+    return out
