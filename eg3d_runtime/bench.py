@@ -423,7 +423,7 @@ def main(argv=None):
     try:
         result, rows = run(args)
     except Exception as e:  # one line, not a traceback, for expected failures
-        from .safe_unpickle import PickleLoadError
+        from .pickles import PickleLoadError
         if isinstance(e, (PickleLoadError, FileNotFoundError)):
             print(f'error: {e}', file=sys.stderr)
             return 1

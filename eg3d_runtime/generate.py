@@ -19,8 +19,7 @@ from .devices import default_device
 from .fast import path as fastpath
 from .fast import precision
 from .network_path import network_path
-from .pickles import load_generator
-from .safe_unpickle import PickleLoadError
+from .pickles import PickleLoadError, load_generator
 
 
 def parse_seeds(text):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import checkpoints
 
-from .safe_unpickle import PickleLoadError
+from .pickles import PickleLoadError
 from .training.run_files import latest_snapshot
 
 

@@ -11,7 +11,7 @@ import checkpoints
 import shapes_export
 from eg3d_runtime import bench, generate
 from eg3d_runtime.network_path import locate_network, network_path
-from eg3d_runtime.safe_unpickle import PickleLoadError
+from eg3d_runtime.pickles import PickleLoadError
 from eg3d_runtime.training.options import TrainError
 from eg3d_runtime.training.resume import resolve_resume_path
 from viz.pickle_widget import resolve_network

@@ -1,4 +1,4 @@
-"""Snapshots written by eg3d_runtime.pickle_writer: official structure, read back bit-exactly by
+"""Snapshots written by eg3d_runtime.pickles.writer: official structure, read back bit-exactly by
 our safe loader and by an official-style loader that execs the embedded source (simulated with
 stand-ins for torch_utils, dnnlib and the official plain classes), and written atomically."""
 import ast
@@ -16,10 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from eg3d_runtime import cameras, load_network_pkl, module_source, pickle_writer, save_network_pkl
+from eg3d_runtime import cameras, load_network_pkl, save_network_pkl
+from eg3d_runtime.pickles import module_source
+from eg3d_runtime.pickles import writer as pickle_writer
 from eg3d_runtime.networks.discriminator import DualDiscriminator
 from eg3d_runtime.networks.triplane import TriPlaneGenerator
-from eg3d_runtime.safe_unpickle import EasyDict, PersistentRecord, PlainRecord, safe_load
+from eg3d_runtime.pickles.safe_unpickle import EasyDict, PersistentRecord, PlainRecord, safe_load
 from eg3d_runtime.training.augment import AugmentPipe
 
 from conftest import REPO, relative_rms
@@ -456,7 +458,8 @@ KILLED_WRITER = '''
 import sys
 import time
 
-from eg3d_runtime import pickle_writer, save_network_pkl
+from eg3d_runtime import save_network_pkl
+from eg3d_runtime.pickles import writer as pickle_writer
 sys.path.insert(0, sys.argv[2])
 from test_pickle_writer import _tiny_networks
 

@@ -8,8 +8,9 @@ import types
 import pytest
 import torch
 
-from eg3d_runtime import cameras, configs, module_source
+from eg3d_runtime import cameras, configs
 from eg3d_runtime.fast import path as fastpath
+from eg3d_runtime.pickles import module_source
 from eg3d_runtime.networks.superresolution import (
     SuperresolutionDemo2X, SuperresolutionHybrid2X, SuperresolutionHybrid4X,
     SuperresolutionHybrid8XDC)

@@ -5,9 +5,10 @@ import math
 
 import pytest
 
-from eg3d_runtime import PickleLoadError, configs, load_generator, pickle_writer
+from eg3d_runtime import PickleLoadError, configs, load_generator
+from eg3d_runtime.pickles import writer as pickle_writer
 from eg3d_runtime.networks.triplane import TriPlaneGenerator
-from eg3d_runtime.safe_unpickle import PlainRecord, module_state_dict
+from eg3d_runtime.pickles.safe_unpickle import PlainRecord, module_state_dict
 
 
 def tiny_generator():

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from eg3d_runtime.safe_unpickle import (EasyDict, PersistentRecord, PickleLoadError, PlainRecord,
-                                        module_state_dict, safe_load)
+from eg3d_runtime.pickles.safe_unpickle import (EasyDict, PersistentRecord, PickleLoadError,
+                                                PlainRecord, module_state_dict, safe_load)
 
 from conftest import FIXTURE_PKL
 

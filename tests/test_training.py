@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from eg3d_runtime import dataset_tool, train
-from eg3d_runtime.pickle_writer import save_network_pkl
-from eg3d_runtime.pickles import load_network_pkl
+from eg3d_runtime.pickles import load_network_pkl, save_network_pkl
 from eg3d_runtime.training.loop import TrainingLoop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

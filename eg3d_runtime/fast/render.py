@@ -25,9 +25,9 @@ What differs from the reference path, and why it gives the same numbers:
 import torch
 import torch.nn.functional as F
 
-from .parallel import parallel_map
 from ..rendering.renderer import ray_box_bounds, sample_pdf
 from ..rendering.triplane import PLANE_AXES
+from .parallel import parallel_map
 
 # grid column / row source axes for the three planes (XY, XZ, ZX), see rendering/triplane.py
 _COLS = [axes[0] for axes in PLANE_AXES]

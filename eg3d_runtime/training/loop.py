@@ -20,7 +20,7 @@ import torch
 
 from ..networks.discriminator import DualDiscriminator
 from ..networks.triplane import TriPlaneGenerator
-from ..pickle_writer import save_network_pkl
+from ..pickles import save_network_pkl
 from . import stats
 from .augment import AugmentPipe
 from .dataset import ImageFolderDataset, InfiniteSampler

@@ -5,7 +5,7 @@ import os
 import re
 
 from ..network_path import network_path
-from ..safe_unpickle import PickleLoadError
+from ..pickles import PickleLoadError
 from .options import TrainError
 from .run_files import latest_snapshot, snapshot_kimg
 

@@ -11,7 +11,7 @@ import inspect
 import math
 import reprlib
 
-from .networks.superresolution import SUPERRESOLUTION_CLASSES
+from ..networks.superresolution import SUPERRESOLUTION_CLASSES
 
 _Rule = collections.namedtuple('_Rule', 'test description')
 
@@ -121,7 +121,7 @@ def check_rendering_kwargs(rk, where='rendering_kwargs'):
 
 
 def check_generator_attributes(values):
-    """The attributes copied from the pickle onto the built generator (see pickles.py)."""
+    """The attributes copied from the pickle onto the built generator (see loader.py)."""
     _check(values, {'neural_rendering_resolution': integer(1, 4096)})
     if 'rendering_kwargs' in values:
         check_rendering_kwargs(values['rendering_kwargs'])

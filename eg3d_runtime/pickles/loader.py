@@ -11,12 +11,12 @@ import warnings
 
 import torch
 
+from ..networks.discriminator import DualDiscriminator
+from ..networks.triplane import TriPlaneGenerator
+from ..training.augment import AugmentPipe
 from . import recorded_args
-from .networks.discriminator import DualDiscriminator
-from .networks.triplane import TriPlaneGenerator
 from .safe_unpickle import (PersistentRecord, PickleLoadError, _describe, module_state_dict,
                             plain_structure, safe_load)
-from .training.augment import AugmentPipe
 
 NETWORK_CLASSES = {cls.__name__: cls for cls in (TriPlaneGenerator, DualDiscriminator, AugmentPipe)}
 NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')

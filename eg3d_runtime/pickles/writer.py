@@ -22,12 +22,12 @@ import types
 import torch
 from torch import nn
 
-from .files import atomic_open
-from .module_source import BUNDLED_MODULES, bundle_source
-from .networks.decoder import OSGDecoder
-from .rendering.rays import RaySampler
-from .rendering.renderer import ImportanceRenderer
-from .rendering.triplane import PLANE_AXES
+from ..files import atomic_open
+from ..networks.decoder import OSGDecoder
+from ..rendering.rays import RaySampler
+from ..rendering.renderer import ImportanceRenderer
+from ..rendering.triplane import PLANE_AXES
+from .module_source import BUNDLED_MODULES, PACKAGE, bundle_source
 
 NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')
 PROTOCOL = 4  # pickle.dump's default on the Python versions official code runs on
@@ -78,7 +78,7 @@ def _official_state(module):
 def _is_bundled(cls):
     """Whether `cls` is defined in a module whose source is part of the bundle."""
     module = getattr(cls, '__module__', '')
-    prefix = __package__ + '.'
+    prefix = PACKAGE + '.'
     return module.startswith(prefix) and module[len(prefix):] in BUNDLED_MODULES
 
 

@@ -13,78 +13,29 @@ it can be called. The result is a plain object graph:
 - `dnnlib.util.EasyDict` -> `EasyDict` (a dict subclass), `collections.OrderedDict` as itself.
 
 Tensor storages are decoded from their embedded legacy `torch.save` streams (spec 1.6) by a second
-restricted unpickler and `numpy.frombuffer`; `torch.load` is never called. Both unpicklers are
-the pure-Python one, hardened against memory bombs (see `_PythonUnpickler`). The file is streamed,
-so the peak memory is about twice the tensor data (the pickled bytes and the decoded tensors).
+restricted unpickler and `numpy.frombuffer` (legacy_storage.py); `torch.load` is never called.
+Both unpicklers are the pure-Python one, hardened against memory bombs (unpickler.py). The file
+is streamed, so the peak memory is about twice the tensor data (the pickled bytes and the
+decoded tensors).
 """
 import collections
 import dataclasses
 import hashlib
 import io
-import math
 import os
 import pickle
 import re
 import struct
 
-import numpy as np
 import torch
+
+from .legacy_storage import (_TENSOR_TYPES, _load_from_bytes, _rebuild_from_type_v2,
+                             _rebuild_parameter, _rebuild_tensor)
+from .numpy_data import _NDARRAY, _ArrayStub, _DTypeStub, _numpy_array, _numpy_scalar
+from .unpickler import PickleLoadError, _describe, _one_line, _Problem, _PythonUnpickler, _refused
 
 __all__ = ['EasyDict', 'PersistentRecord', 'PickleLoadError', 'PlainRecord', 'module_state_dict',
            'plain_structure', 'safe_load']
-
-
-class PickleLoadError(Exception):
-    """A file that cannot be loaded safely; the message is one line starting with the file name."""
-
-
-class _Problem(Exception):
-    """Raised while unpickling; `safe_load` turns it into a PickleLoadError naming the file."""
-
-
-def _one_line(text, limit=300):
-    text = ' '.join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 3] + '...'
-
-
-def _describe(exc):
-    text = _one_line(exc, 200)
-    return f'{type(exc).__name__}: {text}' if text else type(exc).__name__
-
-
-def _refused(module, name):
-    return _Problem(f"refuses to load global '{module}.{name}'")
-
-
-class _Opcodes(dict):
-    def __missing__(self, code):
-        raise pickle.UnpicklingError(f'invalid opcode {bytes([code])!r}')
-
-
-class _PythonUnpickler(pickle._Unpickler):
-    """The pure-Python unpickler: the C one sizes its memo table by the largest memo index in
-    the file, so a few crafted bytes make it allocate and zero gigabytes; here the memo is a
-    dict. Two opcodes are tightened as well: BUILD may only set the state of the stand-ins in
-    `buildable` (not of tensors, dicts or records), and BYTEARRAY8 reads its data before
-    allocating instead of allocating (and zeroing) whatever size the file declares."""
-    buildable = ()
-    dispatch = _Opcodes(pickle._Unpickler.dispatch)
-
-    def _load_build(self):
-        target = self.stack[-2]
-        if not isinstance(target, self.buildable):
-            raise _Problem(f'refuses to set the state of a {type(target).__name__}')
-        pickle._Unpickler.load_build(self)
-
-    def _load_bytearray8(self):
-        size = int.from_bytes(self.read(8), 'little')
-        data = self.read(size)
-        if len(data) != size:
-            raise pickle.UnpicklingError('pickle data was truncated')
-        self.append(bytearray(data))
-
-    dispatch[pickle.BUILD[0]] = _load_build
-    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
 
 
 # ------------------------------------------------------------------------------------------------
@@ -223,56 +174,7 @@ def _latin1_encode(text, encoding):
 
 
 # ------------------------------------------------------------------------------------------------
-# numpy
-
-
-_DTYPE_SPEC = re.compile(r'[biufc]\d{1,2}\Z')
-
-
-class _DTypeStub:
-    """Stand-in for `numpy.dtype(spec, align, copy)` + BUILD(state); plain numeric types only."""
-
-    def __init__(self, spec, align=False, copy=False):
-        if not (isinstance(spec, str) and _DTYPE_SPEC.match(spec)):
-            raise _Problem(f'unsupported numpy dtype {_one_line(repr(spec), 40)}')
-        self.dtype = np.dtype(spec)
-
-    def __setstate__(self, state):
-        if not (isinstance(state, tuple) and len(state) >= 5 and state[1] in ('<', '>', '|', '=')
-                and all(part is None for part in state[2:5])):
-            raise _Problem('unsupported numpy dtype (structured or malformed)')
-        if state[1] in ('<', '>'):
-            self.dtype = self.dtype.newbyteorder(state[1])
-
-
-def _numpy_scalar(dtype, data):
-    if not (isinstance(dtype, _DTypeStub) and isinstance(data, (bytes, bytearray))
-            and len(data) == dtype.dtype.itemsize):
-        raise _Problem('malformed numpy scalar')
-    return np.frombuffer(data, dtype=dtype.dtype)[0].item()
-
-
-def _numpy_array(data, dtype, shape, order):
-    if not (isinstance(dtype, _DTypeStub) and isinstance(data, (bytes, bytearray))
-            and isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)
-            and order in ('C', 'F') and len(data) == math.prod(shape) * dtype.dtype.itemsize):
-        raise _Problem('malformed numpy array')
-    array = np.frombuffer(data, dtype=dtype.dtype).reshape(shape, order=order)
-    return array.astype(array.dtype.newbyteorder('='))  # a writable, native-endian copy
-
-
-_NDARRAY = object()  # what the global numpy.ndarray stands for; only `_reconstruct` accepts it
-
-
-class _ArrayStub:
-    """Result of `_reconstruct`; BUILD supplies the data, `_swap_arrays` then puts in the array."""
-    array = None
-
-    def __setstate__(self, state):
-        if not (isinstance(state, tuple) and len(state) == 5):
-            raise _Problem('malformed numpy array')
-        _version, shape, dtype, fortran, data = state
-        self.array = _numpy_array(data, dtype, shape, 'F' if fortran else 'C')
+# numpy arrays (the stand-ins are in numpy_data.py)
 
 
 def _swap_arrays(obj, done):
@@ -297,154 +199,6 @@ def _swap_arrays(obj, done):
     elif isinstance(obj, (PersistentRecord, PlainRecord)):
         _swap_arrays(obj.state, done)
     return done[key]
-
-
-# ------------------------------------------------------------------------------------------------
-# torch tensors and storages
-
-
-@dataclasses.dataclass(frozen=True)
-class _StorageType:
-    """What a `torch.<X>Storage` global stands for in the inner stream: a dtype, not callable."""
-    name: str
-    numpy_dtype: str  # little-endian layout of the raw data
-    torch_dtype: torch.dtype
-
-    def decode(self, data, offset, count):
-        array = np.frombuffer(data, dtype=self.numpy_dtype, count=count, offset=offset)
-        if self.torch_dtype == torch.bool:
-            array = array != 0  # any nonzero byte is True; torch must not see other values
-        else:
-            array = array.astype(array.dtype.newbyteorder('='))  # the one copy, native-endian
-        return torch.from_numpy(array).view(self.torch_dtype)
-
-
-_STORAGE_TYPES = {t.name: t for t in (
-    _StorageType('FloatStorage', '<f4', torch.float32),
-    _StorageType('HalfStorage', '<f2', torch.float16),
-    _StorageType('DoubleStorage', '<f8', torch.float64),
-    _StorageType('BFloat16Storage', '<i2', torch.bfloat16),
-    _StorageType('LongStorage', '<i8', torch.int64),
-    _StorageType('IntStorage', '<i4', torch.int32),
-    _StorageType('ShortStorage', '<i2', torch.int16),
-    _StorageType('CharStorage', '|i1', torch.int8),
-    _StorageType('ByteStorage', '|u1', torch.uint8),
-    _StorageType('BoolStorage', '|u1', torch.bool),
-)}
-_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
-_LEGACY_PROTOCOL = 1001
-
-
-class _Storage:
-    """A storage of the inner stream; `flat` is its 1-D tensor once the raw data is read."""
-
-    def __init__(self, storage_type, numel):
-        self.type, self.numel, self.flat = storage_type, numel, None
-
-
-class _LegacyUnpickler(_PythonUnpickler):
-    """For the pickles inside a legacy `torch.save` stream: storage types and storage ids only."""
-
-    def __init__(self, stream, storages):
-        super().__init__(stream)
-        self._storages = storages
-
-    def find_class(self, module, name):
-        if module == 'torch' and name in _STORAGE_TYPES:
-            return _STORAGE_TYPES[name]
-        raise _refused(module, name)
-
-    def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == 'storage'):
-            raise _Problem('malformed tensor storage (unsupported persistent id)')
-        _, storage_type, key, _location, numel, view_metadata = pid
-        if not (isinstance(storage_type, _StorageType) and isinstance(key, str)
-                and type(numel) is int and numel >= 0 and view_metadata is None):
-            raise _Problem('malformed tensor storage (unsupported persistent id)')
-        storage = self._storages.setdefault(key, _Storage(storage_type, numel))
-        if (storage.type, storage.numel) != (storage_type, numel):
-            raise _Problem('malformed tensor storage (conflicting storage ids)')
-        return storage
-
-
-def _parse_legacy_stream(data):
-    stream, storages = io.BytesIO(data), {}
-
-    def next_pickle():
-        return _LegacyUnpickler(stream, storages).load()
-
-    magic, protocol, sys_info = next_pickle(), next_pickle(), next_pickle()
-    if type(magic) is not int or magic != _LEGACY_MAGIC or protocol != _LEGACY_PROTOCOL:
-        raise _Problem('malformed tensor storage (not a legacy torch.save stream)')
-    if not (isinstance(sys_info, dict) and sys_info.get('little_endian') is True):
-        raise _Problem('malformed tensor storage (big-endian data is not supported)')
-    result, keys = next_pickle(), next_pickle()
-    if not isinstance(result, _Storage) or not isinstance(keys, list):
-        raise _Problem('malformed tensor storage (the stream holds no single storage)')
-    offset = stream.tell()
-    for key in keys:
-        storage = storages.get(key) if isinstance(key, str) else None
-        if storage is None or storage.flat is not None:
-            raise _Problem('malformed tensor storage (unknown or repeated storage key)')
-        count = int.from_bytes(data[offset:offset + 8], 'little', signed=True)
-        nbytes = storage.numel * np.dtype(storage.type.numpy_dtype).itemsize
-        if count != storage.numel or offset + 8 + nbytes > len(data):
-            raise _Problem('malformed tensor storage (data size does not match)')
-        storage.flat = storage.type.decode(data, offset + 8, count)
-        offset += 8 + nbytes
-    if any(storage.flat is None for storage in storages.values()):
-        raise _Problem('malformed tensor storage (storage data missing)')
-    return result
-
-
-def _load_from_bytes(data):
-    """`torch.storage._load_from_bytes`: the storage is a complete legacy torch.save stream."""
-    if not isinstance(data, (bytes, bytearray)):
-        raise _Problem('malformed tensor storage (not bytes)')
-    try:
-        return _parse_legacy_stream(data)
-    except _Problem:
-        raise
-    except Exception as e:
-        raise _Problem(f'malformed tensor storage ({_describe(e)})') from None
-
-
-def _is_int_tuple(value):
-    return isinstance(value, tuple) and all(type(n) is int and n >= 0 for n in value)
-
-
-def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False,
-                    backward_hooks=None, metadata=None):
-    """`_rebuild_tensor(_v2)`; gradient flags, hooks and metadata are dropped."""
-    if not (isinstance(storage, _Storage) and type(storage_offset) is int and storage_offset >= 0
-            and _is_int_tuple(size) and _is_int_tuple(stride) and len(size) == len(stride)):
-        raise _Problem('malformed tensor (bad storage, offset, size or stride)')
-    if 0 in size:
-        end = storage_offset
-    else:
-        end = storage_offset + 1 + sum((n - 1) * s for n, s in zip(size, stride))
-    if end > storage.numel:
-        raise _Problem(f'malformed tensor (size {size} with stride {stride} at offset '
-                       f'{storage_offset} exceeds its storage of {storage.numel} elements)')
-    return torch.as_strided(storage.flat, size, stride, storage_offset)
-
-
-def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None):
-    """`_rebuild_parameter(_with_state)`: a Parameter comes back as its plain tensor."""
-    if not isinstance(data, torch.Tensor):
-        raise _Problem('malformed parameter (no tensor)')
-    return data
-
-
-_TENSOR_TYPES = (object(), object())  # stand-ins for the globals torch.Tensor and Parameter
-
-
-def _rebuild_from_type_v2(func, new_type, args, state):
-    """Tensors with Python attributes; only plain tensors and Parameters are accepted."""
-    if func not in (_rebuild_tensor, _rebuild_parameter) or new_type not in _TENSOR_TYPES \
-            or not isinstance(args, tuple):
-        raise _Problem('malformed tensor (unsupported tensor subclass)')
-    return func(*args)
 
 
 # ------------------------------------------------------------------------------------------------
