@@ -10,6 +10,7 @@ import torch
 import trimesh
 
 from eg3d_runtime import shapes
+from eg3d_runtime.shapes import fields
 from eg3d_runtime.shapes import (BORDER_VALUE, DensityField, ExportCancelled, ShapeExportError,
                                  ShapeOptions, TriplaneField, export_field, export_shape,
                                  official_points, regular_axis, sample_volume, seed_ws)
@@ -96,7 +97,9 @@ def test_run_model_fallback(fixture_G, ws, field, monkeypatch):
     outside = torch.tensor([[5.0, -7.0, 0.3], [0.51, 0.49, -0.502], [-0.5, 0.503, 0.0]])
     points = torch.cat([official_points(12, 1.0, torch.arange(500)), outside])
     volume, sigma = sample_volume(field, 12, 1)[0], field.sigma(points)
-    monkeypatch.setattr(shapes._FoldedPlanes, 'PLANE_AXES', ((0, 1), (0, 2), (1, 2)))
+    folded_features = fields._FoldedPlanes.features
+    monkeypatch.setattr(fields._FoldedPlanes, 'features',
+                        lambda self, points, planes=None: 2 * folded_features(self, points, planes))
     with pytest.warns(UserWarning, match='folded decoder disagrees'):
         plain = TriplaneField(fixture_G, ws)
     assert plain.folded is None

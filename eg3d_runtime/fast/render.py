@@ -71,9 +71,9 @@ class PlaneTable:
                                         dtype=torch.float32, device=dev)
         self._corner_offsets = torch.tensor([0, 1, w + 2, w + 3], device=dev, dtype=torch.long)
 
-    def sample_sum(self, coords, box_warp, batch_index=0):
-        """Points [P, 3] in world units -> [P, C]: SUM over the three planes of the bilinear
-        samples (grid_sample semantics, zero outside)."""
+    def sample_sum(self, coords, box_warp, batch_index=0, planes=None):
+        """Points [P, 3] in world units -> [P, C]: SUM over the three planes (or the indices in
+        `planes`) of the bilinear samples (grid_sample semantics, zero outside)."""
         n = coords.shape[0]
         ixy = torch.addmm(self._offset, coords.float(), self._proj * (1.0 / box_warp))
         ixy = torch.maximum(ixy, self._lo, out=ixy)
@@ -92,8 +92,10 @@ class PlaneTable:
         torch.mul(fx, gy, out=wgt[:, :, 1])
         torch.mul(gx, fy, out=wgt[:, :, 2])
         torch.mul(fx, fy, out=wgt[:, :, 3])
-        return F.embedding_bag(idx.view(n, 12), self.table,
-                               per_sample_weights=wgt.view(n, 12).to(self.dtype), mode='sum')
+        if planes is not None:
+            idx, wgt = idx[:, list(planes)], wgt[:, list(planes)]
+        return F.embedding_bag(idx.reshape(n, -1), self.table,
+                               per_sample_weights=wgt.reshape(n, -1).to(self.dtype), mode='sum')
 
 
 def _probe_fused_linear():
