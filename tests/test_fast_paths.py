@@ -19,7 +19,7 @@ from eg3d_runtime.fast import conv as fastconv
 from eg3d_runtime.fast import path as fastpath
 from eg3d_runtime.fast import render as fastrender
 from eg3d_runtime.networks.stylegan2 import SynthesisLayer, ToRGBLayer
-from eg3d_runtime.rendering.triplane import sample_from_planes
+from eg3d_runtime.rendering.plane_sampling import sample_from_planes
 
 from conftest import relative_rms
 

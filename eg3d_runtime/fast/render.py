@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 
 from ..rendering.renderer import ray_box_bounds, sample_pdf
-from ..rendering.triplane import PLANE_AXES
+from ..rendering.plane_sampling import PLANE_AXES
 from .parallel import parallel_map
 
-# grid column / row source axes for the three planes (XY, XZ, ZX), see rendering/triplane.py
+# grid column / row source axes for the three planes (XY, XZ, ZX), see rendering/plane_sampling.py
 _COLS = [axes[0] for axes in PLANE_AXES]
 _ROWS = [axes[1] for axes in PLANE_AXES]
 

@@ -30,7 +30,7 @@ BUNDLED_MODULES = (
     'networks.superresolution',
     'networks.decoder',
     'networks.discriminator',
-    'rendering.triplane',
+    'rendering.plane_sampling',
     'rendering.ray_marcher',
     'rendering.rays',
     'rendering.renderer',

@@ -26,7 +26,7 @@ from ..files import atomic_open
 from ..networks.decoder import OSGDecoder
 from ..rendering.rays import RaySampler
 from ..rendering.renderer import ImportanceRenderer
-from ..rendering.triplane import PLANE_AXES
+from ..rendering.plane_sampling import PLANE_AXES
 from .module_source import BUNDLED_MODULES, PACKAGE, bundle_source
 
 NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')

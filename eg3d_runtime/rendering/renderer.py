@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .ray_marcher import composite
-from .triplane import sample_from_planes
+from .plane_sampling import sample_from_planes
 
 
 def ray_box_bounds(origins, directions, box_side):
