@@ -33,6 +33,7 @@ from . import cameras, configs, preview
 from .devices import default_device
 from .fast import path as fastpath
 from .fast import precision
+from .fast.render import PlaneTable
 
 
 # ------------------------------------------------------------------------------------------------
@@ -212,7 +213,7 @@ def run(args):
         planes5d = G.planes(ws, cache_backbone=True, noise_mode=args.noise_mode)
         planes_ref = G.planes(ws, noise_mode=args.noise_mode, faithful=True) if faithful \
             else None
-        t_fast, _ = b.pair(lambda: fastpath.fr.PlaneTable(planes5d), None, faithful=False)
+        t_fast, _ = b.pair(lambda: PlaneTable(planes5d), None, faithful=False)
         b.add('tri-plane table (once per w)', t_fast, None)
 
         def rays(res):

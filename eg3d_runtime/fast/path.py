@@ -33,9 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from . import conv as fc
-from . import graphs
+from . import graphs, precision
 from . import render as fr
-from . import precision
 from .blocks import FoldedBlock, block_ws
 from .parallel import parallel_map
 
