@@ -77,8 +77,8 @@ def difference_heatmap(a, b):
 
 def panel_label(panel, result):
     parts = [panel.name]
-    if result is not None and result.info:
-        parts.append(f'neural {result.info.get("nrr")}^2')
+    if result is not None and result.network is not None:
+        parts.append(f'neural {result.nrr}^2')
         if result.timings:
             ms = result.timings['total']
             parts.append(f'{ms:.0f} ms ({1e3 / ms if ms else 0:.1f} FPS)')
@@ -233,9 +233,10 @@ class CompareView:
     def _camera_warning(self, idx):
         """Panels whose networks use other camera conventions than panel 1 say so."""
         first, this = self.results.get(0), self.results.get(idx)
-        if idx == 0 or first is None or this is None or not first.info or not this.info:
+        if idx == 0 or first is None or this is None or first.network is None \
+                or this.network is None:
             return None
-        a, b = first.info['rendering_kwargs'], this.info['rendering_kwargs']
+        a, b = first.network.rendering_kwargs, this.network.rendering_kwargs
         differing = [k for k in CAMERA_KEYS if a.get(k) != b.get(k)]
         return f'other camera conventions than panel 1 ({", ".join(differing)})' \
             if differing else None
