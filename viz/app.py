@@ -14,7 +14,7 @@ from .compare import CompareView
 from .compare_widget import CompareWidget
 from .cond_pose_widget import CondPoseWidget
 from .fov_widget import FovWidget
-from .frame_renderer import NO_NETWORK, FrameRenderer
+from .frame_renderer import NO_NETWORK, FrameRenderer, RenderResult
 from .latent_widget import LatentWidget
 from .layer_widget import LayerWidget
 from .mesh_export_widget import MeshExportWidget
@@ -42,7 +42,8 @@ class Visualizer:
         self.window = ImguiWindow('EG3D Visualizer', options.width, options.height,
                                   headless=options.headless)
         self.device = options.device or default_device()
-        self.worker = RenderWorker(FrameRenderer(self.device))
+        self.worker: RenderWorker[RenderArgs, RenderResult] = RenderWorker(
+            FrameRenderer(self.device))
         self.network = NO_NETWORK        # of the newest frame
         self.layers = ()                 # the newest frame's layers (layer viewer)
         self.font_size = 16
