@@ -269,6 +269,7 @@ class Visualizer:
         self.mesh_widget.cancel()
         self.mesh_widget.join(timeout=10)
         self.trainer_widget.close()
+        self.pickle_widget.close()
         self.worker.close()
         self.compare.close()
         self.window.destroy()
