@@ -25,7 +25,7 @@ from .render_args import RenderArgs
 from .render_widget import RenderWidget
 from .render_worker import RenderWorker
 from .stylemix_widget import StylemixWidget
-from .trainer_widget import TrainerWidget
+from .trainer.trainer_widget import TrainerWidget
 from .trunc_widget import TruncWidget
 from .viewport import Viewport
 
