@@ -132,3 +132,24 @@ def test_force_fp32_changes_the_arithmetic_of_frames(monkeypatch, user_dirs):
     assert auto.precision == 'backbone fp32, super-resolution bf16'
     assert forced.precision == 'backbone fp32, super-resolution fp32'
     assert relative_rms(auto.image.float(), forced.image.float()) > 0
+
+
+def test_a_stale_full_frame_is_abandoned_after_the_backbone(monkeypatch, fixture_pkl):
+    """A new latent's full frame asks should_abort again once its tri-planes exist; a frame that
+    goes on computes the backbone once and equals the frame rendered in one synthesis call."""
+    from eg3d_runtime import fastpath
+    backbones = []
+    backbone_planes = fastpath.backbone_planes
+    monkeypatch.setattr(fastpath, 'backbone_planes',
+                        lambda *a, **kw: backbones.append(1) or backbone_planes(*a, **kw))
+    args = fast_args(fixture_pkl, noise_mode='const')
+    asked = []
+    aborted = FrameRenderer('cpu').render(args, should_abort=lambda: asked.append(1) or
+                                          len(asked) == 2)
+    assert aborted.aborted and len(asked) == 2 and len(backbones) == 1
+    backbones.clear()
+    split = FrameRenderer('cpu').render(args)
+    assert split.error is None and len(backbones) == 1
+    monkeypatch.setattr(FrameRenderer, '_backbone_first', staticmethod(lambda G, ws, args: False))
+    whole = FrameRenderer('cpu').render(args)
+    assert torch.equal(split.image, whole.image)

@@ -214,7 +214,7 @@ class FrameRenderer:
                 t2 = time.perf_counter()
                 if should_abort():
                     raise RenderAborted()
-                frame = self._synthesize(G, ws, args, quality)
+                frame = self._synthesize(G, ws, args, quality, should_abort)
             self._sync()
             t3 = time.perf_counter()
             if args.preview:
@@ -230,11 +230,18 @@ class FrameRenderer:
             return RenderResult(args, quality, network=network,
                                 error=f'{type(e).__name__}: {e}'.splitlines()[0])
 
-    def _synthesize(self, G, ws, args, quality):
+    def _synthesize(self, G, ws, args, quality, should_abort):
         """The frame's image and the facts of how it was made (network, ws and timings are
         added by `render`)."""
         planes_key = (args.latent_key(), args.noise_mode, args.noise_seed, args.force_fp32)
         reuse = args.cache_backbone and planes_key == self._planes_key
+        torch.manual_seed(args.noise_seed)     # once: the backbone may draw before the synthesis
+        if not reuse and self._backbone_first(G, ws, args):
+            # The fast path keeps these planes (keyed by the value of ws) for the synthesis
+            # below, so a frame abandoned here has skipped the rendering and super-resolution.
+            G.planes(ws, noise_mode=args.noise_mode, force_fp32=args.force_fp32)
+            if should_abort():
+                raise RenderAborted()
         c = self.camera(G, args.yaw, args.pitch, args)
         depth0 = G.rendering_kwargs['depth_resolution']
         importance0 = G.rendering_kwargs.get('depth_resolution_importance', 0)
@@ -252,7 +259,6 @@ class FrameRenderer:
             G.superresolution.raw_is_block0_output(nrr)
         show_sr = (args.render_type == 'image' or args.layer_view) and not args.preview
         want_sr = show_sr or (raw_needs_sr and not args.preview)
-        torch.manual_seed(args.noise_seed)
         capture = capture_layers(G, args.layer) if args.layer_view else nullcontext()
         with capture as layers:
             out = G.synthesis(ws, c, neural_rendering_resolution=nrr, noise_mode=args.noise_mode,
@@ -279,6 +285,14 @@ class FrameRenderer:
             backbone_reused=reuse, layers=tuple(layers.layers) if args.layer_view else (),
             precision='reference path (official arithmetic)' if args.layer_view
             else precision.describe(fastpath.precision_in_use(G, self.device, args.force_fp32)))
+
+    @staticmethod
+    def _backbone_first(G, ws, args):
+        """Whether the backbone may run before the synthesis call at no cost and with the same
+        result: only on the fast path (the reference path keeps no planes between calls) with
+        non-random noise (random noise would draw from the generator in another order)."""
+        return not args.preview and not args.layer_view and args.noise_mode != 'random' \
+            and fastpath.usable(G, ws)
 
     def _sync(self):
         if self.device.type == 'cuda':
