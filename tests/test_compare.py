@@ -70,7 +70,7 @@ def test_same_network_at_two_resolutions_and_capture(compare_viewer, fixture_pkl
     viz.compare_widget.same_network_two_resolutions(str(fixture_pkl))
     viz.compare_widget.wipe_on = True
     assert viz.settle(timeout=300)
-    assert [viz.compare.results[i].info['nrr'] for i in range(2)] == [64, 128]
+    assert [viz.compare.results[i].nrr for i in range(2)] == [64, 128]
     viz.capture_widget.directory = str(tmp_path / 'caps')
     viz.capture_widget.save_image(viz.current_image())
     image = Image.open(tmp_path / 'caps' / '00001.png')

@@ -31,6 +31,8 @@ def test_status_line_matches_official_example():
                                  3.94, 8.73, 10.29, 0.0)
     assert line == ('tick 3250  kimg 13000.0  time 5d 01h 48m   sec/tick 128.5   sec/kimg 32.11   '
                     'maintenance 0.1    cpumem 3.94   gpumem 8.73   reserved 10.29  augment 0.000')
+    assert run_files.parse_status_line(line) == (3250, 13000.0, 128.5, 32.11)
+    assert run_files.parse_status_line('Evaluating metrics...') is None
 
 
 def test_run_dir_numbering(tmp_path, monkeypatch):
@@ -197,6 +199,10 @@ def test_save_fake_grids(tmp_path):
     run_files.save_fake_grids(outputs, str(tmp_path), 12, (gw, gh))
     assert sorted(os.listdir(tmp_path)) == ['fakes000012.png', 'fakes000012_depth.png',
                                             'fakes000012_raw.png']
+    assert sorted(map(run_files.fakes_kimg, os.listdir(tmp_path))) == [
+        (12, 'depth'), (12, 'raw'), (12, 'rgb')]
+    assert run_files.fakes_kimg('fakes000012_x.png') is None
+    assert run_files.fakes_kimg('reals.png') is None
     image = PIL.Image.open(tmp_path / 'fakes000012.png')
     raw = PIL.Image.open(tmp_path / 'fakes000012_raw.png')
     depth_png = PIL.Image.open(tmp_path / 'fakes000012_depth.png')

@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from viz import run_files
-from viz.run_monitor import RunMonitor, progress, run_status
-from viz.training_process import find_output_dir, train_command
+from viz.trainer import run_reader
+from viz.trainer.run_monitor import RunMonitor, progress, run_status
+from viz.trainer.training_process import find_output_dir, train_command
 
 from run_dirs import KIMG, LOSS_G, official_run, stats_line
 
@@ -44,7 +44,7 @@ def test_half_written_last_line_waits_for_its_newline(tmp_path):
     path = tmp_path / 'stats.jsonl'
     line = stats_line(5, 20.0, 0.5)
     path.write_text(stats_line(4, 16.0, 0.6) + '\n' + line[:17])
-    tail = run_files.JsonlTail(path)
+    tail = run_reader.JsonlTail(path)
     assert tail.poll() and len(tail.records) == 1 and tail.bad_lines == 0
     assert not tail.poll()                                   # nothing new: no work
     with open(path, 'a') as f:
@@ -57,17 +57,17 @@ def test_garbage_lines_are_counted_not_fatal(tmp_path):
     path = tmp_path / 'stats.jsonl'
     path.write_bytes(b'{"Progress/kimg": {"mean": 1}}\nnot json\n\xff\xfe\n[1, 2]\n'
                      b'{"Progress/kimg": {"mean": -Infinity}}\n')
-    tail = run_files.JsonlTail(path)
+    tail = run_reader.JsonlTail(path)
     tail.poll()
     assert len(tail.records) == 2 and tail.bad_lines == 3
-    series = run_files.stat_series(tail.records)
+    series = run_reader.stat_series(tail.records)
     assert series['Progress/kimg'][0].tolist() == [1.0]      # ticks without a kimg are dropped
 
 
 def test_replaced_or_truncated_file_is_read_again(tmp_path):
     path = tmp_path / 'stats.jsonl'
     path.write_text(''.join(stats_line(t, t * 4.0, 1.0) + '\n' for t in range(3)))
-    tail = run_files.JsonlTail(path)
+    tail = run_reader.JsonlTail(path)
     tail.poll()
     path.write_text(stats_line(0, 0.0, 2.0) + '\n')
     assert tail.poll() and len(tail.records) == 1

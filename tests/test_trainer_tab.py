@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import viz.training_process as tp
+import viz.trainer.training_process as tp
 
 from conftest import REPO, frames
 from run_dirs import FAKE_TRAINER, LOSS_G, official_run
@@ -209,7 +209,7 @@ def test_tiny_real_run_from_the_form(viewer, tmp_path):
 
 def test_the_tab_formats_durations_like_the_training_log():
     """The ETA and 'no update for' texts use the engine's status-line formatter."""
-    import viz.trainer_widget as trainer_widget
+    import viz.trainer.trainer_widget as trainer_widget
     from eg3d_runtime.training import run_files
     assert trainer_widget.format_time is run_files.format_time
     assert run_files.format_time(12000 * 32.11) == '4d 11h 02m'

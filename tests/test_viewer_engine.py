@@ -41,9 +41,9 @@ def test_preview_and_render_types(renderer, fixture_pkl):
         assert result.image.shape == (side, side, 3) and result.image.dtype == torch.uint8
         assert result.quality == 'full'
     preview = renderer.render(base.with_(preview=True))
-    nrr = preview.info['nrr']                   # chosen by the adaptive preview, not args.nrr
+    nrr = preview.nrr                  # chosen by the adaptive preview, not args.nrr
     assert preview.quality == 'preview' and preview.image.shape == (nrr, nrr, 3)
-    assert nrr <= 64 and preview.info['samples'][0] <= 48
+    assert nrr <= 64 and preview.samples[0] <= 48
     depth = renderer.render(base.with_(render_type='image_depth')).image
     assert depth.max() == 255 and depth.min() == 0
 
@@ -52,9 +52,9 @@ def test_camera_change_reuses_planes(renderer, fixture_pkl):
     args = fast_args(fixture_pkl, preview=True)
     renderer.render(args)
     moved = renderer.render(args.with_(yaw=0.3))
-    assert moved.info['backbone_reused']
+    assert moved.backbone_reused
     new_seed = renderer.render(args.with_(seed_x=5.0))
-    assert not new_seed.info['backbone_reused']
+    assert not new_seed.backbone_reused
 
 
 def test_blended_seeds_are_all_conditioned(renderer, fixture_pkl):
@@ -129,6 +129,27 @@ def test_force_fp32_changes_the_arithmetic_of_frames(monkeypatch, user_dirs):
     forced = renderer.render(args.with_(force_fp32=True))
     precision.forget()
     assert auto.error is None and forced.error is None
-    assert auto.info['precision'] == 'backbone fp32, super-resolution bf16'
-    assert forced.info['precision'] == 'backbone fp32, super-resolution fp32'
+    assert auto.precision == 'backbone fp32, super-resolution bf16'
+    assert forced.precision == 'backbone fp32, super-resolution fp32'
     assert relative_rms(auto.image.float(), forced.image.float()) > 0
+
+
+def test_a_stale_full_frame_is_abandoned_after_the_backbone(monkeypatch, fixture_pkl):
+    """A new latent's full frame asks should_abort again once its tri-planes exist; a frame that
+    goes on computes the backbone once and equals the frame rendered in one synthesis call."""
+    from eg3d_runtime import fastpath
+    backbones = []
+    backbone_planes = fastpath.backbone_planes
+    monkeypatch.setattr(fastpath, 'backbone_planes',
+                        lambda *a, **kw: backbones.append(1) or backbone_planes(*a, **kw))
+    args = fast_args(fixture_pkl, noise_mode='const')
+    asked = []
+    aborted = FrameRenderer('cpu').render(args, should_abort=lambda: asked.append(1) or
+                                          len(asked) == 2)
+    assert aborted.aborted and len(asked) == 2 and len(backbones) == 1
+    backbones.clear()
+    split = FrameRenderer('cpu').render(args)
+    assert split.error is None and len(backbones) == 1
+    monkeypatch.setattr(FrameRenderer, '_backbone_first', staticmethod(lambda G, ws, args: False))
+    whole = FrameRenderer('cpu').render(args)
+    assert torch.equal(split.image, whole.image)

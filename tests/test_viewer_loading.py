@@ -113,3 +113,34 @@ def test_drop_and_command_line_pickles(viewer, fixture_pkl, tmp_path):
     assert viz.pickle_widget.pkl == str(copy)
     assert viz.settle(timeout=300)
     assert viz.pickle_widget.recent.items[0] == str(copy)
+
+
+def test_the_file_browser_lists_folders_off_the_gui_thread(tmp_path):
+    """The GUI only reads the newest listing: the first ask answers None, a new file shows up
+    within the refresh period, and an unreadable folder comes back as an error."""
+    import time
+
+    from viz.pickle_widget import FolderLister
+    (tmp_path / 'sub').mkdir()
+    (tmp_path / '.hidden').mkdir()
+    (tmp_path / 'a.pkl').write_bytes(b'')
+    (tmp_path / 'notes.txt').write_text('')
+    lister = FolderLister()
+
+    def wait(folder, ready):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            listing = lister.listing(folder)
+            if listing is not None and ready(listing):
+                return listing
+            time.sleep(0.01)
+        raise AssertionError(f'no listing of {folder}')
+    try:
+        listing = wait(tmp_path, lambda listing: True)
+        assert listing.folders == (tmp_path / 'sub',) and listing.pickles == (tmp_path / 'a.pkl',)
+        (tmp_path / 'b.pkl').write_bytes(b'')
+        wait(tmp_path, lambda listing: len(listing.pickles) == 2)
+        assert wait(tmp_path / 'missing', lambda listing: True).error.startswith('cannot list')
+    finally:
+        lister.close()
+    assert not lister._thread.is_alive()

@@ -61,7 +61,7 @@ def test_neural_rendering_resolution(viewer, engine):
     viz.render_widget.nrr = 32
     assert render(engine, viz).image.shape == (32, 32, 3)
     viz.render_widget.nrr = None                 # back to the network's own (64)
-    assert render(engine, viz).info['nrr'] == 64
+    assert render(engine, viz).nrr == 64
 
 
 def test_look_at_presets(viewer):
@@ -85,10 +85,10 @@ def test_backbone_cache_toggle(viewer, engine):
     viz.render_widget.render_type = 'image_raw'
     render(engine, viz)
     viz.pose_widget.yaw = 0.3
-    assert render(engine, viz).info['backbone_reused']
+    assert render(engine, viz).backbone_reused
     viz.render_widget.cache_backbone = False
     viz.pose_widget.yaw = 0.4
-    assert not render(engine, viz).info['backbone_reused']
+    assert not render(engine, viz).backbone_reused
 
 
 def test_layer_viewer_shows_an_intermediate_layer(viewer, engine):
@@ -96,7 +96,7 @@ def test_layer_viewer_shows_an_intermediate_layer(viewer, engine):
     viz.render_widget.render_type = 'image_raw'
     viz.render_widget.cache_backbone = False
     viz.layer_widget.open = True
-    layers = render(engine, viz).info['layers']
+    layers = render(engine, viz).layers
     names = [name for name, _ in layers]
     assert 'backbone.synthesis.b64' in names[0:40] or any(n.startswith('backbone') for n in names)
     viz.layer_widget.layer = next(n for n in names if n.startswith('backbone.synthesis.b32'))
@@ -151,7 +151,7 @@ def test_performance_widget_settings(viewer):
         result = viz.viewport.result
         if result is not None and result.image is not None and result.args.force_fp32:
             break
-    assert result.info['precision'] == 'backbone fp32, super-resolution fp32'
+    assert result.precision == 'backbone fp32, super-resolution fp32'
 
 
 def test_mesh_export_runs_in_the_background_and_cancels(viewer, tmp_path):

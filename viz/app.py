@@ -14,7 +14,7 @@ from .compare import CompareView
 from .compare_widget import CompareWidget
 from .cond_pose_widget import CondPoseWidget
 from .fov_widget import FovWidget
-from .frame_renderer import FrameRenderer
+from .frame_renderer import NO_NETWORK, FrameRenderer, RenderResult
 from .latent_widget import LatentWidget
 from .layer_widget import LayerWidget
 from .mesh_export_widget import MeshExportWidget
@@ -25,7 +25,7 @@ from .render_args import RenderArgs
 from .render_widget import RenderWidget
 from .render_worker import RenderWorker
 from .stylemix_widget import StylemixWidget
-from .trainer_widget import TrainerWidget
+from .trainer.trainer_widget import TrainerWidget
 from .trunc_widget import TruncWidget
 from .viewport import Viewport
 
@@ -42,8 +42,10 @@ class Visualizer:
         self.window = ImguiWindow('EG3D Visualizer', options.width, options.height,
                                   headless=options.headless)
         self.device = options.device or default_device()
-        self.worker = RenderWorker(FrameRenderer(self.device))
-        self.network_info = {}
+        self.worker: RenderWorker[RenderArgs, RenderResult] = RenderWorker(
+            FrameRenderer(self.device))
+        self.network = NO_NETWORK        # of the newest frame
+        self.layers = ()                 # the newest frame's layers (layer viewer)
         self.font_size = 16
         self._layout(*self.window.content_size)
         self.viewport = Viewport(self)
@@ -103,6 +105,10 @@ class Visualizer:
     def current_image(self):
         """What 'Save image' and the orbit video capture: the frame, or all panels."""
         return self.compare.composite() if self.comparing else self.viewport.last_image
+
+    def frame_on_screen(self):
+        """The RenderResult whose latent exports use: the view's, or panel 1's when comparing."""
+        return self.compare.results.get(0) if self.comparing else self.viewport.result
 
     def frame_complete(self, args):
         """The full-quality frame(s) of `args` are on screen."""
@@ -204,8 +210,7 @@ class Visualizer:
     def _show_results(self):
         if self.comparing:
             for result in self.compare.poll():
-                if result.info:
-                    self.network_info = result.info
+                self._take_network(result)
                 if result.timings:
                     self.perf_widget.record_render(result.timings['synthesis'])
             self._record_orbit()
@@ -217,13 +222,17 @@ class Visualizer:
             log.error(result.error)
         if result.load_failed:
             self.pickle_widget.load_failed(result.args.pkl, result.error)
-        elif result.info:
-            self.network_info = result.info
+        elif result.network is not None:
+            self._take_network(result)
             self.pickle_widget.loaded(result.args.pkl)
         if result.timings:
             self.perf_widget.record_render(result.timings['synthesis'])
         self.viewport.show_result(result)
         self._record_orbit()
+
+    def _take_network(self, result):
+        if result.network is not None:
+            self.network, self.layers = result.network, result.layers
 
     def _record_orbit(self):
         if self.capture_widget.orbit is not None and self.frame_complete(self.render_args()):
@@ -260,6 +269,7 @@ class Visualizer:
         self.mesh_widget.cancel()
         self.mesh_widget.join(timeout=10)
         self.trainer_widget.close()
+        self.pickle_widget.close()
         self.worker.close()
         self.compare.close()
         self.window.destroy()

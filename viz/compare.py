@@ -1,7 +1,9 @@
 """Compare mode: up to four panels, each with its own network and neural rendering resolution,
 sharing camera, latent, truncation, noise and render type. Panels on the same network share one
 render worker, so its tri-planes are computed once for all of them."""
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 from imgui_bundle import imgui
@@ -9,7 +11,8 @@ from PIL import Image, ImageDraw
 
 from gui_utils.gl_texture import Texture
 
-from .frame_renderer import FrameRenderer
+from .frame_renderer import FrameRenderer, RenderResult
+from .render_args import RenderArgs
 from .render_worker import RenderWorker
 from .viewport import drag_area, fit, shadowed_text
 
@@ -34,35 +37,38 @@ class Panel:
 @dataclass(frozen=True)
 class PanelBatch:
     """The requests of all panels on one network: rendered in order by one worker."""
-    items: tuple          # ((panel index, RenderArgs), ...)
+    items: tuple[tuple[int, RenderArgs], ...]     # (panel index, args), ...
 
     @property
-    def preview(self):
+    def preview(self) -> bool:
         return any(args.preview for _, args in self.items)
 
     @property
-    def pkl(self):
+    def pkl(self) -> str | None:
         return self.items[0][1].pkl
 
 
-@dataclass
+@dataclass(frozen=True)
 class BatchResult:
-    results: dict         # panel index -> RenderResult
+    """The frames of one PanelBatch; an aborted batch is dropped by the worker as a whole."""
+    results: Mapping[int, RenderResult]            # panel index -> its frame
     aborted: bool = False
 
 
 class BatchRenderer:
+    """A Renderer of PanelBatches: one FrameRenderer, so the panels share its tri-planes."""
+
     def __init__(self, device):
         self.frames = FrameRenderer(device)
 
-    def render(self, batch, should_abort, on_progress):
+    def render(self, batch, should_abort, on_progress) -> BatchResult:
         results = {}
         for idx, args in batch.items:
             result = self.frames.render(args, should_abort, on_progress)
             if result.aborted:
-                return BatchResult(results, aborted=True)
+                return BatchResult(MappingProxyType(results), aborted=True)
             results[idx] = result
-        return BatchResult(results)
+        return BatchResult(MappingProxyType(results))
 
 
 def difference_heatmap(a, b):
@@ -77,8 +83,8 @@ def difference_heatmap(a, b):
 
 def panel_label(panel, result):
     parts = [panel.name]
-    if result is not None and result.info:
-        parts.append(f'neural {result.info.get("nrr")}^2')
+    if result is not None and result.network is not None:
+        parts.append(f'neural {result.nrr}^2')
         if result.timings:
             ms = result.timings['total']
             parts.append(f'{ms:.0f} ms ({1e3 / ms if ms else 0:.1f} FPS)')
@@ -90,7 +96,7 @@ class CompareView:
     def __init__(self, viz):
         self.viz = viz
         self.panels = []
-        self.workers = {}          # pkl -> RenderWorker over a BatchRenderer
+        self.workers: dict[str, RenderWorker[PanelBatch, BatchResult]] = {}
         self.results = {}          # panel index -> RenderResult on screen
         self.images = {}           # panel index -> numpy uint8 image on screen
         self.textures = {}         # slot name -> Texture
@@ -233,9 +239,10 @@ class CompareView:
     def _camera_warning(self, idx):
         """Panels whose networks use other camera conventions than panel 1 say so."""
         first, this = self.results.get(0), self.results.get(idx)
-        if idx == 0 or first is None or this is None or not first.info or not this.info:
+        if idx == 0 or first is None or this is None or first.network is None \
+                or this.network is None:
             return None
-        a, b = first.info['rendering_kwargs'], this.info['rendering_kwargs']
+        a, b = first.network.rendering_kwargs, this.network.rendering_kwargs
         differing = [k for k in CAMERA_KEYS if a.get(k) != b.get(k)]
         return f'other camera conventions than panel 1 ({", ".join(differing)})' \
             if differing else None

@@ -6,8 +6,10 @@ when the latent fields change) and the tri-planes (reused while only the camera 
 import math
 import os
 import time
+from collections.abc import Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
 import torch
 
@@ -18,6 +20,7 @@ from eg3d_runtime.generate import latent
 from eg3d_runtime.preview import AdaptivePreview, ladder_for
 
 from .layer_capture import capture_layers, layer_to_image
+from .render_args import RenderArgs
 
 SEED_GRID_WIDTH = 100
 
@@ -26,17 +29,53 @@ class RenderAborted(Exception):
     """A newer request made the frame in progress unwanted."""
 
 
-@dataclass
+@dataclass(frozen=True)
+class NetworkInfo:
+    """The facts of a frame's network that widgets and exports use, so the GUI thread never asks
+    the renderer. The defaults are what the widgets assume before any network is loaded."""
+    img_resolution: int = 512
+    num_ws: int = 14
+    default_nrr: int = 64
+    depth_resolution: int = 48
+    depth_resolution_importance: int = 48
+    rendering_kwargs: Mapping = field(default_factory=lambda: MappingProxyType({}))
+    # The loaded G, for exports only: they may read its weights and call its stateless
+    # pieces from their own thread (see MeshExportWidget), never the FrameRenderer.
+    generator: object = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, G):
+        rk = G.rendering_kwargs
+        return cls(img_resolution=G.img_resolution, num_ws=G.backbone.mapping.num_ws,
+                   default_nrr=G.neural_rendering_resolution,
+                   depth_resolution=rk['depth_resolution'],
+                   depth_resolution_importance=rk.get('depth_resolution_importance', 0),
+                   rendering_kwargs=MappingProxyType(dict(rk)), generator=G)
+
+
+NO_NETWORK = NetworkInfo()
+
+
+@dataclass(frozen=True)
 class RenderResult:
-    image: torch.Tensor | None = None      # uint8 [H, W, 3] on the render device
+    """One finished, failed or abandoned frame. Immutable: the GUI thread keeps reading it while
+    the worker renders the next one."""
+    args: RenderArgs
     quality: str = 'full'                  # 'full' | 'preview'
-    timings: dict = field(default_factory=dict)   # stage -> milliseconds
+    image: torch.Tensor | None = None      # uint8 [H, W, 3] on the render device
     error: str | None = None
+    message: str | None = None
     load_failed: bool = False              # the requested network could not be opened
     aborted: bool = False
-    message: str | None = None
-    info: dict = field(default_factory=dict)      # network facts the widgets show
-    args: object = None
+    timings: Mapping[str, float] = field(default_factory=dict)   # stage -> milliseconds
+    network: NetworkInfo | None = None     # None when no network could be used
+    ws: torch.Tensor | None = None         # the latent the frame shows (a clone): exports use it
+    # What this frame ran with (the preview picks its own resolution and samples).
+    nrr: int | None = None
+    samples: tuple[int, int] | None = None  # (depth, importance) samples per ray
+    backbone_reused: bool = False
+    precision: str | None = None
+    layers: tuple = ()                     # (name, shape) of every layer, in the layer viewer
 
 
 def seed_blend(x, y):
@@ -133,12 +172,6 @@ class FrameRenderer:
             self._preview = AdaptivePreview(self.preview_fps, ladder=ladder_for(G))
         return self._G
 
-    def current_latent(self):
-        """(G, ws) of the latent last rendered, or (None, None): what exports work on."""
-        if self._G is None or self._ws is None:
-            return None, None
-        return self._G, self._ws.clone()
-
     def camera(self, G, yaw, pitch, args):
         pivot = args.lookat if args.lookat is not None else \
             G.rendering_kwargs.get('avg_camera_pivot', (0, 0, 0))
@@ -168,39 +201,49 @@ class FrameRenderer:
 
     def render(self, args, should_abort=lambda: False, on_progress=lambda fraction: None):
         """One frame for `args`; errors come back in the result, never as exceptions."""
-        result = RenderResult(args=args, quality='preview' if args.preview else 'full')
+        quality = 'preview' if args.preview else 'full'
         if not args.pkl:
-            result.message = 'No network loaded: open a pickle in "Network & latent"'
-            return result
+            return RenderResult(args, quality,
+                                message='No network loaded: open a pickle in "Network & latent"')
         t0 = time.perf_counter()
+        network = None
         try:
             G = self.network(args.pkl, on_progress)
-            result.info = self.network_info(G)
+            network = NetworkInfo.of(G)
             t1 = time.perf_counter()
             with torch.no_grad():
                 ws = self.latent_ws(G, args)
                 t2 = time.perf_counter()
                 if should_abort():
                     raise RenderAborted()
-                result.image = self._synthesize(G, ws, args, result)
+                frame = self._synthesize(G, ws, args, quality, should_abort)
             self._sync()
             t3 = time.perf_counter()
-            result.timings = {'load': (t1 - t0) * 1e3, 'mapping': (t2 - t1) * 1e3,
-                              'synthesis': (t3 - t2) * 1e3, 'total': (t3 - t1) * 1e3}
             if args.preview:
                 self._preview.update(t3 - t2)
+            return replace(frame, network=network, ws=ws.clone(),
+                           timings={'load': (t1 - t0) * 1e3, 'mapping': (t2 - t1) * 1e3,
+                                    'synthesis': (t3 - t2) * 1e3, 'total': (t3 - t1) * 1e3})
         except RenderAborted:
-            result.aborted = True
+            return RenderResult(args, quality, network=network, aborted=True)
         except PickleLoadError as e:
-            result.error = str(e)
-            result.load_failed = True
+            return RenderResult(args, quality, error=str(e), load_failed=True)
         except Exception as e:  # a bad network or option must not take the viewer down
-            result.error = f'{type(e).__name__}: {e}'.splitlines()[0]
-        return result
+            return RenderResult(args, quality, network=network,
+                                error=f'{type(e).__name__}: {e}'.splitlines()[0])
 
-    def _synthesize(self, G, ws, args, result):
+    def _synthesize(self, G, ws, args, quality, should_abort):
+        """The frame's image and the facts of how it was made (network, ws and timings are
+        added by `render`)."""
         planes_key = (args.latent_key(), args.noise_mode, args.noise_seed, args.force_fp32)
         reuse = args.cache_backbone and planes_key == self._planes_key
+        torch.manual_seed(args.noise_seed)     # once: the backbone may draw before the synthesis
+        if not reuse and self._backbone_first(G, ws, args):
+            # The fast path keeps these planes (keyed by the value of ws) for the synthesis
+            # below, so a frame abandoned here has skipped the rendering and super-resolution.
+            G.planes(ws, noise_mode=args.noise_mode, force_fp32=args.force_fp32)
+            if should_abort():
+                raise RenderAborted()
         c = self.camera(G, args.yaw, args.pitch, args)
         depth0 = G.rendering_kwargs['depth_resolution']
         importance0 = G.rendering_kwargs.get('depth_resolution_importance', 0)
@@ -218,7 +261,6 @@ class FrameRenderer:
             G.superresolution.raw_is_block0_output(nrr)
         show_sr = (args.render_type == 'image' or args.layer_view) and not args.preview
         want_sr = show_sr or (raw_needs_sr and not args.preview)
-        torch.manual_seed(args.noise_seed)
         capture = capture_layers(G, args.layer) if args.layer_view else nullcontext()
         with capture as layers:
             out = G.synthesis(ws, c, neural_rendering_resolution=nrr, noise_mode=args.noise_mode,
@@ -228,28 +270,31 @@ class FrameRenderer:
                               superresolution=want_sr, force_fp32=args.force_fp32,
                               faithful=args.layer_view)   # hooks need the module-by-module path
         self._planes_key = planes_key if args.cache_backbone else None
-        result.info.update(nrr=nrr, samples=(depth, importance), backbone_reused=reuse,
-                           precision='reference path (official arithmetic)' if args.layer_view
-                           else precision.describe(fastpath.precision_in_use(
-                               G, self.device, args.force_fp32)))
-        if args.layer_view:
-            result.info['layers'] = layers.layers
-            if layers.captured is not None:
-                return layer_to_image(layers.captured, args.layer_channel, args.layer_rgb,
-                                      args.layer_normalize, args.layer_gain_db)
-        if args.render_type == 'image_depth':
-            return depth_to_image(out['image_depth'])
-        if args.render_type == 'normals':
+        if args.layer_view and layers.captured is not None:
+            image = layer_to_image(layers.captured, args.layer_channel, args.layer_rgb,
+                                   args.layer_normalize, args.layer_gain_db)
+        elif args.render_type == 'image_depth':
+            image = depth_to_image(out['image_depth'])
+        elif args.render_type == 'normals':
             origins, directions = G.ray_sampler(c[:, :16].view(-1, 4, 4),
                                                 c[:, 16:25].view(-1, 3, 3), nrr)
-            return normals_to_image(out['image_depth'], origins, directions,
-                                    c[:, :16].view(-1, 4, 4))
-        return to_uint8_image(out['image'] if show_sr else out['image_raw'])
+            image = normals_to_image(out['image_depth'], origins, directions,
+                                     c[:, :16].view(-1, 4, 4))
+        else:
+            image = to_uint8_image(out['image'] if show_sr else out['image_raw'])
+        return RenderResult(
+            args, quality, image=image, nrr=nrr, samples=(depth, importance),
+            backbone_reused=reuse, layers=tuple(layers.layers) if args.layer_view else (),
+            precision='reference path (official arithmetic)' if args.layer_view
+            else precision.describe(fastpath.precision_in_use(G, self.device, args.force_fp32)))
 
-    def network_info(self, G):
-        return {'img_resolution': G.img_resolution, 'num_ws': G.backbone.mapping.num_ws,
-                'default_nrr': G.neural_rendering_resolution,
-                'rendering_kwargs': G.rendering_kwargs}
+    @staticmethod
+    def _backbone_first(G, ws, args):
+        """Whether the backbone may run before the synthesis call at no cost and with the same
+        result: only on the fast path (the reference path keeps no planes between calls) with
+        non-random noise (random noise would draw from the generator in another order)."""
+        return not args.preview and not args.layer_view and args.noise_mode != 'random' \
+            and fastpath.usable(G, ws)
 
     def _sync(self):
         if self.device.type == 'cuda':

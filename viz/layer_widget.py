@@ -25,7 +25,7 @@ class LayerWidget:
         if not show:
             return
         viz = self.viz
-        layers = viz.network_info.get('layers') or []
+        layers = viz.layers
         if viz.render_widget.cache_backbone:
             imgui.text_disabled('Backbone layers are hidden while tri-planes are reused '
                                 '(Rendering > Cache).')

@@ -1,5 +1,11 @@
-"""Export mesh: marching-cubes mesh (or density volume) of the current latent, in a background
-thread with a progress bar and Cancel. Uses the network the viewer already has loaded."""
+"""Export mesh: marching-cubes mesh (or density volume) of the latent on screen, in a background
+thread with a progress bar and Cancel.
+
+The export takes the ws and the network that the frame on screen carries (RenderResult.ws and
+.network.generator); it never calls the render worker's FrameRenderer, which is not thread-safe.
+It may run beside the worker because it only reads G's weights: it computes its own tri-planes
+without caching them (G.planes(cache_backbone=False)), the fast path guards its per-network
+caches with a lock, and the decoder and run_model keep no state."""
 import threading
 from pathlib import Path
 
@@ -40,9 +46,10 @@ class MeshExportWidget:
 
     def start(self):
         """Export the latent on screen; returns False when there is nothing to export yet."""
-        G, ws = self.viz.worker.renderer.current_latent()
-        if G is None or self.running:
+        result = self.viz.frame_on_screen()
+        if result is None or result.ws is None or self.running:
             return False
+        G, ws = result.network.generator, result.ws
         self._cancel = threading.Event()
         self.progress = (0.0, 'starting')
         self.message = ''

@@ -54,7 +54,7 @@ class PerfWidget:
         _, self.force_fp32 = imgui.checkbox('Force FP32', self.force_fp32)
         label('Precision', viz.label_w)
         result = viz.viewport.result
-        imgui.text_wrapped(result.info.get('precision', '-') if result and result.info else '-')
+        imgui.text_wrapped(result.precision if result and result.precision else '-')
         label('Device', viz.label_w)
         imgui.set_next_item_width(viz.button_w * 2)
         current = self.devices.index(viz.device) if viz.device in self.devices else 0

@@ -1,6 +1,8 @@
 """Network pickle: path field, file browser, Recent list, released names, run directories,
 drag-and-drop, and the extra pickles given on the command line."""
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from imgui_bundle import imgui
@@ -24,6 +26,77 @@ def resolve_network(text):
     return (str(Path(path).resolve()) if path else None), ckpt, None
 
 
+@dataclass(frozen=True)
+class FolderListing:
+    """What the file browser shows of one folder."""
+    folder: Path
+    folders: tuple[Path, ...] = ()
+    pickles: tuple[Path, ...] = ()
+    is_run: bool = False                 # a training run: offer its latest snapshot
+    error: str | None = None
+
+
+def list_folder(folder):
+    try:
+        entries = [(entry.is_dir(), entry) for entry in folder.iterdir()
+                   if not entry.name.startswith('.')]
+    except OSError as e:
+        return FolderListing(folder, error=f'cannot list: {e.strerror}')
+    entries.sort(key=lambda item: item[1].name)
+    return FolderListing(folder, tuple(e for is_dir, e in entries if is_dir),
+                         tuple(e for is_dir, e in entries if not is_dir and e.suffix == '.pkl'),
+                         latest_snapshot(folder) is not None)
+
+
+class FolderLister:
+    """Lists the browser's folder on its own thread, at once when the folder changes and then
+    every second while the browser keeps asking: the GUI only reads the newest listing, so a slow
+    or network file system never stalls a frame."""
+    REFRESH_SECONDS = 1.0
+
+    def __init__(self):
+        self._wake = threading.Condition()
+        self._folder = None
+        self._asked = -float('inf')          # when the GUI last asked
+        self._listing = None
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True, name='folder-lister')
+        self._thread.start()
+
+    def listing(self, folder):
+        """The newest listing of `folder`, or None until its first one is ready."""
+        with self._wake:
+            now = time.monotonic()
+            if folder != self._folder or now - self._asked > self.REFRESH_SECONDS:
+                self._wake.notify()              # a new folder, or the lister went idle
+            self._folder, self._asked = folder, now
+            listing = self._listing
+        return listing if listing is not None and listing.folder == folder else None
+
+    def close(self):
+        with self._wake:
+            self._stop = True
+            self._wake.notify()
+        self._thread.join(timeout=5)
+
+    def _idle(self):
+        return self._folder is None or time.monotonic() - self._asked > self.REFRESH_SECONDS
+
+    def _run(self):
+        while True:
+            with self._wake:
+                while not self._stop and self._idle():
+                    self._wake.wait()
+                if self._stop:
+                    return
+                folder = self._folder
+            listing = list_folder(folder)
+            with self._wake:
+                self._listing = listing
+                if folder == self._folder and not self._stop:
+                    self._wake.wait(self.REFRESH_SECONDS)   # a new folder wakes it earlier
+
+
 class PickleWidget:
     def __init__(self, viz, paths=(), recent=None):
         self.viz = viz
@@ -37,6 +110,7 @@ class PickleWidget:
         self.download = None             # (name, fraction or None) while downloading
         self._download_result = None
         self.browse_dir = Path.cwd()
+        self._lister = FolderLister()
         if paths:
             self.load(str(paths[0]))
 
@@ -44,6 +118,9 @@ class PickleWidget:
     def resolved_paths(texts):
         """Local paths of the command-line networks that exist (for compare panels)."""
         return [path for path, _, _ in map(resolve_network, texts) if path]
+
+    def close(self):
+        self._lister.close()
 
     def load(self, text):
         self.text = text
@@ -158,25 +235,20 @@ class PickleWidget:
             return
         imgui.text_disabled(str(self.browse_dir))
         imgui.separator()
-        try:
-            entries = sorted(self.browse_dir.iterdir(), key=lambda p: (not p.is_dir(), p.name))
-        except OSError as e:
-            entries = []
-            imgui.text_colored(imgui.ImVec4(1, 0.4, 0.4, 1), f'cannot list: {e.strerror}')
+        listing = self._lister.listing(self.browse_dir) or FolderListing(self.browse_dir)
+        if listing.error:
+            imgui.text_colored(imgui.ImVec4(1, 0.4, 0.4, 1), listing.error)
         keep_open = imgui.SelectableFlags_.dont_close_popups
         if imgui.selectable('..', False, keep_open)[0]:
             self.browse_dir = self.browse_dir.parent
-        if latest_snapshot(self.browse_dir) is not None and \
-                imgui.selectable('[open the latest snapshot of this run]', False)[0]:
+        if listing.is_run and imgui.selectable('[open the latest snapshot of this run]', False)[0]:
             self.load(str(self.browse_dir))
-        for entry in entries:
-            if entry.name.startswith('.'):
-                continue
-            if entry.is_dir():
-                if imgui.selectable(entry.name + '/', False, keep_open)[0]:
-                    self.browse_dir = entry
-            elif entry.suffix == '.pkl' and imgui.selectable(entry.name, False)[0]:
-                self.load(str(entry))
+        for folder in listing.folders:
+            if imgui.selectable(folder.name + '/', False, keep_open)[0]:
+                self.browse_dir = folder
+        for pickle in listing.pickles:
+            if imgui.selectable(pickle.name, False)[0]:
+                self.load(str(pickle))
         imgui.end_popup()
 
     def render_fields(self):

@@ -28,7 +28,7 @@ class RenderWidget:
                                    list(RENDER_TYPES.values()))
         if changed:
             self.render_type = keys[idx]
-        default_nrr = viz.network_info.get('default_nrr', 64)
+        default_nrr = viz.network.default_nrr
         label('Neural res.', viz.label_w)
         imgui.set_next_item_width(viz.field_w)
         choices = sorted(set(NRR_CHOICES) | {default_nrr} | ({self.nrr} if self.nrr else set()))
@@ -42,10 +42,9 @@ class RenderWidget:
         if button('Reset##nrr', width=viz.button_w):
             self.nrr = None
         label('Samples', viz.label_w)
-        rk = viz.network_info.get('rendering_kwargs', {})
-        for name, attr, base in (('depth', 'depth_mult', rk.get('depth_resolution', 48)),
+        for name, attr, base in (('depth', 'depth_mult', viz.network.depth_resolution),
                                  ('importance', 'importance_mult',
-                                  rk.get('depth_resolution_importance', 48))):
+                                  viz.network.depth_resolution_importance)):
             value = getattr(self, attr)
             imgui.set_next_item_width(viz.field_w / 2 - viz.spacing / 2)
             items = [f'{name} {m:g}x ({max(1, round(base * m))})' for m in MULTIPLIERS]

@@ -5,13 +5,39 @@ the latest finished frame. A newer request aborts an unwanted full-quality frame
 """
 import threading
 import time
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
 
-from .frame_renderer import FrameRenderer, RenderResult
+
+class Request(Protocol):
+    """What the worker reads of a request (RenderArgs, compare.PanelBatch)."""
+    @property
+    def pkl(self) -> str | None: ...
+    @property
+    def preview(self) -> bool: ...
 
 
-class RenderWorker:
-    def __init__(self, frame_renderer: FrameRenderer):
-        self.renderer = frame_renderer
+class Outcome(Protocol):
+    """What the worker reads of a result (RenderResult, compare.BatchResult)."""
+    @property
+    def aborted(self) -> bool: ...
+
+
+RequestT = TypeVar('RequestT', bound=Request, contravariant=True)
+OutcomeT = TypeVar('OutcomeT', bound=Outcome, covariant=True)
+
+
+class Renderer(Protocol[RequestT, OutcomeT]):
+    """Turns a request into a result on the worker thread; errors come back in the result.
+    `should_abort()` says a newer request made this one unwanted; `on_progress(fraction)` reports
+    network loading."""
+    def render(self, args: RequestT, should_abort: Callable[[], bool],
+               on_progress: Callable[[float], None]) -> OutcomeT: ...
+
+
+class RenderWorker(Generic[RequestT, OutcomeT]):
+    def __init__(self, renderer: Renderer[RequestT, OutcomeT]):
+        self._renderer = renderer       # used on the worker thread only
         self._lock = threading.Condition()
         self._pending = None          # newest args not yet rendered
         self._last_submitted = None
@@ -22,7 +48,7 @@ class RenderWorker:
         self._thread = threading.Thread(target=self._run, name='render-worker', daemon=True)
         self._thread.start()
 
-    def submit(self, args):
+    def submit(self, args: RequestT):
         """Ask for a frame; returns False when args equal the last request (nothing to do)."""
         with self._lock:
             if args == self._last_submitted:
@@ -32,7 +58,7 @@ class RenderWorker:
             self._lock.notify()
             return True
 
-    def poll(self) -> RenderResult | None:
+    def poll(self) -> OutcomeT | None:
         """The newest finished frame since the last poll, or None."""
         with self._lock:
             result, self._result = self._result, None
@@ -67,7 +93,7 @@ class RenderWorker:
         return pending is not None and current is not None and not current.preview
 
     def _on_progress(self, fraction):
-        name = getattr(self._busy_with, 'pkl', '') or ''
+        name = self._busy_with.pkl or ''
         self._status = f'Loading {name.rsplit("/", 1)[-1]}... {fraction * 100:.0f}%'
 
     def _run(self):
@@ -79,7 +105,7 @@ class RenderWorker:
                     return
                 args, self._pending = self._pending, None
                 self._busy_with = args
-            result = self.renderer.render(args, should_abort=self._should_abort,
+            result = self._renderer.render(args, should_abort=self._should_abort,
                                           on_progress=self._on_progress)
             with self._lock:
                 self._status = None

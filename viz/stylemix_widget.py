@@ -12,7 +12,7 @@ class StylemixWidget:
         self.enabled = []       # one flag per ws index, sized when a network is known
 
     def __call__(self, show=True):
-        num_ws = self.viz.network_info.get('num_ws', 14)
+        num_ws = self.viz.network.num_ws
         if len(self.enabled) != num_ws:
             self.enabled = [False] * num_ws
         if self.anim:

@@ -17,7 +17,7 @@ class TruncWidget:
         if not show:
             return
         viz = self.viz
-        num_ws = viz.network_info.get('num_ws', 14)
+        num_ws = viz.network.num_ws
         label('Truncate', viz.label_w)
         imgui.set_next_item_width(viz.field_w / 2 - viz.spacing / 2)
         _, self.psi = imgui.slider_float('##psi', self.psi, -1, 2, 'psi %.2f')

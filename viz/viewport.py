@@ -75,11 +75,10 @@ class Viewport:
         status = viz.worker.status
         lines = []
         if result is not None and result.image is not None:
-            info = result.info
             quality = 'preview (raw neural rendering)' if result.quality == 'preview' else 'full quality'
-            samples = info.get('samples', ('?', '?'))
-            lines.append(f'{quality}  |  neural {info.get("nrr")}^2, {samples[0]}+{samples[1]} '
-                         f'samples  |  {result.timings.get("total", 0):.0f} ms')
+            depth, importance = result.samples
+            lines.append(f'{quality}  |  neural {result.nrr}^2, {depth}+{importance} '
+                         f'samples  |  {result.timings["total"]:.0f} ms')
             if viz.worker.busy:
                 lines.append('rendering...')
         pad = viz.spacing

@@ -116,6 +116,20 @@ def status_line(tick, kimg, total_sec, sec_per_tick, sec_per_kimg, maintenance_s
     ])
 
 
+STATUS_RE = re.compile(r'^tick (\d+)\s+kimg ([\d.]+)\s+time .+?\s+sec/tick ([\d.]+)\s+'
+                       r'sec/kimg ([\d.]+)')
+
+
+def parse_status_line(line):
+    """(tick, kimg, sec/tick, sec/kimg) of a `status_line` in log.txt, or None for other lines
+    (the Trainer tab reads progress from it before stats.jsonl has the tick)."""
+    match = STATUS_RE.match(line)
+    if match is None:
+        return None
+    return (int(match.group(1)), float(match.group(2)), float(match.group(3)),
+            float(match.group(4)))
+
+
 def cpu_memory_gb():
     """Resident memory of this process in GiB (what psutil's rss gives)."""
     try:
@@ -268,20 +282,40 @@ def save_image_grid(images, path, drange, grid_size):
         image.save(f, format='PNG')
 
 
+FAKES_SUFFIXES = {'rgb': '', 'raw': '_raw', 'depth': '_depth'}       # grid kind -> name suffix
+FAKES_RE = re.compile(r'^fakes(\d+)(' + '|'.join(FAKES_SUFFIXES.values()) + r')\.png$')
+
+
+def fakes_name(kimg, kind='rgb'):
+    """'fakesKKKKKK.png', '..._raw.png' or '..._depth.png' (KKKKKK = the snapshot's kimg)."""
+    return f'fakes{int(kimg):06d}{FAKES_SUFFIXES[kind]}.png'
+
+
+def fakes_kimg(name):
+    """(kimg, kind) of a `fakes_name` (any path), or None if it is not one."""
+    match = FAKES_RE.match(os.path.basename(str(name)))
+    if match is None:
+        return None
+    kind = next(k for k, suffix in FAKES_SUFFIXES.items() if suffix == match.group(2))
+    return int(match.group(1)), kind
+
+
 def save_fake_grids(outputs, run_dir, kimg, grid_size):
-    """fakes{kimg:06d}.png, _raw.png ([-1, 1]) and _depth.png (-depth over the grid's range).
+    """The fakes_name grids: image and raw ([-1, 1]) and -depth over the grid's range.
 
     `outputs` holds the generator's 'image', 'image_raw' and 'image_depth' for the whole grid.
     """
     def to_numpy(key):
         return outputs[key].detach().float().cpu().numpy()
 
-    stem = os.path.join(run_dir, f'fakes{int(kimg):06d}')
-    save_image_grid(to_numpy('image'), stem + '.png', (-1, 1), grid_size)
-    save_image_grid(to_numpy('image_raw'), stem + '_raw.png', (-1, 1), grid_size)
+    def path(kind):
+        return os.path.join(run_dir, fakes_name(kimg, kind))
+
+    save_image_grid(to_numpy('image'), path('rgb'), (-1, 1), grid_size)
+    save_image_grid(to_numpy('image_raw'), path('raw'), (-1, 1), grid_size)
     depth = -to_numpy('image_depth')
     finite = depth[np.isfinite(depth)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     if not hi > lo:  # constant depth: a black image instead of a division by zero
         hi = lo + 1.0
-    save_image_grid(depth, stem + '_depth.png', (lo, hi), grid_size)
+    save_image_grid(depth, path('depth'), (lo, hi), grid_size)

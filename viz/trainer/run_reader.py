@@ -2,20 +2,18 @@
 
 Every reader tolerates what a live or broken run leaves behind: NaN/Infinity literals, a
 half-written last line, files that are missing, truncated or replaced, and undecodable lines.
-No GUI imports: the Trainer tab calls these from a background thread.
+No GUI imports: the Trainer tab calls these from a background thread. File names and line
+formats come from eg3d_runtime.training.run_files, where the trainer writes them.
 """
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 
-from eg3d_runtime.training.run_files import snapshot_kimg
+from eg3d_runtime.training.run_files import (FAKES_SUFFIXES, fakes_kimg, parse_status_line,
+                                             snapshot_kimg)
 
-FAKES = re.compile(r'^fakes(\d+)(_raw|_depth)?\.png$')
 TRACEBACK = 'Traceback (most recent call last):'
-STATUS_LINE = re.compile(r'^tick (\d+)\s+kimg ([\d.]+)\s+time .+?\s+sec/tick ([\d.]+)\s+'
-                         r'sec/kimg ([\d.]+)')
 
 
 class JsonlTail:
@@ -124,16 +122,16 @@ def list_snapshots(run_dir):
 
 def list_fakes(run_dir):
     """{'rgb' | 'raw' | 'depth': [(kimg, path)]} of the fakes*.png grids, oldest first."""
-    grids = {'rgb': [], 'raw': [], 'depth': []}
+    grids = {kind: [] for kind in FAKES_SUFFIXES}
     try:
         names = [p.name for p in Path(run_dir).iterdir()]
     except OSError:
         return grids
     for name in names:
-        match = FAKES.match(name)
-        if match:
-            kind = (match.group(2) or '_rgb')[1:]
-            grids[kind].append((int(match.group(1)), Path(run_dir) / name))
+        found = fakes_kimg(name)
+        if found:
+            kimg, kind = found
+            grids[kind].append((kimg, Path(run_dir) / name))
     return {kind: sorted(items) for kind, items in grids.items()}
 
 
@@ -156,9 +154,10 @@ def last_status(lines):
     """(kimg, sec/kimg) of the newest tick status line in the log (spec 7.2), or None. The log
     has it a moment before stats.jsonl, which is written after the tick's snapshots."""
     for line in reversed(lines):
-        match = STATUS_LINE.match(line)
-        if match:
-            return float(match.group(2)), float(match.group(4))
+        status = parse_status_line(line)
+        if status:
+            _, kimg, _, sec_per_kimg = status
+            return kimg, sec_per_kimg
     return None
 
 

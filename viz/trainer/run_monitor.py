@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import run_files
+from . import run_reader
 
 SETTLED_SECONDS = 2.0       # a snapshot unchanged this long is completely written
 MAX_GRID_SIDE = 1024        # fakes grids (up to 7680 px) are shown downscaled
@@ -66,7 +66,7 @@ def run_status(exists, lines):
     """(status, error) from the log: a traceback is a crash, then the last word of the run."""
     if not exists:
         return 'missing', 'the run directory no longer exists'
-    error = run_files.crash_message(lines)
+    error = run_reader.crash_message(lines)
     if error:
         return 'crashed', error
     ended = any(line.startswith('Exiting...') for line in lines)
@@ -92,7 +92,7 @@ class RunMonitor:
 
     def __init__(self, run_dir):
         self.run_dir = Path(run_dir).expanduser().resolve()    # paths as the viewer has them
-        self.stats = run_files.JsonlTail(self.run_dir / 'stats.jsonl')
+        self.stats = run_reader.JsonlTail(self.run_dir / 'stats.jsonl')
         self.metric_tails = {}
         self.fakes_wanted = None              # path of the grid to load, set by the GUI
         self._series = {}
@@ -101,7 +101,7 @@ class RunMonitor:
 
     def _poll_metrics(self):
         for path in self.run_dir.glob('metric-*.jsonl'):
-            self.metric_tails.setdefault(path.name, run_files.JsonlTail(path))
+            self.metric_tails.setdefault(path.name, run_reader.JsonlTail(path))
         changed = False
         for tail in self.metric_tails.values():
             changed |= tail.poll()
@@ -109,7 +109,7 @@ class RunMonitor:
             self._metrics = {}
             for name, tail in sorted(self.metric_tails.items()):
                 metric = name[len('metric-'):-len('.jsonl')]
-                for result, xy in run_files.metric_series(tail.records).items():
+                for result, xy in run_reader.metric_series(tail.records).items():
                     self._metrics[f'{metric}/{result}' if result != metric else metric] = xy
 
     def _poll_grid(self):
@@ -128,12 +128,12 @@ class RunMonitor:
     def poll(self):
         exists = self.run_dir.is_dir()
         if self.stats.poll():
-            self._series = run_files.stat_series(self.stats.records)
+            self._series = run_reader.stat_series(self.stats.records)
         self._poll_metrics()
-        lines = run_files.read_tail(self.run_dir / 'log.txt')
+        lines = run_reader.read_tail(self.run_dir / 'log.txt')
         status, error = run_status(exists, lines)
-        options = run_files.read_json(self.run_dir / 'training_options.json')
-        kimg, total, eta = progress(self._series, options, run_files.last_status(lines))
+        options = run_reader.read_json(self.run_dir / 'training_options.json')
+        kimg, total, eta = progress(self._series, options, run_reader.last_status(lines))
         mtimes = []
         for name in ('stats.jsonl', 'log.txt'):
             try:
@@ -143,8 +143,8 @@ class RunMonitor:
         return RunState(
             run_dir=self.run_dir, exists=exists, status=status, error=error,
             stats=self._series, metrics=self._metrics,
-            snapshots=tuple(run_files.list_snapshots(self.run_dir)),
-            fakes=run_files.list_fakes(self.run_dir), log_tail=tuple(lines), kimg=kimg,
+            snapshots=tuple(run_reader.list_snapshots(self.run_dir)),
+            fakes=run_reader.list_fakes(self.run_dir), log_tail=tuple(lines), kimg=kimg,
             total_kimg=total, eta_seconds=eta, last_update=max(mtimes, default=None),
             bad_lines=self.stats.bad_lines + sum(t.bad_lines for t in self.metric_tails.values()),
             fakes_image=self._poll_grid())

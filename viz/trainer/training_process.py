@@ -17,7 +17,7 @@ from pathlib import Path
 from eg3d_runtime.files import cache_dir
 from eg3d_runtime.training.run_files import STOP_FILE
 
-from .run_files import read_tail
+from .run_reader import read_tail
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, '-m', 'eg3d_runtime.train']

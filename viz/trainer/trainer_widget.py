@@ -10,7 +10,7 @@ from imgui_bundle import imgui
 from eg3d_runtime.training.run_files import format_time
 
 from . import training_process as tp
-from .gui_helpers import button, label
+from ..gui_helpers import button, label
 from .run_monitor import MonitorThread
 from .trainer_views import CurvesView, FakesView
 
