@@ -137,7 +137,7 @@ def test_force_fp32_changes_the_arithmetic_of_frames(monkeypatch, user_dirs):
 def test_a_stale_full_frame_is_abandoned_after_the_backbone(monkeypatch, fixture_pkl):
     """A new latent's full frame asks should_abort again once its tri-planes exist; a frame that
     goes on computes the backbone once and equals the frame rendered in one synthesis call."""
-    from eg3d_runtime import fastpath
+    from eg3d_runtime.fast import path as fastpath
     backbones = []
     backbone_planes = fastpath.backbone_planes
     monkeypatch.setattr(fastpath, 'backbone_planes',
