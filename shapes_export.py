@@ -18,7 +18,7 @@ from eg3d_runtime.fast import path as fastpath
 from eg3d_runtime.fast import precision
 from eg3d_runtime.configs import build_generator
 from eg3d_runtime.devices import default_device
-from eg3d_runtime.generate import parse_seeds
+from eg3d_runtime.views import parse_seeds
 from eg3d_runtime.network_path import network_path
 from eg3d_runtime.shapes import (MESH_FORMATS, OFFICIAL_LEVEL, VOLUME_FORMATS, ShapeExportError,
                                  ShapeOptions, check_memory, export_shape)

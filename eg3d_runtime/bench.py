@@ -29,7 +29,7 @@ import time
 
 import torch
 
-from . import cameras, configs, preview
+from . import configs, preview, views
 from .devices import default_device
 from .fast import path as fastpath
 from .fast import precision
@@ -128,10 +128,6 @@ def load(args, device):
     return G.eval().requires_grad_(False), name
 
 
-def camera(G, yaw, pitch, device):
-    return cameras.orbit_camera_for(G.rendering_kwargs, yaw, pitch, device=device)
-
-
 class Bench:
     def __init__(self, G, device, nrr, reps, noise_mode='const'):
         self.G = G
@@ -139,7 +135,7 @@ class Bench:
         self.nrr = nrr
         self.reps = reps
         self.noise_mode = noise_mode
-        self.cond = camera(G, 0.0, 0.0, device)
+        self.cond = views.camera(G)
         self.frame = 0
         self.rows = []            # (stage, best fast ms, best faithful ms)
         self.medians = {}
@@ -148,7 +144,7 @@ class Bench:
         self.frame += 1
         yaw = 0.35 * torch.sin(torch.tensor(self.frame * 0.37)).item()
         pitch = 0.15 * torch.cos(torch.tensor(self.frame * 0.23)).item()
-        return camera(self.G, yaw, pitch, self.device)
+        return views.camera(self.G, yaw, pitch)
 
     def latent(self, seed):
         g = torch.Generator().manual_seed(seed)
@@ -246,8 +242,8 @@ def run(args):
             faithful=faithful)
         b.add('super-resolution (w cached)', sr_fast, sr_ref)
         image = fastpath.superresolution(G, fimg, ws)
-        tex_fast, tex_ref = b.pair(lambda: fastpath.texture(image),
-                                   lambda: fastpath.texture(image), faithful=False)
+        tex_fast, tex_ref = b.pair(lambda: views.image_to_uint8(image),
+                                   lambda: views.image_to_uint8(image), faithful=False)
         b.add('texture-ready frame (uint8 HWC)', tex_fast, None)
 
         # ---- frames ------------------------------------------------------------------------
@@ -257,7 +253,7 @@ def run(args):
                               truncation_cutoff=14)
                 out = G.synthesis(w, b.next_camera(), nrr, noise_mode=args.noise_mode,
                                   faithful=faithful_path)
-                return fastpath.texture(out['image'])
+                return views.image_to_uint8(out['image'])
             return fn
 
         with PeakMemory(device) as mem_new:
@@ -274,7 +270,7 @@ def run(args):
             def fn():
                 out = G.synthesis(ws, b.next_camera(), nrr, noise_mode=args.noise_mode,
                                   use_cached_backbone=True, faithful=faithful_path)
-                return fastpath.texture(out['image'])
+                return views.image_to_uint8(out['image'])
             return fn
 
         with PeakMemory(device) as mem_cam:
@@ -303,7 +299,7 @@ def run(args):
                 out = G.synthesis(ws, b.next_camera(), final.nrr, noise_mode=args.noise_mode,
                                   rendering_overrides=final.overrides(), superresolution=False,
                                   use_cached_backbone=True, faithful=True)
-                return fastpath.texture(out['image_raw'])
+                return views.image_to_uint8(out['image_raw'])
             prev_ref = [timed(faithful_preview, device)[0] for _ in range(max(3, b.reps))]
         prev_ref_ms = median(prev_ref) if faithful else None
         stage = (f'FRAME preview nrr {final.nrr}, {final.depth_resolution}+'

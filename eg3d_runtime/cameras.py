@@ -9,6 +9,7 @@ import torch
 
 FFHQ_FOV_DEGREES = 18.837
 DEFAULT_RADIUS = 2.7
+DEFAULT_PIVOT = (0, 0, 0.2)      # the official scripts' look-at point (FFHQ heads)
 
 
 def _normalize(v):
@@ -56,15 +57,18 @@ def camera_vector(cam2world, intrinsics):
 
 
 def orbit_camera(yaw=0.0, pitch=0.0, fov_degrees=FFHQ_FOV_DEGREES, radius=DEFAULT_RADIUS,
-                 pivot=(0, 0, 0.2), device='cpu'):
+                 pivot=DEFAULT_PIVOT, device='cpu'):
     """c [1, 25] for the viewer's orbit: horizontal pi/2 + yaw, polar pi/2 + pitch."""
     pose = look_at_orbit(math.pi / 2 + yaw, math.pi / 2 + pitch, pivot, radius)
     return camera_vector(pose, fov_to_intrinsics(fov_degrees)).to(device)
 
 
 def orbit_camera_for(rendering_kwargs, yaw=0.0, pitch=0.0, fov_degrees=FFHQ_FOV_DEGREES,
-                     device='cpu'):
-    """orbit_camera with the radius and pivot a network was trained with."""
+                     device='cpu', pivot=None):
+    """orbit_camera with the radius and pivot a network was trained with (`pivot` overrides
+    the pivot, e.g. the viewer's look-at point)."""
+    if pivot is None:
+        pivot = rendering_kwargs.get('avg_camera_pivot', DEFAULT_PIVOT)
     return orbit_camera(yaw, pitch, fov_degrees,
                         radius=rendering_kwargs.get('avg_camera_radius', DEFAULT_RADIUS),
-                        pivot=rendering_kwargs.get('avg_camera_pivot', (0, 0, 0.2)), device=device)
+                        pivot=pivot, device=device)

@@ -7,14 +7,12 @@ camera, the image is rendered from an orbit at (yaw, pitch) around the network's
 """
 import argparse
 import os
-import re
 import sys
 
-import numpy as np
 import torch
 from PIL import Image
 
-from . import cameras
+from . import cameras, views
 from .devices import default_device
 from .fast import path as fastpath
 from .fast import precision
@@ -22,46 +20,12 @@ from .network_path import network_path
 from .pickles import PickleLoadError, load_generator
 
 
-def parse_seeds(text):
-    """'0-3,7' -> [0, 1, 2, 3, 7]."""
-    seeds = []
-    for part in text.split(','):
-        m = re.fullmatch(r'\s*(\d+)\s*(?:-\s*(\d+)\s*)?', part)
-        if not m:
-            raise argparse.ArgumentTypeError(f"invalid seed list '{text}' (use e.g. 0-3,7)")
-        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-        seeds.extend(range(lo, hi + 1))
-    return seeds
-
-
-def latent(seed, z_dim, device='cpu'):
-    """The official scripts' z for a seed: RandomState(seed).randn(1, z_dim)."""
-    return torch.from_numpy(np.random.RandomState(seed).randn(1, z_dim).astype(np.float32)).to(device)
-
-
-def image_to_uint8(image):
-    """[1, 3, H, W] in about [-1, 1] -> HxWx3 uint8, as the official scripts convert."""
-    return (image[0].permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
-
-
-def depth_to_uint8(depth):
-    """[1, 1, H, W] distances -> HxW uint8 with near = bright, normalised to the frame's range."""
-    d = depth[0, 0]
-    lo, hi = d.min(), d.max()
-    d = (hi - d) / (hi - lo) if hi > lo else torch.zeros_like(d)
-    return (d * 255).round().to(torch.uint8).cpu().numpy()
-
-
 @torch.no_grad()
 def render_seed(G, seed, yaw=0.0, pitch=0.0, psi=1.0, cutoff=14, nrr=None,
                 fov=cameras.FFHQ_FOV_DEGREES, noise_mode='const', deterministic=False):
-    device = G.backbone.mapping.w_avg.device
-    c = cameras.orbit_camera_for(G.rendering_kwargs, yaw, pitch, fov, device=device)
-    cond = cameras.orbit_camera_for(G.rendering_kwargs, 0.0, 0.0, fov, device=device)
-    ws = G.mapping(latent(seed, G.z_dim, device), cond, truncation_psi=psi,
-                   truncation_cutoff=cutoff)
+    ws = views.seed_ws(G, seed, psi, cutoff, fov)
     torch.manual_seed(seed)  # sample jitter and noise are reproducible per seed
-    return G.synthesis(ws, c, neural_rendering_resolution=nrr, noise_mode=noise_mode,
+    return G.synthesis(ws, views.camera(G, yaw, pitch, fov), neural_rendering_resolution=nrr, noise_mode=noise_mode,
                        deterministic=deterministic)
 
 
@@ -70,7 +34,7 @@ def build_parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--network', required=True,
                    help='network pickle, run directory (its latest snapshot) or released name')
-    p.add_argument('--seeds', type=parse_seeds, default=[0], help='e.g. 0-3,7 (default 0)')
+    p.add_argument('--seeds', type=views.parse_seeds, default=[0], help='e.g. 0-3,7 (default 0)')
     p.add_argument('--yaw', type=float, default=0.0, help='camera yaw in radians (default 0)')
     p.add_argument('--pitch', type=float, default=0.0, help='camera pitch (default 0)')
     p.add_argument('--psi', type=float, default=1.0, help='truncation psi (default 1)')
@@ -109,8 +73,8 @@ def main(argv=None):
         out = render_seed(G, seed, args.yaw, args.pitch, args.psi, args.cutoff, args.nrr, args.fov,
                           args.noise_mode, args.deterministic)
         path = os.path.join(args.outdir, f'seed{seed:04d}.png')
-        Image.fromarray(image_to_uint8(out['image']), 'RGB').save(path)
-        Image.fromarray(depth_to_uint8(out['image_depth']), 'L').save(
+        Image.fromarray(views.image_to_uint8(out['image']).cpu().numpy(), 'RGB').save(path)
+        Image.fromarray(views.depth_to_uint8(out['image_depth']).cpu().numpy(), 'L').save(
             os.path.join(args.outdir, f'seed{seed:04d}_depth.png'))
         print(f'wrote {path} (+ _depth.png)')
     return 0

@@ -5,7 +5,7 @@ samples chosen from measured frame times to hold a target frame rate.
     while dragging:
         t0 = time.perf_counter()
         out = render_preview(G, ws, c, ctrl.settings)        # raw image, no super-resolution
-        texture = fastpath.texture(out['image_raw'])
+        texture = views.image_to_uint8(out['image_raw'])
         ctrl.update(time.perf_counter() - t0)
 
 A preview frame is NOT the full-quality frame: it is the raw neural rendering (no
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .fast import path as fastpath
+from . import views
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ def drag(G, ws, cameras_iter, controller, noise_mode='const', empty_space_skippi
         t0 = time.perf_counter()
         out = render_preview(G, ws, c, controller.settings, noise_mode=noise_mode,
                              empty_space_skipping=empty_space_skipping)
-        tex = fastpath.texture(out['image_raw'])
+        tex = views.image_to_uint8(out['image_raw'])
         if sync is not None:
             sync()
         dt = time.perf_counter() - t0

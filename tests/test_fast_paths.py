@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from eg3d_runtime import cameras, ops
+from eg3d_runtime import cameras, ops, views
 from eg3d_runtime.fast import conv as fastconv
 from eg3d_runtime.fast import path as fastpath
 from eg3d_runtime.fast import render as fastrender
@@ -324,7 +324,7 @@ def test_weight_changes_invalidate_caches(fixture_G, reference):
 
 def test_texture_ready_frame():
     img = torch.rand(2, 3, 8, 6) * 2.4 - 1.2
-    tex = fastpath.texture(img, 1)
+    tex = views.image_to_uint8(img, 1)
     assert tex.dtype == torch.uint8 and tex.shape == (8, 6, 3) and tex.is_contiguous()
     expected = (img[1].permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
     assert torch.equal(tex, expected)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eg3d_runtime.generate import parse_seeds
+from eg3d_runtime.views import parse_seeds
 
 from conftest import REPO
 

@@ -46,7 +46,7 @@ def test_synthesis_matches_official(fixture_G, reference, i):
 
 
 def test_generate_seed_convention_matches_fixture(fixture_G, reference):
-    from eg3d_runtime.generate import latent
+    from eg3d_runtime.views import latent
     ref, meta = reference
     for i, case in enumerate(meta['cases']):
         assert torch.equal(latent(case['seed'], fixture_G.z_dim), torch.from_numpy(ref[f'z{i}']))

@@ -13,7 +13,8 @@ from eg3d_runtime import shapes
 from eg3d_runtime.shapes import fields
 from eg3d_runtime.shapes import (BORDER_VALUE, DensityField, ExportCancelled, ShapeExportError,
                                  ShapeOptions, TriplaneField, export_field, export_shape,
-                                 official_points, regular_axis, sample_volume, seed_ws)
+                                 official_points, regular_axis, sample_volume)
+from eg3d_runtime.views import seed_ws
 
 from conftest import REPO
 

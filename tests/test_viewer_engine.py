@@ -64,7 +64,7 @@ def test_blended_seeds_are_all_conditioned(renderer, fixture_pkl):
     with torch.no_grad():
         ws = renderer.latent_ws(G, args)
         cond = renderer.camera(G, 0, 0, args)
-        from eg3d_runtime.generate import latent
+        from eg3d_runtime.views import latent
         w0, w1 = (G.mapping(latent(s, 512), cond, truncation_psi=args.psi,
                             truncation_cutoff=args.cutoff) for s in (0, 1))
     assert torch.allclose(ws, (w0 + w1) / 2, atol=1e-5)

@@ -13,10 +13,9 @@ from types import MappingProxyType
 
 import torch
 
-from eg3d_runtime import PickleLoadError, cameras, load_generator
+from eg3d_runtime import PickleLoadError, load_generator, views
 from eg3d_runtime.fast import path as fastpath
 from eg3d_runtime.fast import precision
-from eg3d_runtime.generate import latent
 from eg3d_runtime.preview import AdaptivePreview, ladder_for
 
 from .layer_capture import capture_layers, layer_to_image
@@ -90,19 +89,6 @@ def seed_blend(x, y):
     return pairs
 
 
-def to_uint8_image(x):
-    """[1, 3, H, W] in about [-1, 1] -> uint8 [H, W, 3] (the official conversion)."""
-    return (x[0].permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-
-
-def depth_to_image(depth):
-    """[1, 1, H, W] -> uint8 grey [H, W, 3], near = white, normalised to the frame's range."""
-    d = depth[0, 0]
-    lo, hi = d.min(), d.max()
-    d = (hi - d) / (hi - lo).clamp_min(1e-8)
-    return (d * 255).round().to(torch.uint8)[..., None].expand(-1, -1, 3).contiguous()
-
-
 def normals_to_image(depth, origins, directions, cam2world):
     """Camera-space normals of the depth surface as an RGB normal map (x red, y green, z blue)."""
     n, _, h, w = depth.shape
@@ -173,11 +159,7 @@ class FrameRenderer:
         return self._G
 
     def camera(self, G, yaw, pitch, args):
-        pivot = args.lookat if args.lookat is not None else \
-            G.rendering_kwargs.get('avg_camera_pivot', (0, 0, 0))
-        radius = G.rendering_kwargs.get('avg_camera_radius', cameras.DEFAULT_RADIUS)
-        return cameras.orbit_camera(yaw, pitch, args.fov_degrees, radius=radius, pivot=pivot,
-                                    device=self.device)
+        return views.camera(G, yaw, pitch, args.fov_degrees, pivot=args.lookat)
 
     def latent_ws(self, G, args):
         """ws of the blended seeds (every seed mapped with the conditioning camera), style mix."""
@@ -187,7 +169,7 @@ class FrameRenderer:
         w_avg = G.backbone.mapping.w_avg
 
         def mapped(seed):
-            return G.mapping(latent(seed, G.z_dim, self.device), cond, truncation_psi=args.psi,
+            return G.mapping(views.latent(seed, G.z_dim, self.device), cond, truncation_psi=args.psi,
                              truncation_cutoff=args.cutoff) - w_avg
 
         ws = sum(weight * mapped(seed) for seed, weight in seed_blend(args.seed_x, args.seed_y))
@@ -274,14 +256,14 @@ class FrameRenderer:
             image = layer_to_image(layers.captured, args.layer_channel, args.layer_rgb,
                                    args.layer_normalize, args.layer_gain_db)
         elif args.render_type == 'image_depth':
-            image = depth_to_image(out['image_depth'])
+            image = views.depth_to_uint8(out['image_depth'])[..., None].expand(-1, -1, 3).contiguous()
         elif args.render_type == 'normals':
             origins, directions = G.ray_sampler(c[:, :16].view(-1, 4, 4),
                                                 c[:, 16:25].view(-1, 3, 3), nrr)
             image = normals_to_image(out['image_depth'], origins, directions,
                                      c[:, :16].view(-1, 4, 4))
         else:
-            image = to_uint8_image(out['image'] if show_sr else out['image_raw'])
+            image = views.image_to_uint8(out['image'] if show_sr else out['image_raw'])
         return RenderResult(
             args, quality, image=image, nrr=nrr, samples=(depth, importance),
             backbone_reused=reuse, layers=tuple(layers.layers) if args.layer_view else (),

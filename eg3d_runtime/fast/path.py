@@ -431,10 +431,3 @@ def sample_mixed(G, coordinates, directions, ws, noise_mode='random', options=No
         if options.get('density_noise', 0) > 0:
             sigma = sigma + torch.randn_like(sigma) * options['density_noise']
         return {'rgb': torch.stack(rgbs), 'sigma': sigma}
-
-
-def texture(image, index=0):
-    """Texture-ready frame: [N, 3, H, W] in about [-1, 1] -> H x W x 3 uint8 on the same device
-    (the official scripts' conversion; on CUDA it stays on the GPU for interop)."""
-    img = image[index].permute(1, 2, 0)
-    return (img * 127.5 + 128).clamp_(0, 255).to(torch.uint8).contiguous()

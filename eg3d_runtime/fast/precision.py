@@ -118,11 +118,13 @@ def superresolution_runner(G, device, dtype, winograd, patch=16):
     patch: both formats run the same layers (same methods) on the same pixels, so their time
     ratio is the full frame's, at a fraction of its cost."""
     sr = G.superresolution
-    ws3 = torch.randn(1, G.w_dim, device=device).expand(3, -1)
+    # Its own generator: a measurement must not move the random numbers a frame draws next.
+    rng = torch.Generator(device).manual_seed(0)
+    ws3 = torch.randn(1, G.w_dim, device=device, generator=rng).expand(3, -1)
     b0 = FoldedBlock(sr.block0, ws3, 'none', device, dtype, winograd, 64, sr.input_resolution)
     b1 = FoldedBlock(sr.block1, ws3, 'none', device, dtype, winograd, 64, None)
     size = min(patch, sr.input_resolution)
-    x = torch.randn(size, size, sr.block0.conv0.in_channels, device=device)
+    x = torch.randn(size, size, sr.block0.conv0.in_channels, device=device, generator=rng)
     workspace = fc.Workspace()
 
     def run():

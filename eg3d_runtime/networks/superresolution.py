@@ -1,5 +1,4 @@
 """EG3D super-resolution modules: two StyleGAN2 blocks driven by the last w only (spec 2.8)."""
-import torch
 import torch.nn.functional as F
 from torch import nn
 

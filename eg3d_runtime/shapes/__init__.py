@@ -23,7 +23,7 @@ Modules: options (what to export, memory check), fields (density fields, weight 
 sampling (grids, coarse-to-fine), mesh (marching cubes, clean-up, colours), formats (mrc and
 output files), export (the entry points).
 """
-from .export import export_field, export_shape, seed_ws
+from .export import export_field, export_shape
 from .fields import DensityField, TriplaneField
 from .formats import srgb_to_linear
 from .mesh import marching_cubes
@@ -34,4 +34,4 @@ from .sampling import official_points, regular_axis, sample_volume
 __all__ = ['BORDER_VALUE', 'MESH_FORMATS', 'OFFICIAL_LEVEL', 'VOLUME_FORMATS', 'DensityField',
            'ExportCancelled', 'ShapeExportError', 'ShapeOptions', 'TriplaneField', 'check_memory',
            'export_field', 'export_shape', 'marching_cubes', 'official_points', 'regular_axis',
-           'sample_volume', 'seed_ws', 'srgb_to_linear']
+           'sample_volume', 'srgb_to_linear']

@@ -6,22 +6,12 @@ import time
 import numpy as np
 import torch
 
-from .. import cameras
-from ..generate import latent
+from ..views import seed_ws
 from .fields import TriplaneField
 from .formats import _output_file, write_mrc
 from .mesh import build_mesh
 from .options import ExportCancelled, ExportResult, ShapeExportError, ShapeOptions, check_memory
 from .sampling import official_sections, sample_volume
-
-
-def seed_ws(G, seed, psi=1.0, cutoff=14):
-    """ws of a seed as the official scripts and `generate` compute it: z from the seed, mapping
-    conditioned on the frontal camera."""
-    device = next(G.parameters()).device
-    cond = cameras.orbit_camera_for(G.rendering_kwargs, 0.0, 0.0, device=device)
-    return G.mapping(latent(seed, G.z_dim, device), cond, truncation_psi=psi,
-                     truncation_cutoff=cutoff)
 
 
 class _Tracker:

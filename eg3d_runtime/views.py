@@ -1,0 +1,62 @@
+"""What every tool shares to make a picture of a network: the official latent of a seed, its ws
+conditioned as the official scripts do, the orbit camera around the network's own pivot, and
+frames turned into pictures. The command-line tools, shape export, the bench and the viewer all
+use these, so that a seed, a camera and a pixel mean the same everywhere."""
+import argparse
+import re
+
+import numpy as np
+import torch
+
+from . import cameras
+
+
+def parse_seeds(text):
+    """'0-3,7' -> [0, 1, 2, 3, 7]."""
+    seeds = []
+    for part in text.split(','):
+        m = re.fullmatch(r'\s*(\d+)\s*(?:-\s*(\d+)\s*)?', part)
+        if not m:
+            raise argparse.ArgumentTypeError(f"invalid seed list '{text}' (use e.g. 0-3,7)")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        seeds.extend(range(lo, hi + 1))
+    return seeds
+
+
+def latent(seed, z_dim, device='cpu'):
+    """The official scripts' z for a seed: RandomState(seed).randn(1, z_dim), float32."""
+    z = np.random.RandomState(seed).randn(1, z_dim).astype(np.float32)
+    return torch.from_numpy(z).to(device)
+
+
+def _device(G):
+    return G.backbone.mapping.w_avg.device
+
+
+def camera(G, yaw=0.0, pitch=0.0, fov_degrees=cameras.FFHQ_FOV_DEGREES, pivot=None):
+    """c [1, 25] of the orbit camera at (yaw, pitch) around the pivot and at the radius G was
+    trained with (`pivot` overrides the pivot), on G's device."""
+    return cameras.orbit_camera_for(G.rendering_kwargs, yaw, pitch, fov_degrees,
+                                    device=_device(G), pivot=pivot)
+
+
+def seed_ws(G, seed, psi=1.0, cutoff=14, fov_degrees=cameras.FFHQ_FOV_DEGREES):
+    """ws [1, num_ws, w_dim] of a seed as the official scripts compute it: the seed's z, the
+    mapping conditioned on the frontal camera."""
+    return G.mapping(latent(seed, G.z_dim, _device(G)), camera(G, 0.0, 0.0, fov_degrees),
+                     truncation_psi=psi, truncation_cutoff=cutoff)
+
+
+def image_to_uint8(image, index=0):
+    """Frame [N, 3, H, W] in about [-1, 1] -> H x W x 3 uint8 on the same device (the official
+    scripts' conversion; on CUDA it stays on the GPU for interop)."""
+    img = image[index].permute(1, 2, 0)
+    return (img * 127.5 + 128).clamp_(0, 255).to(torch.uint8).contiguous()
+
+
+def depth_to_uint8(depth, index=0):
+    """Depth [N, 1, H, W] -> H x W uint8, near = bright, spread over the frame's own range (a
+    flat frame is black); no host synchronisation."""
+    d = depth[index, 0]
+    lo, hi = d.min(), d.max()
+    return ((hi - d) / (hi - lo).clamp_min(1e-8) * 255).round().to(torch.uint8)
