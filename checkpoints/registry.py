@@ -1,6 +1,7 @@
-"""Registry of the six released checkpoints (spec 4.4): file name, official URL, family and the
-rendering defaults the viewer starts with. A name resolves to a file in the cache directory;
-`download` fetches a missing one with a resumable, size-verified, atomic write."""
+"""Registry of the six released checkpoints (docs/eg3d-reference.md 4.4): file name, official
+URL, family and the rendering defaults the viewer starts with. A name resolves to a file in the
+cache directory; `download` fetches a missing one with a resumable, size-verified, atomic
+write."""
 import os
 import urllib.error
 import urllib.request

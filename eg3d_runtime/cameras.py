@@ -1,4 +1,5 @@
-"""Camera poses and the 25-float camera vector `c` in the official conventions (spec 5).
+"""Camera poses and the 25-float camera vector `c` in the official conventions
+(docs/eg3d-reference.md 5).
 
 World is y-up, the frontal camera sits on +z looking toward -z; camera matrices are OpenCV
 cam2world (+x right, +y down, +z forward); intrinsics are normalised by the image size.
@@ -44,7 +45,8 @@ def look_at_orbit(horizontal, vertical, lookat=(0, 0, 0), radius=1.0, device='cp
 
 
 def fov_to_intrinsics(fov_degrees, device='cpu'):
-    """The official FOV_to_intrinsics, 1.414 factor included: 18.837 -> focal 4.2634 (spec 5.3)."""
+    """The official FOV_to_intrinsics, 1.414 factor included: 18.837 -> focal 4.2634
+    (docs/eg3d-reference.md 5.3)."""
     focal = float(1 / (math.tan(fov_degrees * 3.14159 / 360) * 1.414))
     return torch.tensor([[focal, 0, 0.5], [0, focal, 0.5], [0, 0, 1]], device=device)
 

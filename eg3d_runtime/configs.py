@@ -1,5 +1,6 @@
-"""The official train.py configurations (spec 4.1, 4.2): rendering options and constructor
-arguments per `--cfg`, so networks of every family can be built without a pickle."""
+"""The official train.py configurations (docs/eg3d-reference.md 4.1, 4.2): rendering options
+and constructor arguments per `--cfg`, so networks of every family can be built without a
+pickle."""
 import copy
 
 from .networks.discriminator import DualDiscriminator

@@ -1,4 +1,4 @@
-"""Pack images and camera labels into an EG3D training dataset (spec 7.6).
+"""Pack images and camera labels into an EG3D training dataset (docs/eg3d-reference.md 7.6).
 
     python -m eg3d_runtime.dataset_tool --source DIR|ZIP|procedural --dest OUT.zip|OUTDIR \\
         [--resolution R|WxH] [--max-images N] [--transform center-crop|center-crop-wide] [--mirror]

@@ -1,7 +1,7 @@
 """Pure-PyTorch versions of the StyleGAN2 ops that the official code runs as CUDA plugins.
 
-The semantics follow the official reference paths (spec 2.6) so that outputs match on every
-device; no compiled extension is needed.
+The semantics follow the official reference paths (docs/eg3d-reference.md 2.6) so that outputs
+match on every device; no compiled extension is needed.
 """
 import math
 
@@ -83,7 +83,8 @@ def _conv(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True
 
 
 def conv2d_resample(x, w, f=None, up=1, down=1, padding=0, groups=1, flip_weight=True):
-    """Convolution fused with FIR up/down-sampling; same result as the official op (spec 2.6)."""
+    """Convolution fused with FIR up/down-sampling; same result as the official op
+    (docs/eg3d-reference.md 2.6)."""
     out_channels, in_per_group, kh, kw = w.shape
     fw = f.shape[-1] if f is not None else 1
     p0 = p1 = padding

@@ -1,9 +1,10 @@
 """Procedural multi-view training data: toy figures rendered with known cameras.
 
-Each image shows a new random "toy figure" (ellipsoid body, head, cone nose pointing to +z,
-two eyes, zero to two arms) seen from a random camera in the official conventions (spec 5): a
-look-at orbit around the world origin at radius 2.7 with the FFHQ intrinsics. The figure stays
-within 0.3 of the origin (inside the [-0.4, 0.4]^3 cube), so it is whole in every view.
+Each image shows a new random "toy figure" (ellipsoid body, head, cone nose pointing to +z, two
+eyes, zero to two arms) seen from a random camera in the official conventions
+(docs/eg3d-reference.md 5): a look-at orbit around the world origin at radius 2.7 with the FFHQ
+intrinsics. The figure stays within 0.3 of the origin (inside the [-0.4, 0.4]^3 cube), so it is
+whole in every view.
 
 Rendering is sphere tracing of a signed distance function in numpy, vectorised over the rays,
 with 2x2 supersampling, Lambertian + ambient shading under a fixed light and a white background.
@@ -166,7 +167,7 @@ def sdf(obj, points):
 
 def _rays(cam2world, intrinsics, n):
     """Camera centre [3] and unit directions [n*n, 3] (float32: tracing is memory bound) for an
-    n x n pixel grid (spec 3.1 pixel centres).
+    n x n pixel grid (pixel centres: docs/eg3d-reference.md 3.1).
 
     Offsets are taken from the image centre so that mirrored pixels get exactly negated
     camera-space x: mirroring the camera mirrors the image bit for bit."""

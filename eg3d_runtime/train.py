@@ -1,5 +1,6 @@
-"""`python -m eg3d_runtime.train`: the official EG3D train.py command line (spec 4.3), same option
-names and defaults, on this project's runtime, CPU or CUDA, one process or many.
+"""`python -m eg3d_runtime.train`: the official EG3D train.py command line
+(docs/eg3d-reference.md 4.3), same option names and defaults, on this project's runtime, CPU or
+CUDA, one process or many.
 
 Launch modes: one process (`--gpus 1`); `--gpus N` spawns N processes on this machine (NCCL on
 CUDA, gloo on CPU); under `torchrun` (multi-node) the process group comes from torchrun's

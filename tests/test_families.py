@@ -1,10 +1,12 @@
-"""Every --cfg family builds with the official names, shapes and counts (spec 2.9) and renders."""
+"""Every --cfg family builds with the official names, shapes and counts
+(docs/eg3d-reference.md 2.9) and renders."""
 import pytest
 import torch
 
 from eg3d_runtime import cameras, configs
 
-# (state-dict entries without dataset_label_std, parameters, buffer elements) from spec 2.9.
+# (state-dict entries without dataset_label_std, parameters, buffer elements) from
+# docs/eg3d-reference.md 2.9.
 G_COUNTS = {'ffhq': (176, 30_662_136, 831_024), 'afhq': (176, 30_662_136, 831_024),
             'shapenet': (177, 29_587_512, 216_640)}
 D_COUNTS = {'ffhq': (92, 31_359_744, 496), 'afhq': (92, 31_359_744, 496),

@@ -1,7 +1,8 @@
 """The training objective (eg3d_runtime/training/loss.py) against the official definitions
-(spec 7.3), and ADA's update of p (spec 7.1). Expected values come from formulas written here:
-the stand-in networks below have outputs and input gradients known in closed form, and R1 on a
-tiny real discriminator is compared with a gradient taken independently with autograd."""
+(docs/eg3d-reference.md 7.3), and ADA's update of p (docs/eg3d-reference.md 7.1). Expected values
+come from formulas written here: the stand-in networks below have outputs and input gradients known
+in closed form, and R1 on a tiny real discriminator is compared with a gradient taken independently
+with autograd."""
 import math
 import types
 

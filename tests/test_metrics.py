@@ -17,7 +17,7 @@ from eg3d_runtime.metrics import (METRICS, MetricUnavailable, calc_metric, datas
 from eg3d_runtime.metrics import inception
 from eg3d_runtime.metrics.fid import FeatureStats
 
-# Names train.py accepts (spec 4.3).
+# Names train.py accepts (docs/eg3d-reference.md 4.3).
 OFFICIAL_NAMES = ['fid50k_full', 'kid50k_full', 'pr50k3_full', 'ppl2_wend', 'eqt50k_int',
                   'eqt50k_frac', 'eqr50k', 'fid50k', 'kid50k', 'pr50k3', 'is50k']
 

@@ -143,7 +143,8 @@ def test_networks_record_their_constructor_arguments(networks):
     assert G.superresolution.block0._init_args == (32, 128)            # SynthesisBlockNoUp
     assert D.b4.mbstd._init_args == (2, 1)
     assert networks['augment_pipe']._init_kwargs['xflip'] == 1
-    assert '_init_args' not in G.decoder.__dict__  # plain classes stay plain (spec 1.4)
+    # plain classes stay plain (docs/eg3d-reference.md 1.4)
+    assert '_init_args' not in G.decoder.__dict__
 
 
 def test_bundle_is_cached_and_imports_only_torch_numpy_stdlib():

@@ -1,7 +1,7 @@
-"""The official image_raw quirk (spec 2.8): a super-resolution whose block0 does not up-sample
-(SynthesisBlockNoUp: ShapeNet's Hybrid2X, Hybrid4X) adds block0's RGB in place to the skip image,
-which is the returned image_raw itself when no resize happened before it. The reference path, the
-fast path, training and the embedded network source all return that image_raw; up-sampling
+"""The official image_raw quirk (docs/eg3d-reference.md 2.8): a super-resolution whose block0 does
+not up-sample (SynthesisBlockNoUp: ShapeNet's Hybrid2X, Hybrid4X) adds block0's RGB in place to the
+skip image, which is the returned image_raw itself when no resize happened before it. The reference
+path, the fast path, training and the embedded network source all return that image_raw; up-sampling
 block0s (FFHQ's 8XDC) and our demo class do not."""
 import types
 

@@ -1,4 +1,5 @@
-"""Run-directory files and training statistics against the official formats (spec 4.2, 7.2)."""
+"""Run-directory files and training statistics against the official formats
+(docs/eg3d-reference.md 4.2, 7.2)."""
 import json
 import math
 import os

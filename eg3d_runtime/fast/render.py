@@ -1,4 +1,5 @@
-"""Fast volume rendering of tri-planes (same result as rendering/renderer.py, spec 3.2-3.7).
+"""Fast volume rendering of tri-planes: same result as rendering/renderer.py
+(docs/eg3d-reference.md 3.2-3.7).
 
 What differs from the reference path, and why it gives the same numbers:
 

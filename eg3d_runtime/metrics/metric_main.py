@@ -130,8 +130,8 @@ def _relative_name(snapshot_pkl, run_dir):
 
 
 def report_metric(result_dict, run_dir, snapshot_pkl):
-    """Append the result as one JSON line to run_dir/metric-<name>.jsonl (spec 7.2 key order),
-    print it as the official loop does, and return it."""
+    """Append the result as one JSON line to run_dir/metric-<name>.jsonl (key order:
+    docs/eg3d-reference.md 7.2), print it as the official loop does, and return it."""
     line = json.dumps({
         'results': result_dict['results'], 'metric': result_dict['metric'],
         'total_time': result_dict['total_time'], 'total_time_str': result_dict['total_time_str'],

@@ -1,5 +1,6 @@
 """DualDiscriminator: a camera-conditioned ResNet discriminator on the super-resolved image and the
-raw neural rendering stacked as 6 channels (spec 7.4). It is part of every snapshot."""
+raw neural rendering stacked as 6 channels (docs/eg3d-reference.md 7.4). It is part of every
+snapshot."""
 import numpy as np
 import torch
 import torch.nn.functional as F

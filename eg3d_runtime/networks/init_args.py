@@ -1,8 +1,8 @@
 """Networks remember their constructor arguments, as the official `persistence` decorator does.
 
-A saved network carries `_init_args` / `_init_kwargs` (spec 1.3, 1.5) so that any loader can
-rebuild the same architecture: our safe loader does exactly that, official scripts read them as
-`init_args` / `init_kwargs`. This module is part of the source embedded in saved pickles
+A saved network carries `_init_args` / `_init_kwargs` (docs/eg3d-reference.md 1.3, 1.5) so that any
+loader can rebuild the same architecture: our safe loader does exactly that, official scripts read
+them as `init_args` / `init_kwargs`. This module is part of the source embedded in saved pickles
 (`module_source.py`), so it imports only the standard library.
 """
 import copy

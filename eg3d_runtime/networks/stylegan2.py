@@ -1,7 +1,8 @@
 """StyleGAN2 building blocks used by EG3D's backbone, super-resolution and discriminator.
 
 Parameter and buffer names, shapes and registration order follow the official
-`training/networks_stylegan2.py` (spec 2.2-2.5, 2.9) so official state dicts load by name.
+`training/networks_stylegan2.py` (docs/eg3d-reference.md 2.2-2.5, 2.9) so official state dicts
+load by name.
 """
 import numpy as np
 import torch

@@ -1,4 +1,5 @@
-"""EG3D super-resolution modules: two StyleGAN2 blocks driven by the last w only (spec 2.8)."""
+"""EG3D super-resolution modules: two StyleGAN2 blocks driven by the last w only
+(docs/eg3d-reference.md 2.8)."""
 import torch.nn.functional as F
 from torch import nn
 

@@ -15,7 +15,8 @@ PLANE_CHANNELS = 32
 
 @records_init_args
 class TriPlaneGenerator(nn.Module):
-    """The EG3D generator, constructed from the same arguments as the official class (spec 2.1).
+    """The EG3D generator, constructed from the same arguments as the official class
+    (docs/eg3d-reference.md 2.1).
 
     Saved networks embed this source (module_source.py) without the fast path, where `fastpath`
     is None; their renderer, ray sampler and decoder may then be the official classes, so those

@@ -23,9 +23,10 @@ NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')
 # Plain dicts passed through: the dataset options, and the image counter our trainer records so
 # that --resume continues it (official loaders ignore the extra key).
 PLAIN_KEYS = ('training_set_kwargs', 'progress')
-# Plain attributes that live outside the state dict and that scripts copy by hand (spec 1.9).
+# Plain attributes that live outside the state dict and that scripts copy by hand
+# (docs/eg3d-reference.md 1.9).
 COPIED_ATTRIBUTES = ('neural_rendering_resolution', 'rendering_kwargs')
-# Buffers the training loop adds after construction (spec 1.1).
+# Buffers the training loop adds after construction (docs/eg3d-reference.md 1.1).
 EXTRA_BUFFERS = ('dataset_label_std',)
 
 

@@ -1,4 +1,4 @@
-"""The Python source embedded in every network this package saves (spec 1.3).
+"""The Python source embedded in every network this package saves (docs/eg3d-reference.md 1.3).
 
 The official loader `exec`s the `module_src` of each persistent object in a fresh module and
 takes the class by name, so that source must define every saved network class and import

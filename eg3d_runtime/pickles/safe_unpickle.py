@@ -2,8 +2,8 @@
 
 The official loader `exec`s the module source embedded in every persistent network object and
 imports whatever classes the pickle names. Here every global a pickle may reference is looked up
-in a fixed whitelist (spec 1.8) that maps it to an inert stand-in; anything else is refused before
-it can be called. The result is a plain object graph:
+in a fixed whitelist (docs/eg3d-reference.md 1.8) that maps it to an inert stand-in; anything
+else is refused before it can be called. The result is a plain object graph:
 
 - persistent networks -> `PersistentRecord` (class name, state, sha256 of the embedded source);
 - the few non-persistent module classes -> `PlainRecord` (qualified name, state);
@@ -12,8 +12,9 @@ it can be called. The result is a plain object graph:
 - numpy scalars -> Python numbers, numpy arrays -> `numpy.ndarray`;
 - `dnnlib.util.EasyDict` -> `EasyDict` (a dict subclass), `collections.OrderedDict` as itself.
 
-Tensor storages are decoded from their embedded legacy `torch.save` streams (spec 1.6) by a second
-restricted unpickler and `numpy.frombuffer` (legacy_storage.py); `torch.load` is never called.
+Tensor storages are decoded from their embedded legacy `torch.save` streams
+(docs/eg3d-reference.md 1.6) by a second restricted unpickler and `numpy.frombuffer`
+(legacy_storage.py); `torch.load` is never called.
 Both unpicklers are the pure-Python one, hardened against memory bombs (unpickler.py). The file
 is streamed, so the peak memory is about twice the tensor data (the pickled bytes and the
 decoded tensors).
@@ -400,8 +401,8 @@ def safe_load(path_or_file):
 
 def module_state_dict(record):
     """The `state_dict()` of the module a record stands for: own parameters, own persistent
-    buffers, then each child with a dotted prefix, in insertion order (spec 2.9). Malformed
-    records raise ValueError."""
+    buffers, then each child with a dotted prefix, in insertion order (docs/eg3d-reference.md
+    2.9). Malformed records raise ValueError."""
     result = collections.OrderedDict()
     active = set()  # ids on the current path, to stop on cyclic (malicious) module graphs
     visits = 0      # a child shared many times over is visited once per path (see plain_structure)

@@ -1,4 +1,4 @@
-"""Write network snapshots in the official EG3D pickle format (spec 1.1-1.6).
+"""Write network snapshots in the official EG3D pickle format (docs/eg3d-reference.md 1.1-1.6).
 
 The file is what the official training loop writes: a dict `training_set_kwargs, G, D, G_ema,
 augment_pipe` in which every network class this package defines is a persistent object
@@ -58,7 +58,8 @@ _TORCH_PLAIN = (nn.Sequential, nn.Softplus)
 
 def _official_plane_axes():
     """`plane_axes` of the official renderer: per plane, unit rows picking its two axes, then
-    the remaining one (spec 3.4); an attribute, not a buffer, and never trained."""
+    the remaining one (docs/eg3d-reference.md 3.4); an attribute, not a buffer, and never
+    trained."""
     return torch.eye(3)[torch.tensor([[a, b, 3 - a - b] for a, b in PLANE_AXES])]
 
 

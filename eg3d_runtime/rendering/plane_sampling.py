@@ -1,4 +1,4 @@
-"""Tri-plane feature lookup (spec 3.4), with the official XY, XZ and ZX planes.
+"""Tri-plane feature lookup (docs/eg3d-reference.md 3.4), with the official XY, XZ and ZX planes.
 
 The third plane is (z, x), not (y, z): a known quirk of the official code that the released
 weights were trained with, so it is reproduced here on purpose.

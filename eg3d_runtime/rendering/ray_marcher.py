@@ -1,4 +1,4 @@
-"""MipRayMarcher2: NeRF compositing on interval midpoints (spec 3.7)."""
+"""MipRayMarcher2: NeRF compositing on interval midpoints (docs/eg3d-reference.md 3.7)."""
 import torch
 import torch.nn.functional as F
 

@@ -1,4 +1,4 @@
-"""Camera rays for every pixel of the neural rendering (spec 3.1)."""
+"""Camera rays for every pixel of the neural rendering (docs/eg3d-reference.md 3.1)."""
 import torch
 from torch import nn
 

@@ -1,4 +1,5 @@
-"""ImportanceRenderer: coarse stratified samples, then inverse-CDF importance samples (spec 3.2-3.6)."""
+"""ImportanceRenderer: coarse stratified samples, then inverse-CDF importance samples
+(docs/eg3d-reference.md 3.2-3.6)."""
 import torch
 import torch.nn.functional as F
 from torch import nn

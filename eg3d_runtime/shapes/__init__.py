@@ -1,4 +1,5 @@
-"""Shape export: density volumes and marching-cubes meshes of an EG3D tri-plane field (spec 6).
+"""Shape export: density volumes and marching-cubes meshes of an EG3D tri-plane field
+(docs/eg3d-reference.md 6).
 
 Coordinates. Meshes are in the world frame the renderer uses (y up, frontal camera on +z, head
 inside the `box_warp` cube), so a mesh overlays the rendered image. The grid is exactly regular:
@@ -6,7 +7,8 @@ voxel (i, j, k) sits at `-box_warp/2 + (i, j, k) * box_warp/(N-1)` (x, y, z). Th
 inside, and faces wind counter-clockwise seen from outside (normals point out). `voxel_units`
 gives the official PLY convention instead: vertex (a, b, c) = (z, y, N-1-x) in voxel indices.
 The `.mrc` volume is the official file: the official grid with its float32 sub-voxel shear, axis 0
-flipped, a border of -1000 (spec 6.1); only the header label and statistics differ.
+flipped, a border of -1000 (docs/eg3d-reference.md 6.1); only the header label and statistics
+differ.
 
 Speed. The tri-planes are computed once per latent. The decoder's first layer is linear, so it
 is folded into the planes (each texel holds its 64 hidden-layer contributions): a density is then

@@ -87,7 +87,7 @@ class TriplaneField(DensityField):
 class _FoldedPlanes:
     """The decoder's first layer is linear, so it is folded into the planes: each texel holds its
     contribution to the hidden layer (weight / 3: the decoder averages the planes). A point then
-    costs one weighted sum of 12 texels (the fast path's PlaneTable, spec 3.4 look-ups), the
+    costs one weighted sum of 12 texels (the fast path's PlaneTable), the
     activation and the sigma row of the last layer, instead of 3 x 32-channel bilinear samples
     and the whole MLP."""
 

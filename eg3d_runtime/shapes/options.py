@@ -3,7 +3,7 @@ result, and whether the machine has the memory for it: everything the command li
 viewer settle before a network is touched."""
 import dataclasses
 
-BORDER_VALUE = -1000.0          # official value of the cleared border (spec 6.1 step 4)
+BORDER_VALUE = -1000.0          # official value of the cleared border (docs/eg3d-reference.md 6.1)
 OFFICIAL_LEVEL = 10.0           # official iso level, raw sigma units
 MESH_FORMATS = ('ply', 'obj', 'glb', 'stl')
 VOLUME_FORMATS = ('mrc', 'npy')

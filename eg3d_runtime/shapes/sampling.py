@@ -97,8 +97,9 @@ def sample_volume(field, resolution, trim, coarse_to_fine=False, level=OFFICIAL_
 
 
 def official_points(resolution, box_warp, flat_index):
-    """The official shape grid (spec 6.1) at int64 flat indices n = i N^2 + j N + k, with the same
-    float32 operations, so columns 0 and 1 keep the official sub-voxel shear."""
+    """The official shape grid (docs/eg3d-reference.md 6.1) at int64 flat indices
+    n = i N^2 + j N + k, with the same float32 operations, so columns 0 and 1 keep the official
+    sub-voxel shear."""
     n = resolution
     voxel_size = box_warp / (n - 1)
     origin = -box_warp / 2

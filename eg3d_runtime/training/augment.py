@@ -1,4 +1,5 @@
-"""ADA augmentation pipeline (StyleGAN2-ADA `AugmentPipe`, spec 7.5) in plain PyTorch.
+"""ADA augmentation pipeline (StyleGAN2-ADA `AugmentPipe`, docs/eg3d-reference.md 7.5) in plain
+PyTorch.
 
 The constructor, attribute names and state dict (`p`, `Hz_geom`, `Hz_fbank`) match the official
 module, so the `augment_pipe` of an official snapshot loads into this class by name and back.

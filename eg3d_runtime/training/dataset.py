@@ -1,4 +1,4 @@
-"""Training images and camera labels from a dataset_tool folder or zip (spec 7.6).
+"""Training images and camera labels from a dataset_tool folder or zip (docs/eg3d-reference.md 7.6).
 
 Same layout and semantics as the official `training.dataset.ImageFolderDataset`, with the
 labels checked when the dataset is opened (one DatasetError naming the file and the image
@@ -24,10 +24,10 @@ class DatasetError(ValueError):
 def mirror_camera_label(label):
     """The camera label [25] of the horizontally mirrored image.
 
-    Mirroring the image is mirroring the scene across the world x = 0 plane seen by a camera
-    whose own x axis is flipped: cam2world -> S cam2world S with S = diag(-1, 1, 1, 1), the
-    official `flip_yaw` (spec 5.2). The official script keeps the intrinsics, which is exact only
-    for a centred principal point; here cx -> 1 - cx and the skew changes sign."""
+    Mirroring the image is mirroring the scene across the world x = 0 plane seen by a camera whose
+    own x axis is flipped: cam2world -> S cam2world S with S = diag(-1, 1, 1, 1), the official
+    `flip_yaw` (docs/eg3d-reference.md 5.2). The official script keeps the intrinsics, which is
+    exact only for a centred principal point; here cx -> 1 - cx and the skew changes sign."""
     label = np.array(label, dtype=np.float32).reshape(LABEL_DIM)
     pose = label[:16].reshape(4, 4)
     pose[0, :] *= -1
@@ -232,7 +232,8 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
     @property
     def training_set_kwargs(self):
-        """The pickle's `training_set_kwargs` (spec 1.1): the constructor arguments."""
+        """The pickle's `training_set_kwargs` (docs/eg3d-reference.md 1.1): the constructor
+        arguments."""
         return dict(class_name='training.dataset.ImageFolderDataset', **self._kwargs)
 
 

@@ -1,5 +1,6 @@
-"""The training loop of one process (spec 7.1): phases with lazy regularisation, EMA, ADA, ticks,
-snapshots and metrics, writing the official run-directory files.
+"""The training loop of one process (docs/eg3d-reference.md 7.1): phases with lazy
+regularisation, EMA, ADA, ticks, snapshots and metrics, writing the official run-directory
+files.
 
 Differences from the official loop, on purpose:
 - Every micro-batch draws its randomness (latents, generator poses, ray jitter, noise, GPC swaps)
@@ -30,7 +31,7 @@ from .run_files import (append_jsonl, cpu_memory_gb, save_fake_grids,
 
 
 def ada_adjusted_p(p, signs_real, target, batch_size, ada_interval, ada_kimg):
-    """ADA's update every `ada_interval` iterations (spec 7.1): p moves by
+    """ADA's update every `ada_interval` iterations (docs/eg3d-reference.md 7.1): p moves by
     batch·interval/(ada_kimg·1000) toward more augmentation when the mean sign of the real
     logits (r_t) is above `target`, toward less when below; never below 0."""
     adjust = np.sign(signs_real - target) * (batch_size * ada_interval) / (ada_kimg * 1000)

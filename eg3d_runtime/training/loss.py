@@ -1,6 +1,6 @@
-"""The EG3D training objective (spec 7.3): non-saturating logistic loss on a dual discriminator,
-lazy R1, generator pose conditioning with a swap probability, density regularisation, and the
-blur / neural-rendering-resolution fades. Schedules are plain functions of `cur_nimg` so the
+"""The EG3D training objective (docs/eg3d-reference.md 7.3): non-saturating logistic loss on a dual
+discriminator, lazy R1, generator pose conditioning with a swap probability, density regularisation,
+and the blur / neural-rendering-resolution fades. Schedules are plain functions of `cur_nimg` so the
 loop can log them and a resumed run continues them."""
 import math
 
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from . import stats
 
 # Density regularisers of `--reg_type`; 'l1-alt' and 'total-variation' exist in the official
-# option list but have no implementation there either (spec 4.3).
+# option list but have no implementation there either (docs/eg3d-reference.md 4.3).
 REG_TYPES = ('l1', 'l1-alt', 'monotonic-detach', 'monotonic-fixed', 'total-variation')
 UNIMPLEMENTED_REG_TYPES = ('l1-alt', 'total-variation')
 

@@ -1,5 +1,6 @@
-"""The official train.py options (spec 4.3: names, types, defaults) and the training options
-they resolve to (the content of training_options.json, spec 4.2 / 7.2 key order).
+"""The official train.py options (names, types, defaults: docs/eg3d-reference.md 4.3) and the
+training options they resolve to (the content of training_options.json, docs/eg3d-reference.md
+4.2, 7.2).
 
 `--cfg demo` and a few options of ours are documented in README "Train"; everything else means
 what it means in the official script.
@@ -152,7 +153,8 @@ def _dataset_kwargs(opts):
 
 
 def build_options(opts):
-    """The official training_options.json content (spec 7.2 key order) for parsed `opts`."""
+    """The official training_options.json content (key order: docs/eg3d-reference.md 7.2) for
+    parsed `opts`."""
     _resolve_defaults(opts)
     if opts.batch % opts.gpus != 0:
         raise TrainError('--batch must be a multiple of --gpus')

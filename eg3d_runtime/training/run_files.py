@@ -1,4 +1,5 @@
-"""Files of an official EG3D run directory other than the network pickle (spec 4.2, 7.2).
+"""Files of an official EG3D run directory other than the network pickle
+(docs/eg3d-reference.md 4.2, 7.2).
 
 Tools written for the official trainer (plots of stats.jsonl, scripts that look for
 fakes*.png or parse log.txt) must work on our runs unchanged, so names, layouts, number
@@ -95,7 +96,8 @@ def create_run_dir(outdir, cfg, data_path, gpus, batch, gamma, desc=None):
 
 
 def write_training_options(run_dir, options):
-    """training_options.json: json with indent=2, keys in the caller's order (spec 7.2 lists it)."""
+    """training_options.json: json with indent=2, keys in the caller's order
+    (docs/eg3d-reference.md 7.2)."""
     atomic_write(os.path.join(run_dir, 'training_options.json'), json.dumps(options, indent=2))
 
 

@@ -1,11 +1,12 @@
 """Training statistics: cheap `report()` calls anywhere, pooled over ranks once per tick.
 
-`report` only adds to per-device running sums (count, sum, sum of squares in float64), so it
-never forces a GPU sync. `Collector.update` moves those sums to one device, all-reduces them
-when torch.distributed is running, and turns them into num/mean/std, which is what each line
-of the official `stats.jsonl` holds (spec 7.2). Every rank must call `update` (and construct
-its collectors) in the same order, and must have reported the same names in the same order:
-a rank with nothing to say reports an empty list (`report0` does that for ranks other than 0).
+`report` only adds to per-device running sums (count, sum, sum of squares in float64), so it never
+forces a GPU sync. `Collector.update` moves those sums to one device, all-reduces them when
+torch.distributed is running, and turns them into num/mean/std, which is what each line of the
+official `stats.jsonl` holds (docs/eg3d-reference.md 7.2). Every rank must call `update` (and
+construct its collectors) in the same order, and must have reported the same names in the same
+order: a rank with nothing to say reports an empty list (`report0` does that for ranks other than
+0).
 """
 import re
 import threading
