@@ -58,7 +58,8 @@ def test_camera_change_reuses_planes(renderer, fixture_pkl):
 
 
 def test_blended_seeds_are_all_conditioned(renderer, fixture_pkl):
-    """The official viewer maps all but the last blended seed with c = 0 (spec 8.4); we don't."""
+    """The official viewer maps all but the last blended seed with c = 0
+    (docs/eg3d-reference.md 8.4); we don't."""
     G = renderer.network(str(fixture_pkl))
     args = fast_args(fixture_pkl, seed_x=0.5)
     with torch.no_grad():

@@ -1,4 +1,5 @@
-"""Readers for the files of a training run directory that is still being written (spec 7.2).
+"""Readers for the files of a training run directory that is still being written
+(docs/eg3d-reference.md 7.2).
 
 Every reader tolerates what a live or broken run leaves behind: NaN/Infinity literals, a
 half-written last line, files that are missing, truncated or replaced, and undecodable lines.
@@ -151,8 +152,8 @@ def read_tail(path, max_bytes=64 * 1024, max_lines=300):
 
 
 def last_status(lines):
-    """(kimg, sec/kimg) of the newest tick status line in the log (spec 7.2), or None. The log
-    has it a moment before stats.jsonl, which is written after the tick's snapshots."""
+    """(kimg, sec/kimg) of the newest tick status line in the log (docs/eg3d-reference.md 7.2),
+    or None. The log has it a moment before stats.jsonl, written after the tick's snapshots."""
     for line in reversed(lines):
         status = parse_status_line(line)
         if status:

@@ -29,7 +29,8 @@ def demo_data():
     return cache_dir() / 'demo-data-64.zip'
 
 
-# Command-line options (spec 4.3 names) of the seed recipes; the form shows them for editing.
+# Command-line options of the seed recipes (names: docs/eg3d-reference.md 4.3); the form shows
+# them for editing.
 _FFHQ = {'cfg': 'ffhq', 'gpus': 8, 'batch': 32, 'gamma': 1, 'gen_pose_cond': True}
 PRESETS = {
     # Curves every ~100 images (about a minute on a laptop CPU), a snapshot every 1 kimg (one
