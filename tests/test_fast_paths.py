@@ -453,3 +453,36 @@ def test_cpu_workers_keep_thread_settings_and_results(fixture_G, reference):
     assert parallel.parallel_map(lambda i: i * i, range(5)) == [0, 1, 4, 9, 16]
     for key in inline:
         assert torch.allclose(pooled[key], inline[key], atol=1e-6), key
+
+
+@pytest.mark.parametrize('fused', [True, False])
+def test_decoder_probe_answers_give_the_same_colours(fixture_G, monkeypatch, fused):
+    """Both answers of the fused linear+sigmoid probe (machine-dependent) give the decoder's
+    colours; the probe leaves the global random numbers alone."""
+    monkeypatch.setattr(fastrender, '_FUSED_LINEAR', None)
+    torch.manual_seed(5)
+    expected = torch.rand(1)
+    torch.manual_seed(5)
+    monkeypatch.setattr(fastrender, '_probe_fused_linear', lambda: fused)
+    decoder = fastrender.FoldedDecoder(fixture_G.decoder)
+    assert torch.equal(torch.rand(1), expected) and decoder.fused == fused
+    feats = torch.randn(1, 3, 50, 32)
+    with torch.no_grad():
+        ref = fixture_G.decoder(feats)
+        _, rgb = decoder(feats[0].sum(0))
+    assert relative_rms(rgb, ref['rgb'][0]) < 1e-5
+
+
+def test_first_fast_frame_is_reproducible_from_the_seed(fixture_G, reference, monkeypatch):
+    """A fresh generator's first frame (one-off probes included) draws the same random numbers
+    as later ones."""
+    monkeypatch.setattr(fastrender, '_FUSED_LINEAR', None)
+    G = copy.deepcopy(fixture_G)
+    ws, c, _ = _case(reference, 0)
+    frames = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        with torch.no_grad():
+            frames.append(G.synthesis(ws, c, neural_rendering_resolution=16, noise_mode='const',
+                                      superresolution=False)['image_raw'])
+    assert torch.equal(frames[0], frames[1])
