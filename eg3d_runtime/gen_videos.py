@@ -1,0 +1,274 @@
+"""Render orbit videos of an EG3D pickle, as the official gen_videos.py does.
+
+    python -m eg3d_runtime.gen_videos --network PKL --seeds 0-3 --grid 2x2 --outdir out
+    python -m eg3d_runtime.gen_videos --network PKL --seeds 0-3 --interpolate False --outdir out
+
+--interpolate True (default) writes <outdir>/interpolation.mp4: the seeds' ws on a grid, joined by
+a cubic spline over the keyframes, w_frames frames per keyframe. --interpolate False writes one
+<outdir>/<seed>.mp4 per seed. The camera swings once around the network's pivot over the whole
+video; the mapping is conditioned on the frontal camera (docs/eg3d-reference.md 5.4, 6.3).
+--shapes (one mesh per frame) is not supported.
+"""
+import argparse
+import math
+import os
+import re
+import sys
+import time
+
+import numpy as np
+import scipy.interpolate
+import torch
+
+from . import views
+from .devices import default_device
+from .fast import path as fastpath
+from .fast import precision
+from .network_path import network_path
+from .pickles import PickleLoadError, load_generator
+from .video_files import FORMATS, video_file
+
+# The official focal lengths per --cfg; views.camera takes the FOV that gives them.
+FOCALS = {'FFHQ': 4.2647, 'AFHQ': 4.2647, 'Shapenet': 1.7074}
+WRAPS = 2   # keyframe copies on each side of the spline, as official
+# The official orbit is centred on (3.14/2, 3.14/2), views.camera's on (pi/2, pi/2).
+OFFSET = 3.14 / 2 - math.pi / 2
+
+
+class VideoError(Exception):
+    """A problem the user can fix, reported as one line."""
+
+
+def fov_for_focal(focal):
+    """The FOV in the official convention (cameras.fov_to_intrinsics) whose focal is `focal`."""
+    return math.atan(1 / (focal * 1.414)) * 360 / 3.14159
+
+
+def orbit_angles(frame, num_frames):
+    """(yaw, pitch) for views.camera at `frame` of `num_frames`: the official path, yaw
+    0.35 sin and pitch -0.05 + 0.25 cos of 2*3.14*frame/num_frames."""
+    t = 2 * 3.14 * frame / num_frames
+    return OFFSET + 0.35 * math.sin(t), OFFSET - 0.05 + 0.25 * math.cos(t)
+
+
+def keyframe_seeds(seeds, grid, num_keyframes=None, shuffle_seed=None):
+    """Seeds [grid_h, grid_w, num_keyframes] laid out as official: the list repeated to fill,
+    optionally shuffled, cell-major (each cell's keyframes consecutive)."""
+    grid_w, grid_h = grid
+    if num_keyframes is None:
+        if len(seeds) % (grid_w * grid_h):
+            raise VideoError(f'the number of seeds ({len(seeds)}) must be divisible by grid W*H '
+                             f'({grid_w * grid_h})')
+        num_keyframes = len(seeds) // (grid_w * grid_h)
+    if num_keyframes < 1:
+        raise VideoError('--num-keyframes must be at least 1')
+    all_seeds = np.array([seeds[i % len(seeds)] for i in range(num_keyframes * grid_h * grid_w)],
+                         dtype=np.int64)
+    if shuffle_seed is not None:
+        np.random.RandomState(shuffle_seed).shuffle(all_seeds)
+    return all_seeds.reshape(grid_h, grid_w, num_keyframes)
+
+
+def interpolator(keyframe_ws):
+    """keyframe_ws [K, ...] -> f(t) giving ws at keyframe position t (float32), a cubic spline
+    through the keyframes repeated WRAPS times on both sides, so the loop closes smoothly."""
+    k = len(keyframe_ws)
+    x = np.arange(-k * WRAPS, k * (WRAPS + 1))
+    y = np.tile(keyframe_ws, [2 * WRAPS + 1] + [1] * (keyframe_ws.ndim - 1))
+    spline = scipy.interpolate.interp1d(x, y, kind='cubic', axis=0)
+    return lambda t: spline(t).astype(np.float32)
+
+
+def to_frame(out, image_mode, count):
+    """The first `count` pictures of a synthesis result -> [count, H, W, 3] uint8, depth as grey
+    with near bright (the official -depth normalised per picture)."""
+    if image_mode == 'image_depth':
+        return torch.stack([views.depth_to_uint8(out['image_depth'], i) for i in range(count)]
+                           ).unsqueeze(-1).expand(-1, -1, -1, 3)
+    return torch.stack([views.image_to_uint8(out[image_mode], i) for i in range(count)])
+
+
+def layout(pictures, grid):
+    """[grid_h*grid_w, H, W, 3] in row-major cell order -> one numpy frame of the grid."""
+    grid_w, grid_h = grid
+    _, h, w, _ = pictures.shape
+    return pictures.reshape(grid_h, grid_w, h, w, 3).permute(0, 2, 1, 3, 4).reshape(
+        grid_h * h, grid_w * w, 3).cpu().numpy()
+
+
+class Renderer:
+    """The options a video is rendered with, applied to one generator."""
+
+    def __init__(self, G, args):
+        self.G = G
+        self.args = args
+        self.fov = fov_for_focal(FOCALS[args.cfg])
+        rk = G.rendering_kwargs
+        self.overrides = {key: int(rk[key] * args.sample_mult)
+                          for key in ('depth_resolution', 'depth_resolution_importance')}
+
+    def camera(self, frame, num_frames, count):
+        yaw, pitch = orbit_angles(frame, num_frames)
+        return views.camera(self.G, yaw, pitch, self.fov).repeat(count, 1)
+
+    def synthesis(self, ws, c, **kwargs):
+        return self.G.synthesis(ws, c, neural_rendering_resolution=self.args.nrr,
+                                noise_mode='const', rendering_overrides=self.overrides, **kwargs)
+
+    def ws(self, seed):
+        return views.seed_ws(self.G, int(seed), self.args.trunc, self.args.trunc_cutoff, self.fov)
+
+    def interpolation(self, layout_seeds):
+        """Frames of the keyframe interpolation: every frame new ws, so new tri-planes."""
+        grid_h, grid_w, num_keyframes = layout_seeds.shape
+        cells = grid_h * grid_w
+        cache = {}
+        keyframes = np.stack([np.stack([cache.setdefault(s, self.ws(s))[0].cpu().numpy()
+                                        for s in row]) for row in layout_seeds.reshape(cells, -1)],
+                             axis=1)                          # [K, cells, num_ws, w_dim]
+        ws_at = interpolator(keyframes)
+        device = self.G.backbone.mapping.w_avg.device
+        n = num_keyframes * self.args.w_frames
+        for i in range(n):
+            ws = torch.from_numpy(ws_at(i / self.args.w_frames)).to(device)
+            out = self.synthesis(ws, self.camera(i, n, cells))
+            yield layout(to_frame(out, self.args.image_mode, cells), (grid_w, grid_h))
+
+    def orbit(self, seed, num_frames, grid):
+        """Frames of one seed's orbit: one w, so the tri-planes are computed once. Every cell of
+        a grid shows the same picture (as official), so it is rendered once and tiled."""
+        ws = self.ws(seed)
+        for i in range(num_frames):
+            out = self.synthesis(ws, self.camera(i, num_frames, 1), cache_backbone=i == 0,
+                                 use_cached_backbone=i > 0)
+            picture = to_frame(out, self.args.image_mode, 1)[0]
+            yield picture.repeat(grid[1], grid[0], 1).cpu().numpy()
+
+
+def write_video(path, frames, num_frames, fmt, fps):
+    """Write the frames to `path`, with a progress line on stderr; returns the frame rate."""
+    start = time.perf_counter()
+    rate = 0.0
+    with video_file(path, fmt, fps) as write:
+        for done, frame in enumerate(frames, 1):
+            write(frame)
+            rate = done / (time.perf_counter() - start)
+            print(f'\r{os.path.basename(path)}: frame {done}/{num_frames}, {rate:.2f} frames/s',
+                  end='', file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return rate
+
+
+def parse_grid(text):
+    m = re.fullmatch(r'(\d+)[x,](\d+)', text)
+    if not m or not int(m.group(1)) or not int(m.group(2)):
+        raise argparse.ArgumentTypeError(f"invalid grid '{text}' (use e.g. 4x2)")
+    return int(m.group(1)), int(m.group(2))
+
+
+def parse_bool(text):
+    if text.lower() in ('true', '1', 'yes'):
+        return True
+    if text.lower() in ('false', '0', 'no'):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, not '{text}'")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog='python -m eg3d_runtime.gen_videos', description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--network', required=True,
+                   help='network pickle, run directory (its latest snapshot) or released name')
+    p.add_argument('--seeds', type=views.parse_seeds, required=True, help='e.g. 0-3,7')
+    p.add_argument('--shuffle-seed', type=int, default=None, help='shuffle the keyframe order')
+    p.add_argument('--grid', type=parse_grid, default=(1, 1), help='WxH (default 1x1)')
+    p.add_argument('--num-keyframes', '--num_keyframes', type=int, default=None,
+                   help='keyframes per cell (default: number of seeds / (W*H))')
+    p.add_argument('--w-frames', '--w_frames', type=int, default=120,
+                   help='frames per keyframe (default 120)')
+    p.add_argument('--trunc', type=float, default=1.0, help='truncation psi (default 1)')
+    p.add_argument('--trunc-cutoff', '--trunc_cutoff', type=int, default=14,
+                   help='truncation cutoff (default 14)')
+    p.add_argument('--outdir', required=True, help='output directory')
+    p.add_argument('--cfg', choices=sorted(FOCALS), default='FFHQ',
+                   help='camera focal of the dataset (default FFHQ)')
+    p.add_argument('--image_mode', '--image-mode', dest='image_mode', default='image',
+                   choices=['image', 'image_depth', 'image_raw'], help='(default image)')
+    p.add_argument('--sample_mult', '--sample-mult', dest='sample_mult', type=float, default=2,
+                   help='multiplies both depth sample counts (default 2)')
+    p.add_argument('--nrr', type=int, default=None,
+                   help="neural rendering resolution (default: the pickle's)")
+    p.add_argument('--interpolate', type=parse_bool, default=True, metavar='True|False',
+                   help='True: one interpolation video; False: one orbit video per seed')
+    p.add_argument('--fps', type=float, default=60, help='frames per second (default 60)')
+    p.add_argument('--format', choices=FORMATS, default='mp4', help='(default mp4)')
+    p.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
+    precision.add_option(p)
+    return p
+
+
+def plan(args):
+    """[(file name, seed layout or seed, frame count)] for the videos to write."""
+    if args.w_frames < 1:
+        raise VideoError('--w-frames must be at least 1')
+    if args.interpolate:
+        layout_seeds = keyframe_seeds(args.seeds, args.grid, args.num_keyframes, args.shuffle_seed)
+        return [('interpolation', layout_seeds, layout_seeds.shape[2] * args.w_frames)]
+    # Official: each seed is its own one-seed 'interpolation' on the grid.
+    num_keyframes = keyframe_seeds([0], args.grid, args.num_keyframes).shape[2]
+    return [(str(seed), seed, num_keyframes * args.w_frames) for seed in args.seeds]
+
+
+def run(args):
+    if args.trunc_cutoff == 0:   # as official: no cutoff means no truncation
+        args.trunc = 1.0
+    if args.trunc == 1.0:
+        args.trunc_cutoff = 14
+    videos = plan(args)
+    device = torch.device(args.device or default_device())
+    try:
+        G = load_generator(network_path(args.network), device=device)
+    except PickleLoadError as e:
+        raise VideoError(e) from None
+    fastpath.options(G).set(args.precision)
+    print(f'precision: {precision.describe(fastpath.precision_in_use(G, device))} '
+          f'({args.precision}, {device.type})')
+    side = (G.img_resolution if args.image_mode == 'image'
+            else args.nrr or G.neural_rendering_resolution)
+    width, height = side * args.grid[0], side * args.grid[1]
+    if args.format == 'mp4' and (width % 2 or height % 2):
+        raise VideoError(f'H.264 needs an even frame size, not {width}x{height} '
+                         '(change --nrr or --grid, or use --format webp)')
+    try:
+        os.makedirs(args.outdir, exist_ok=True)
+    except OSError as e:
+        raise VideoError(f'{args.outdir}: cannot create the output directory ({e.strerror})')
+    renderer = Renderer(G, args)
+    torch.manual_seed(0)   # the ray sampler's jitter is reproducible per run
+    for name, seeds, num_frames in videos:
+        frames = (renderer.interpolation(seeds) if args.interpolate
+                  else renderer.orbit(seeds, num_frames, args.grid))
+        path = os.path.join(args.outdir, f'{name}.{args.format}')
+        try:
+            rate = write_video(path, frames, num_frames, args.format, args.fps)
+        except OSError as e:
+            raise VideoError(f'{path}: cannot write ({e.strerror or e})')
+        print(f'wrote {path} ({num_frames} frames, {rate:.2f} frames/s)')
+
+
+@torch.no_grad()
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except VideoError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('\ninterrupted; no partial video was kept', file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The video command: the official camera path and keyframe spline, the files it writes, and
+the one-line errors that leave no file."""
+import argparse
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from eg3d_runtime import cameras, gen_videos, views
+from eg3d_runtime.pickles import load_generator
+from eg3d_runtime.video_files import video_file
+
+from conftest import REPO
+
+DEMO = REPO / 'checkpoints' / 'demo.pkl'
+TINY = ['--network', DEMO, '--device', 'cpu', '--sample_mult', '1', '--w-frames', '3']
+
+
+def run_cli(tmp_path, *args):
+    return gen_videos.main([str(a) for a in (*TINY, '--outdir', tmp_path, *args)])
+
+
+@pytest.fixture(scope='module')
+def demo_G():
+    return load_generator(DEMO, device='cpu')
+
+
+@pytest.mark.parametrize('frame', [0, 7, 15, 30, 59])
+def test_camera_path_is_the_official_one(demo_G, frame):
+    n = 60
+    t = 2 * 3.14 * frame / n
+    rk = demo_G.rendering_kwargs
+    official = cameras.look_at_orbit(3.14 / 2 + 0.35 * np.sin(t), 3.14 / 2 - 0.05 + 0.25 * np.cos(t),
+                                     rk['avg_camera_pivot'], rk['avg_camera_radius'])
+    yaw, pitch = gen_videos.orbit_angles(frame, n)
+    c = views.camera(demo_G, yaw, pitch, gen_videos.fov_for_focal(4.2647))
+    assert torch.allclose(c[0, :16].view(4, 4), official[0], atol=1e-6)
+    assert c[0, 16].item() == pytest.approx(4.2647, abs=1e-5)
+
+
+def test_focal_per_cfg():
+    for cfg, focal in (('FFHQ', 4.2647), ('AFHQ', 4.2647), ('Shapenet', 1.7074)):
+        fov = gen_videos.fov_for_focal(gen_videos.FOCALS[cfg])
+        assert cameras.fov_to_intrinsics(fov)[0, 0].item() == pytest.approx(focal, abs=1e-5)
+
+
+def test_spline_passes_through_keyframes_and_loops():
+    keys = np.random.RandomState(0).randn(3, 2, 4).astype(np.float32)
+    ws_at = gen_videos.interpolator(keys)
+    for k in range(3):
+        np.testing.assert_allclose(ws_at(k), keys[k], atol=1e-5)
+    np.testing.assert_allclose(ws_at(3), keys[0], atol=1e-5)   # the loop closes
+    assert not np.allclose(ws_at(0.5), keys[0]) and not np.allclose(ws_at(0.5), keys[1])
+
+
+def test_keyframe_layout():
+    assert gen_videos.keyframe_seeds([1, 2, 3, 4], (2, 1)).tolist() == [[[1, 2], [3, 4]]]
+    assert gen_videos.keyframe_seeds([5, 6], (1, 1), num_keyframes=3).tolist() == [[[5, 6, 5]]]
+    shuffled = gen_videos.keyframe_seeds(list(range(8)), (2, 2), shuffle_seed=1)
+    assert sorted(shuffled.ravel().tolist()) == list(range(8))
+    assert shuffled.ravel().tolist() != list(range(8))
+    with pytest.raises(gen_videos.VideoError, match='divisible by grid W\\*H'):
+        gen_videos.keyframe_seeds([1, 2, 3], (2, 1))
+
+
+def test_orbit_with_cached_planes_matches_a_one_keyframe_interpolation(demo_G):
+    args = gen_videos.build_parser().parse_args(
+        ['--network', 'x', '--seeds', '0', '--outdir', 'x', '--sample_mult', '1'])
+    renderer = gen_videos.Renderer(demo_G, args)
+    args.w_frames = 3
+    renderer.synthesis(renderer.ws(0), renderer.camera(0, 3, 1))   # the fast path's first call
+    torch.manual_seed(0)                                           # draws random numbers
+    orbit = list(renderer.orbit(0, 3, (1, 1)))
+    torch.manual_seed(0)
+    interp = list(renderer.interpolation(np.array([[[0]]])))
+    assert len(orbit) == 3 and not np.array_equal(orbit[0], orbit[1])
+    for a, b in zip(orbit, interp):   # the spline's ~1e-7 flips a few importance samples
+        diff = np.abs(a.astype(int) - b.astype(int))
+        assert diff.mean() < 0.5 and np.percentile(diff, 99) <= 1
+
+
+def test_interpolation_mp4(tmp_path, capsys):
+    assert run_cli(tmp_path, '--seeds', '0-3', '--grid', '2x1', '--fps', 30) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ['interpolation.mp4']
+    with av.open(str(tmp_path / 'interpolation.mp4')) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format='rgb24') for f in container.decode(stream)]
+        assert stream.codec_context.name == 'h264' and stream.codec_context.pix_fmt == 'yuv420p'
+        assert stream.average_rate == 30
+    assert len(frames) == 2 * 3 and frames[0].shape == (64, 128, 3)
+    assert np.abs(frames[0][:, :64].astype(int) - frames[0][:, 64:]).mean() > 5  # two seeds
+    assert 'frame 6/6' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('fmt', ['webp', 'gif'])
+def test_one_orbit_per_seed(tmp_path, fmt):
+    assert run_cli(tmp_path, '--seeds', '3,5', '--interpolate', 'False', '--format', fmt,
+                   '--image-mode', 'image_depth', '--nrr', 16) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f'3.{fmt}', f'5.{fmt}']
+    with Image.open(tmp_path / f'3.{fmt}') as im:
+        assert im.n_frames == 3 and im.size == (16, 16)
+
+
+def check_one_line_error(r, start):
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f'error: {start}'), r.stderr
+
+
+def test_errors_are_one_line_and_leave_no_file(tmp_path):
+    out = tmp_path / 'out'
+    bad = tmp_path / 'bad.pkl'
+    bad.write_bytes(b'hello world\n')
+    r = subprocess.run([sys.executable, '-m', 'eg3d_runtime.gen_videos', '--network', bad,
+                        '--seeds', '0', '--outdir', out], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    check_one_line_error(r, bad)
+    blocker = tmp_path / 'file'
+    blocker.write_text('')
+    cases = [(['--seeds', '0-2', '--grid', '2x1'], out, 'the number of seeds (3) must be divisible'),
+             (['--seeds', '0'], blocker / 'sub', f'{blocker / "sub"}: cannot create')]
+    for args, outdir, start in cases:
+        r = subprocess.run([sys.executable, '-m', 'eg3d_runtime.gen_videos',
+                            *map(str, TINY), '--outdir', outdir, *args],
+                           cwd=REPO, capture_output=True, text=True, timeout=120)
+        check_one_line_error(r, start)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['bad.pkl', 'file']
+
+
+def test_a_failed_write_leaves_no_file(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with video_file(tmp_path / 'v.mp4', 'mp4', 60) as write:
+            write(np.zeros((16, 16, 3), np.uint8))
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_options_have_both_spellings():
+    p = gen_videos.build_parser()
+    base = ['--network', 'x', '--seeds', '0', '--outdir', 'x']
+    a = p.parse_args(base + ['--image-mode', 'image_raw', '--sample-mult', '3',
+                             '--num_keyframes', '2', '--interpolate', 'false'])
+    assert (a.image_mode, a.sample_mult, a.num_keyframes, a.interpolate) == ('image_raw', 3, 2,
+                                                                             False)
+    a = p.parse_args(base)
+    assert (a.grid, a.w_frames, a.trunc, a.trunc_cutoff, a.cfg, a.sample_mult, a.fps,
+            a.format, a.interpolate) == ((1, 1), 120, 1, 14, 'FFHQ', 2, 60, 'mp4', True)
+    with pytest.raises(SystemExit):
+        p.parse_args(base + ['--grid', '0x2'])
+    assert isinstance(gen_videos.parse_grid('4,3'), tuple)
+    with pytest.raises(argparse.ArgumentTypeError):
+        gen_videos.parse_bool('maybe')
