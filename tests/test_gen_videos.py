@@ -72,8 +72,7 @@ def test_orbit_with_cached_planes_matches_a_one_keyframe_interpolation(demo_G):
         ['--network', 'x', '--seeds', '0', '--outdir', 'x', '--sample_mult', '1'])
     renderer = gen_videos.Renderer(demo_G, args)
     args.w_frames = 3
-    renderer.synthesis(renderer.ws(0), renderer.camera(0, 3, 1))   # the fast path's first call
-    torch.manual_seed(0)                                           # draws random numbers
+    torch.manual_seed(0)
     orbit = list(renderer.orbit(0, 3, (1, 1)))
     torch.manual_seed(0)
     interp = list(renderer.interpolation(np.array([[[0]]])))
