@@ -277,9 +277,8 @@ def folded_superresolution(G, ws_last, noise_mode, force_fp32=False):
 
 
 def _resize_for_sr(sr, features):
-    size = features.shape[1]
     target = sr.input_resolution
-    if size < target or (size != target and not sr.resize_only_if_smaller):
+    if sr.resizes(features.shape[1]):
         x = features.permute(0, 3, 1, 2)
         x = F.interpolate(x, size=(target, target), mode='bilinear', align_corners=False,
                           antialias=sr.sr_antialias)

@@ -8,6 +8,7 @@ formats on the network's own layers once per machine and network shape, keeps th
 only when it is clearly faster, and remembers the answer in the user's cache directory
 (`precision.json`), so later starts pay nothing.
 """
+import functools
 import json
 import os
 import platform
@@ -54,7 +55,9 @@ def cpu_supports_bf16():
         return False
 
 
+@functools.lru_cache(maxsize=None)
 def _cpu_model():
+    """Read once: `machine_key` is asked on every frame that resolves 'auto'."""
     try:
         with open('/proc/cpuinfo') as f:
             for line in f:
