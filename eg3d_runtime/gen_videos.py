@@ -230,9 +230,7 @@ def run(args):
         G = load_generator(network_path(args.network), device=device)
     except PickleLoadError as e:
         raise VideoError(e) from None
-    fastpath.options(G).set(args.precision)
-    print(f'precision: {precision.describe(fastpath.precision_in_use(G, device))} '
-          f'({args.precision}, {device.type})')
+    print(fastpath.use_precision(G, args.precision, device))
     side = (G.img_resolution if args.image_mode == 'image'
             else args.nrr or G.neural_rendering_resolution)
     width, height = side * args.grid[0], side * args.grid[1]

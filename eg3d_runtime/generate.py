@@ -60,9 +60,7 @@ def main(argv=None):
     except PickleLoadError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
-    fastpath.options(G).set(args.precision)
-    print(f'precision: {precision.describe(fastpath.precision_in_use(G, device))} '
-          f'({args.precision}, {device.type})')
+    print(fastpath.use_precision(G, args.precision, device))
     try:
         os.makedirs(args.outdir, exist_ok=True)
     except OSError as e:

@@ -335,6 +335,13 @@ def conv_dtype(G, device, part, force_fp32=False):
     return precision.DTYPES[name]
 
 
+def use_precision(G, name, device):
+    """Apply a command's `--precision name` to G; returns the line the commands print."""
+    options(G).set(name)
+    return (f'precision: {precision.describe(precision_in_use(G, device))} '
+            f'({name}, {torch.device(device).type})')
+
+
 def precision_in_use(G, device, force_fp32=False):
     """{'backbone': name, 'superresolution': name} as the next frame on `device` will run,
     for the Performance panel, the bench and the command-line logs."""
