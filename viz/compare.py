@@ -98,7 +98,9 @@ class CompareView:
         self.panels = []
         self.workers: dict[str, RenderWorker[PanelBatch, BatchResult]] = {}
         self.results = {}          # panel index -> RenderResult on screen
-        self.images = {}           # panel index -> numpy uint8 image on screen
+        self.shown = {}            # panel index -> the RenderResult whose image is on screen
+        self._heat = None          # ((result a, result b), difference heatmap) last computed
+        self._heat_uploaded = None  # the heatmap on the 'difference' texture
         self.textures = {}         # slot name -> Texture
         self.difference = None     # (panel a, panel b) or None
         self.wipe = None           # fraction of the first panel's width showing panel 1, or None
@@ -106,7 +108,7 @@ class CompareView:
 
     def set_panels(self, panels):
         self.panels = list(panels)[:MAX_PANELS]
-        self.results, self.images = {}, {}
+        self.results, self.shown, self._heat = {}, {}, None
         for pkl in set(self.workers) - {p.pkl for p in self.panels}:
             self.workers.pop(pkl).close()
         for panel in self.panels:
@@ -144,7 +146,7 @@ class CompareView:
                     continue
                 self.results[idx] = result
                 if result.image is not None:
-                    self.images[idx] = result.image.cpu().numpy()
+                    self.shown[idx] = result
                     self._texture(idx).update(result.image)
                 arrived.append(result)
         return arrived
@@ -161,13 +163,23 @@ class CompareView:
             self.textures[key] = Texture()
         return self.textures[key]
 
+    @property
+    def images(self):
+        """Panel index -> numpy uint8 image on screen (copied from the device on first use)."""
+        return {idx: result.host_image for idx, result in self.shown.items()}
+
     def difference_image(self):
+        """The heatmap of the two compared panels, recomputed only when either frame changed
+        (it needs the pixels on the host)."""
         if self.difference is None:
             return None
         a, b = self.difference
-        if a in self.images and b in self.images:
-            return difference_heatmap(self.images[a], self.images[b])
-        return None
+        if a not in self.shown or b not in self.shown:
+            return None
+        pair = (self.shown[a], self.shown[b])
+        if self._heat is None or any(x is not y for x, y in zip(self._heat[0], pair)):
+            self._heat = (pair, difference_heatmap(pair[0].host_image, pair[1].host_image))
+        return self._heat[1]
 
     def slots(self):
         """What is drawn, in order: ('panel', idx) or ('difference', None)."""
@@ -191,8 +203,9 @@ class CompareView:
         rows = (len(slots) + cols - 1) // cols
         cw, ch = w / cols, h / rows
         heat = self.difference_image()
-        if heat is not None:
-            self._texture('difference').update(heat)
+        if heat is not None and heat is not self._heat_uploaded:
+            self._texture('difference').update(heat)      # once per heatmap, not per GUI frame
+            self._heat_uploaded = heat
         for n, (kind, idx) in enumerate(slots):
             sx, sy = x + (n % cols) * cw, y + (n // cols) * ch
             if kind == 'difference':
@@ -203,7 +216,7 @@ class CompareView:
                               f'|panel {a + 1} - panel {b + 1}| (x4)')
                 continue
             rect = self._draw_texture(draw, idx, sx, sy, cw, ch)
-            if kind == 'panel' and idx == 0 and self.wipe is not None and rect and 1 in self.images:
+            if kind == 'panel' and idx == 0 and self.wipe is not None and rect and 1 in self.shown:
                 self._draw_wipe(draw, rect)
             label = panel_label(self.panels[idx], self.results.get(idx))
             if idx == 0 and self.wipe is not None and len(self.panels) >= 2:
@@ -221,7 +234,7 @@ class CompareView:
 
     def _draw_texture(self, draw, key, x, y, w, h):
         texture = self.textures.get(key)
-        if texture is None or (key != 'difference' and key not in self.images):
+        if texture is None or (key != 'difference' and key not in self.shown):
             return None
         rect = fit(texture.width, texture.height, x, y, w, h)
         draw.add_image(imgui.ImTextureRef(texture.id), imgui.ImVec2(rect[0], rect[1]),
@@ -251,8 +264,8 @@ class CompareView:
         """All panels side by side at their rendered size, with labels and timings."""
         tiles = []
         for idx, panel in enumerate(self.panels):
-            if idx in self.images:
-                tiles.append((self.images[idx], panel_label(panel, self.results.get(idx))))
+            if idx in self.shown:
+                tiles.append((self.shown[idx].host_image, panel_label(panel, self.results.get(idx))))
         heat = self.difference_image()
         if heat is not None:
             tiles.append((heat, 'difference'))

@@ -3,6 +3,7 @@
 Keeps what is expensive between frames: the loaded network, the mapped ws (recomputed only
 when the latent fields change) and the tri-planes (reused while only the camera changes).
 """
+import functools
 import math
 import os
 import time
@@ -75,6 +76,11 @@ class RenderResult:
     backbone_reused: bool = False
     precision: str | None = None
     layers: tuple = ()                     # (name, shape) of every layer, in the layer viewer
+
+    @functools.cached_property
+    def host_image(self):
+        """`image` as numpy uint8 [H, W, 3], copied from the device on first use and kept."""
+        return None if self.image is None else self.image.cpu().numpy()
 
 
 def seed_blend(x, y):

@@ -40,8 +40,8 @@ class Viewport:
     def __init__(self, viz):
         self.viz = viz
         self.texture = None
-        self.last_image = None        # numpy uint8 [H, W, 3] of the frame on screen
-        self.result = None            # RenderResult on screen
+        self.shown = None             # the RenderResult whose image is on screen
+        self.result = None            # the latest RenderResult (may be an error)
         self.interacting = False
         self.image_rect = None        # (x0, y0, x1, y1) where the frame was drawn
         self.centre_text = None       # the message in the middle of the view, if any
@@ -51,8 +51,15 @@ class Viewport:
             if self.texture is None:
                 self.texture = Texture()
             self.texture.update(result.image)
-            self.last_image = result.image.cpu().numpy()
+            self.shown = result
         self.result = result
+
+    @property
+    def last_image(self):
+        """numpy uint8 [H, W, 3] of the frame on screen. Copied from the device only when
+        something asks for the pixels (captures, tests): with CUDA-GL interop a frame never
+        leaves the GPU otherwise, and the GUI thread never waits for a device copy."""
+        return None if self.shown is None else self.shown.host_image
 
     def __call__(self, x, y, w, h):
         imgui.set_next_window_pos(imgui.ImVec2(x, y))
