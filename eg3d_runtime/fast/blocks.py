@@ -29,7 +29,7 @@ class FoldedBlock:
         self.torgb = fc.fold_torgb(block.torgb, ws[i + 1], dtype)
         self.upsamples = block.upsamples
         self.filter = block.resample_filter
-        self.default_filter = fc.is_default_filter(block.resample_filter)   # (host sync here)
+        self.default_filter = fc.is_default_filter(block.resample_filter)
         self.resolution = res
 
     def __call__(self, x, img, workspace, name):

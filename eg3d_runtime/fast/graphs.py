@@ -1,7 +1,9 @@
-"""CUDA graphs for camera-only frames: the per-camera part of a frame (rays -> ray marching ->
-super-resolution) is captured once and replayed for each new camera, which removes the launch
-overhead of its hundreds of small kernels. Kept apart from path.py because it is CUDA-only and
-holds its own cache policy (a few graphs, most recently used kept)."""
+"""CUDA graphs for the two parts of a frame that are bound by launching hundreds of small kernels
+from Python: the backbone of a new latent (w -> tri-planes, ~900 kernels: on an H200 17.5 ms of
+host time for a few ms of GPU work) and the per-camera part of a frame (rays -> ray marching ->
+super-resolution). Each is captured once per shape and replayed with new inputs. Kept apart
+from path.py because it is CUDA-only and holds its own cache policy (a few graphs, most
+recently used kept)."""
 import warnings
 
 import torch
@@ -10,7 +12,7 @@ MAX_GRAPHS = 8
 
 
 class GraphFrame:
-    """A frame function captured as a CUDA graph; replays with a new camera."""
+    """fn(x) -> {name: tensor} captured as a CUDA graph; replays with a new x of the same shape."""
 
     def __init__(self, fn, c, keep_alive=()):
         self.fn = fn                      # the graph reads tensors the closure holds
@@ -47,16 +49,18 @@ def graph_key(st, planes5d, c, nrr, options, deterministic, superresolution_enab
             deterministic, superresolution_enabled)
 
 
-def run(st, key, frame, c, keep_alive):
-    """frame(c) through the graph cached under `key` in `st.graphs`, captured on first use;
-    if capture fails, `st.graph_failed` is set and frames run eagerly from then on."""
+def run(st, kind, key, frame, c, keep_alive=()):
+    """frame(c) through the graph cached under (kind, key) in `st.graphs`, captured on first
+    use; if capture fails, `kind` ('backbone' | 'camera') joins `st.graphs_failed` and that part
+    runs eagerly from then on."""
+    key = (kind, key)
     runner = st.graphs.pop(key, None)
     if runner is None:
         try:
             runner = GraphFrame(frame, c, keep_alive)
         except Exception as e:  # capture unsupported here: eager from now on
-            st.graph_failed = True
-            warnings.warn(f'CUDA graph capture failed, using eager frames ({e})')
+            st.graphs_failed.add(kind)
+            warnings.warn(f'CUDA graph capture of the {kind} failed, running it eagerly ({e})')
             return frame(c)
     st.graphs[key] = runner                       # most recently used last
     while len(st.graphs) > MAX_GRAPHS:

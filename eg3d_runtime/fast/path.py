@@ -19,9 +19,10 @@ done about it, per stage of a frame:
 - CPU: independent pieces (convolution row strips, ray chunks) run on worker threads with one
   intra-op thread each (parallel.py), which also keeps frames fast when another process or the
   GUI thread takes a core for a moment.
-- CUDA: the same code; fp16 super-resolution convolutions and, for camera-only and preview
-  frames (cached planes), the per-camera part of the frame (rays -> ray marching ->
-  super-resolution) captured once as a CUDA graph and replayed for each new camera (graphs.py).
+- CUDA: the same code; fp16 super-resolution convolutions, and CUDA graphs (graphs.py) for
+  the two launch-bound parts: the backbone of a new w (folding included; deterministic noise
+  only) and, for camera-only and preview frames (cached planes), the per-camera part of the
+  frame (rays -> ray marching -> super-resolution), each captured once and replayed.
 
 Per-generator state (caches, options, buffers) lives outside the module in a weak dictionary, so
 it is never pickled, deep-copied or listed in a state dict. Options: `fast.path.options(G)`.
@@ -72,7 +73,7 @@ class _State:
         self.table = None             # (planes, version, PlaneTable)
         self.decoder = None           # (key, FoldedDecoder)
         self.graphs = {}              # CUDA graph runners
-        self.graph_failed = False
+        self.graphs_failed = set()    # parts whose capture failed ('backbone', 'camera')
         self.auto = {}                # (part, device type, machine) -> name 'auto' resolved to
 
 
@@ -127,13 +128,30 @@ def _backbone_blocks(G):
 
 
 def backbone_planes(G, ws, noise_mode='random', force_fp32=False):
-    """ws [N, num_ws, w_dim] -> backbone image [N, 96, 256, 256] (NCHW, float32)."""
+    """ws [N, num_ws, w_dim] -> backbone image [N, 96, 256, 256] (NCHW, float32).
+
+    On CUDA with deterministic noise it is replayed from a CUDA graph captured once per
+    generator, shape and precision (graphs.py), folding included: the eager backbone is bound
+    by launching its kernels from Python."""
+    st = state(G)
+    ws = ws.float()
+    if ws.device.type == 'cuda' and st.options.cuda_graphs and noise_mode != 'random' \
+            and 'backbone' not in st.graphs_failed:
+        key = (tuple(ws.shape), noise_mode, conv_dtype(G, ws.device, 'backbone', force_fp32),
+               _signature(G.backbone.synthesis))
+        return graphs.run(st, 'backbone', key, lambda w: {'planes': _run_backbone(
+            G, w, noise_mode, force_fp32)}, ws)['planes']
+    return _run_backbone(G, ws, noise_mode, force_fp32)
+
+
+def _run_backbone(G, ws, noise_mode, force_fp32):
+    """The backbone, eagerly: fold every layer for this w, then run the blocks. No host
+    synchronisation after the first call (so it can be captured)."""
     st = state(G)
     opts = st.options
     device = ws.device
     dtype = conv_dtype(G, device, 'backbone', force_fp32)
     blocks = _backbone_blocks(G)
-    ws = ws.float()
     result = None
     for n in range(ws.shape[0]):
         x = img = None
@@ -403,7 +421,8 @@ def synthesis(G, ws, c, neural_rendering_resolution=None, noise_mode='random',
                           force_fp32=force_fp32)
         frame = _frame_fn(G, planes5d, ws, nrr, options, deterministic, superresolution_enabled,
                           force_fp32)
-        use_graph = (c.device.type == 'cuda' and st.options.cuda_graphs and not st.graph_failed
+        use_graph = (c.device.type == 'cuda' and st.options.cuda_graphs
+                     and 'camera' not in st.graphs_failed
                      and use_cached_backbone and G._last_planes is not None
                      and not options.get('empty_space_skipping', False)
                      and options.get('density_noise', 0) == 0)
@@ -411,7 +430,7 @@ def synthesis(G, ws, c, neural_rendering_resolution=None, noise_mode='random',
             return frame(c)
         key = graphs.graph_key(st, planes5d, c, nrr, options, deterministic,
                                superresolution_enabled)
-        return graphs.run(st, key, frame, c, keep_alive=(planes5d, ws))
+        return graphs.run(st, 'camera', key, frame, c, keep_alive=(planes5d, ws))
 
 
 def sample_mixed(G, coordinates, directions, ws, noise_mode='random', options=None,
