@@ -135,7 +135,21 @@ def test_captures_go_to_pictures_even_without_it(tmp_path, monkeypatch):
 
 def test_orbit_video(viewer, tmp_path, monkeypatch):
     viewer.render_widget.render_type = 'image_raw'
-    assert record_orbit(viewer, tmp_path / 'caps', monkeypatch, 3).n_frames == 3
+    assert Image.open(record_orbit(viewer, tmp_path / 'caps', monkeypatch, 3)).n_frames == 3
+
+
+def test_orbit_mp4(viewer, tmp_path, monkeypatch):
+    import av
+    from viz.capture_widget import even_size
+    viewer.render_widget.render_type = 'image_raw'
+    path = record_orbit(viewer, tmp_path / 'caps', monkeypatch, 3, 'mp4')
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        decoded = [f.to_ndarray(format='rgb24') for f in container.decode(stream)]
+        assert stream.codec_context.name == 'h264' and stream.average_rate == 24
+    assert len(decoded) == 3 and decoded[0].shape == viewer.current_image().shape
+    assert viewer.capture_widget.message == f'saved {path} (3 frames)'
+    assert even_size(np.zeros((5, 7, 3), np.uint8)).shape == (4, 6, 3)
 
 
 def test_performance_widget_settings(viewer):

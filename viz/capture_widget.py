@@ -1,4 +1,5 @@
-"""Capture: save the rendered image, the whole window, or an orbit video (animated WebP)."""
+"""Capture: save the rendered image, the whole window, or an orbit video (animated WebP or
+H.264 MP4, written by the video command's own writer)."""
 import math
 import re
 from pathlib import Path
@@ -6,17 +7,27 @@ from pathlib import Path
 from imgui_bundle import imgui
 from PIL import Image
 
+from eg3d_runtime.video_files import video_file
+
 from .gui_helpers import button, label
 from .settings import captures_dir
 
 ORBIT_FRAMES = 48
 ORBIT_YAW = 0.35
+ORBIT_FPS = 24
+VIDEO_FORMATS = {'webp': 'WebP', 'mp4': 'MP4 (H.264)'}
 
 
 def next_capture_path(directory: Path, suffix: str) -> Path:
     """NNNNN<suffix> with NNNNN one more than the largest numbered file present."""
     numbers = [int(m.group(1)) for p in directory.glob('*') if (m := re.match(r'(\d+)', p.name))]
     return directory / f'{max(numbers, default=0) + 1:05d}{suffix}'
+
+
+def even_size(frame):
+    """H.264 (yuv420p) needs an even width and height: drop an odd last row or column."""
+    h, w = frame.shape[:2]
+    return frame[:h - h % 2, :w - w % 2].copy() if h % 2 or w % 2 else frame
 
 
 def orbit_pose(k, n, yaw0, pitch0):
@@ -32,6 +43,7 @@ class CaptureWidget:
         self.message = ''
         self.want_gui_grab = False
         self.orbit = None            # list of frames while recording
+        self.video_format = 'webp'
 
     def _dir(self):
         path = Path(self.directory).expanduser()
@@ -67,11 +79,12 @@ class CaptureWidget:
         if len(self.orbit) < ORBIT_FRAMES:
             return
         frames, self.orbit = self.orbit, None
+        fmt = self.video_format
         try:
-            path = next_capture_path(self._dir(), '.webp')
-            Image.fromarray(frames[0]).save(path, save_all=True, lossless=False, quality=90,
-                                            append_images=[Image.fromarray(f) for f in frames[1:]],
-                                            duration=round(1000 / 24), loop=0)
+            path = next_capture_path(self._dir(), f'.{fmt}')
+            with video_file(path, fmt, ORBIT_FPS) as write:
+                for frame in frames:
+                    write(even_size(frame) if fmt == 'mp4' else frame)
             self.message = f'saved {path} ({ORBIT_FRAMES} frames)'
         except OSError as e:
             self.message = f'{self.directory}: cannot save ({e.strerror or e})'
@@ -98,6 +111,13 @@ class CaptureWidget:
             if button('Record orbit', enabled=bool(viz.pickle_widget.pkl),
                       width=viz.button_w * 2):
                 self.start_orbit()
+            imgui.same_line()
+            imgui.set_next_item_width(viz.button_w * 2.5)
+            formats = list(VIDEO_FORMATS)
+            changed, idx = imgui.combo('##orbitfmt', formats.index(self.video_format),
+                                       list(VIDEO_FORMATS.values()))
+            if changed:
+                self.video_format = formats[idx]
         else:
             imgui.progress_bar(len(self.orbit) / ORBIT_FRAMES, imgui.ImVec2(-viz.button_w - 8, 0),
                                f'orbit {len(self.orbit)}/{ORBIT_FRAMES}')
