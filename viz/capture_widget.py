@@ -1,12 +1,14 @@
-"""Capture: save the rendered image, the whole window, or an orbit video (animated WebP or
-H.264 MP4, written by the video command's own writer)."""
+"""Capture: save the rendered image, the whole window, or a video (animated WebP or H.264 MP4,
+written by the video command's own writer) of an orbit or of a camera path through keyframes."""
 import math
 import re
 from pathlib import Path
 
+import numpy as np
 from imgui_bundle import imgui
 from PIL import Image
 
+from eg3d_runtime.gen_videos import interpolator
 from eg3d_runtime.video_files import video_file
 
 from .gui_helpers import button, label
@@ -15,6 +17,7 @@ from .settings import captures_dir
 ORBIT_FRAMES = 48
 ORBIT_YAW = 0.35
 ORBIT_FPS = 24
+PATH_FRAMES = 24             # frames from one keyframe to the next
 VIDEO_FORMATS = {'webp': 'WebP', 'mp4': 'MP4 (H.264)'}
 
 
@@ -36,6 +39,14 @@ def orbit_pose(k, n, yaw0, pitch0):
     return yaw0 + ORBIT_YAW * math.sin(t), pitch0 - 0.05 + 0.25 * math.cos(t)
 
 
+def path_poses(keyframes, frames_per_key):
+    """The poses of a looping camera path through the (yaw, pitch) keyframes, joined by the
+    video command's cubic spline: frames_per_key frames from each keyframe to the next."""
+    pose_at = interpolator(np.array(keyframes, np.float64))
+    return [tuple(map(float, pose_at(k / frames_per_key)))
+            for k in range(len(keyframes) * frames_per_key)]
+
+
 class CaptureWidget:
     def __init__(self, viz, directory=None):
         self.viz = viz
@@ -43,6 +54,8 @@ class CaptureWidget:
         self.message = ''
         self.want_gui_grab = False
         self.orbit = None            # list of frames while recording
+        self.poses = []              # the pose of every frame of the recording
+        self.keyframes = []          # (yaw, pitch) of the camera path
         self.video_format = 'webp'
 
     def _dir(self):
@@ -62,21 +75,31 @@ class CaptureWidget:
         self.want_gui_grab = False
         self.save_image(pixels)
 
-    # Orbit recording: the visualizer asks `orbit_pose` for the pose of the next frame and
+    # Video recording: the visualizer asks `orbit_pose` for the pose of the next frame and
     # hands every finished full-quality frame to `orbit_frame`.
     def orbit_pose(self):
         if self.orbit is None:
             return None
-        return orbit_pose(len(self.orbit), ORBIT_FRAMES, *self._orbit_base)
+        return self.poses[len(self.orbit)]
 
     def start_orbit(self):
         """Record ORBIT_FRAMES full-quality frames around the current pose."""
+        yaw, pitch = self.viz.pose_widget.yaw, self.viz.pose_widget.pitch
+        self.poses = [orbit_pose(k, ORBIT_FRAMES, yaw, pitch) for k in range(ORBIT_FRAMES)]
         self.orbit = []
-        self._orbit_base = (self.viz.pose_widget.yaw, self.viz.pose_widget.pitch)
+
+    def add_keyframe(self):
+        self.keyframes.append((self.viz.pose_widget.yaw, self.viz.pose_widget.pitch))
+        self.message = f'{len(self.keyframes)} views on the camera path'
+
+    def start_path(self):
+        """Record the looping camera path through the keyframes, PATH_FRAMES per keyframe."""
+        self.poses = path_poses(self.keyframes, PATH_FRAMES)
+        self.orbit = []
 
     def orbit_frame(self, image):
         self.orbit.append(image)
-        if len(self.orbit) < ORBIT_FRAMES:
+        if len(self.orbit) < len(self.poses):
             return
         frames, self.orbit = self.orbit, None
         fmt = self.video_format
@@ -85,7 +108,7 @@ class CaptureWidget:
             with video_file(path, fmt, ORBIT_FPS) as write:
                 for frame in frames:
                     write(even_size(frame) if fmt == 'mp4' else frame)
-            self.message = f'saved {path} ({ORBIT_FRAMES} frames)'
+            self.message = f'saved {path} ({len(frames)} frames)'
         except OSError as e:
             self.message = f'{self.directory}: cannot save ({e.strerror or e})'
 
@@ -106,21 +129,33 @@ class CaptureWidget:
         imgui.same_line()
         if button('Save GUI', width=viz.button_w * 2):
             self.want_gui_grab = True
-        imgui.same_line()
+        label('Video', viz.label_w)
         if self.orbit is None:
-            if button('Record orbit', enabled=bool(viz.pickle_widget.pkl),
-                      width=viz.button_w * 2):
-                self.start_orbit()
-            imgui.same_line()
             imgui.set_next_item_width(viz.button_w * 2.5)
             formats = list(VIDEO_FORMATS)
             changed, idx = imgui.combo('##orbitfmt', formats.index(self.video_format),
                                        list(VIDEO_FORMATS.values()))
             if changed:
                 self.video_format = formats[idx]
+            imgui.same_line()
+            if button('Record orbit', enabled=bool(viz.pickle_widget.pkl),
+                      width=viz.button_w * 2):
+                self.start_orbit()
+            label('Path', viz.label_w)
+            if button('Add view', width=viz.button_w * 2):
+                self.add_keyframe()
+            imgui.same_line()
+            if button('Clear##path', enabled=bool(self.keyframes), width=viz.button_w):
+                self.keyframes = []
+                self.message = 'camera path cleared'
+            imgui.same_line()
+            if button('Record path', enabled=len(self.keyframes) > 1 and bool(viz.pickle_widget.pkl),
+                      width=viz.button_w * 2):
+                self.start_path()
         else:
-            imgui.progress_bar(len(self.orbit) / ORBIT_FRAMES, imgui.ImVec2(-viz.button_w - 8, 0),
-                               f'orbit {len(self.orbit)}/{ORBIT_FRAMES}')
+            done, total = len(self.orbit), len(self.poses)
+            imgui.progress_bar(done / total, imgui.ImVec2(-viz.button_w - 8, 0),
+                               f'frame {done}/{total}')
             imgui.same_line()
             if button('Cancel##orbit', width=viz.button_w):
                 self.orbit = None
