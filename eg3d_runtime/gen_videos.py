@@ -7,7 +7,9 @@
 a cubic spline over the keyframes, w_frames frames per keyframe. --interpolate False writes one
 <outdir>/<seed>.mp4 per seed. The camera swings once around the network's pivot over the whole
 video; the mapping is conditioned on the frontal camera (docs/eg3d-reference.md 5.4, 6.3).
---shapes (one mesh per frame) is not supported.
+--shapes True (with --interpolate True) also writes every frame's shape as the official does:
+<outdir>/interpolation_<seed0>_<seed1>/<frame:04d>_shape.ply, and the camera poses to
+<outdir>/interpolation_trajectory.npy (docs/eg3d-reference.md 6.2).
 """
 import argparse
 import math
@@ -22,10 +24,13 @@ import torch
 
 from . import views
 from .devices import default_device
+from .files import atomic_open
 from .fast import path as fastpath
 from .fast import precision
 from .network_path import network_path
 from .pickles import PickleLoadError, load_generator
+from .shapes import (BORDER_VALUE, DensityField, ShapeExportError, ShapeOptions, TriplaneField,
+                     check_memory, export_field)
 from .video_files import FORMATS, video_file
 
 # The official focal lengths per --cfg; views.camera takes the FOV that gives them.
@@ -118,8 +123,9 @@ class Renderer:
     def ws(self, seed):
         return views.seed_ws(self.G, int(seed), self.args.trunc, self.args.trunc_cutoff, self.fov)
 
-    def interpolation(self, layout_seeds):
-        """Frames of the keyframe interpolation: every frame new ws, so new tri-planes."""
+    def interpolation(self, layout_seeds, shapes=None):
+        """Frames of the keyframe interpolation: every frame new ws, so new tri-planes.
+        `shapes(frame, ws, c)` is called with the last cell's ws and camera."""
         grid_h, grid_w, num_keyframes = layout_seeds.shape
         cells = grid_h * grid_w
         cache = {}
@@ -131,7 +137,10 @@ class Renderer:
         n = num_keyframes * self.args.w_frames
         for i in range(n):
             ws = torch.from_numpy(ws_at(i / self.args.w_frames)).to(device)
-            out = self.synthesis(ws, self.camera(i, n, cells))
+            c = self.camera(i, n, cells)
+            out = self.synthesis(ws, c)
+            if shapes:
+                shapes(i, ws[-1:], c[-1:])
             yield layout(to_frame(out, self.args.image_mode, cells), (grid_w, grid_h))
 
     def orbit(self, seed, num_frames, grid):
@@ -143,6 +152,59 @@ class Renderer:
                                  use_cached_backbone=i > 0)
             picture = to_frame(out, self.args.image_mode, 1)[0]
             yield picture.repeat(grid[1], grid[0], 1).cpu().numpy()
+
+
+class _VideoTrim(DensityField):
+    """A field whose grid clears int(38 N/256) voxels at the top of the y axis, where the
+    official gen_videos clears more than the int(30 N/256) of every other face (6.2)."""
+
+    def __init__(self, field, resolution):
+        self.field, self.box_warp, self.device = field, field.box_warp, field.device
+        self.top = resolution - int(38 * resolution / 256)
+
+    def grid_sigma(self, axis):
+        sampler = self.field.grid_sigma(axis)
+
+        def trimmed(I, J, K):
+            return sampler(I, J, K).masked_fill((J >= self.top)[:, None, :, None], BORDER_VALUE)
+        return trimmed
+
+
+def shape_options(resolution):
+    """The --shapes export options, checked (resolution, memory) before the network loads."""
+    options = ShapeOptions(resolution=resolution, format='ply', voxel_units=True)
+    try:
+        options.check()
+        check_memory(options)
+    except (ValueError, ShapeExportError) as e:
+        raise VideoError(f'--shape-res: {e}') from None
+    return options
+
+
+class ShapeWriter:
+    """--shapes: each frame's shape as the official voxel-unit PLY at level 10, and at the end
+    the camera poses. The official writes every grid cell to the same file name, so the last
+    cell's shape is what it keeps; only that one is computed here. The cleared border is -1000
+    (the official's is 0 here), which moves the vertices on the cut faces by under a voxel."""
+
+    def __init__(self, G, outdir, layout_seeds, options):
+        first = layout_seeds.reshape(-1)[:2]
+        self.G, self.options = G, options
+        self.cells = layout_seeds.shape[0] * layout_seeds.shape[1]
+        self.dir = os.path.join(outdir, 'interpolation_' + '_'.join(map(str, first)))
+        self.trajectory = os.path.join(outdir, 'interpolation_trajectory.npy')
+        self.poses = []
+
+    def __call__(self, frame, ws, c):
+        self.poses += [c[0, :16].reshape(4, 4).cpu().numpy()] * self.cells
+        os.makedirs(self.dir, exist_ok=True)
+        field = _VideoTrim(TriplaneField(self.G, ws), self.options.resolution)
+        export_field(field, os.path.join(self.dir, f'{frame:04d}_shape.ply'), self.options)
+
+    def finish(self):
+        """Write the poses of every frame and cell, [frames * cells, 4, 4], as official."""
+        with atomic_open(self.trajectory, 'wb') as f:
+            np.save(f, np.stack(self.poses))
 
 
 def write_video(path, frames, num_frames, fmt, fps):
@@ -198,6 +260,10 @@ def build_parser():
                    help='multiplies both depth sample counts (default 2)')
     p.add_argument('--nrr', type=int, default=None,
                    help="neural rendering resolution (default: the pickle's)")
+    p.add_argument('--shapes', type=parse_bool, default=False, metavar='True|False',
+                   help='also write each frame\'s shape (PLY) and the camera poses (default False)')
+    p.add_argument('--shape-res', '--shape_res', type=int, default=512,
+                   help='shape grid points per axis (default 512, as official)')
     p.add_argument('--interpolate', type=parse_bool, default=True, metavar='True|False',
                    help='True: one interpolation video; False: one orbit video per seed')
     p.add_argument('--fps', type=float, default=60, help='frames per second (default 60)')
@@ -215,6 +281,9 @@ def plan(args):
         layout_seeds = keyframe_seeds(args.seeds, args.grid, args.num_keyframes, args.shuffle_seed)
         return [('interpolation', layout_seeds, layout_seeds.shape[2] * args.w_frames)]
     # Official: each seed is its own one-seed 'interpolation' on the grid.
+    if args.num_keyframes is None and args.grid != (1, 1):
+        raise VideoError('--interpolate False renders each seed alone on the grid, so a grid needs '
+                         '--num-keyframes (as official)')
     num_keyframes = keyframe_seeds([0], args.grid, args.num_keyframes).shape[2]
     return [(str(seed), seed, num_keyframes * args.w_frames) for seed in args.seeds]
 
@@ -225,6 +294,12 @@ def run(args):
     if args.trunc == 1.0:
         args.trunc_cutoff = 14
     videos = plan(args)
+    options = None
+    if args.shapes and not args.interpolate:
+        print('note: --shapes applies to --interpolate True only (as official); no shapes written',
+              file=sys.stderr)
+    elif args.shapes:
+        options = shape_options(args.shape_res)
     device = torch.device(args.device or default_device())
     try:
         G = load_generator(network_path(args.network), device=device)
@@ -244,13 +319,18 @@ def run(args):
     renderer = Renderer(G, args)
     torch.manual_seed(0)   # the ray sampler's jitter is reproducible per run
     for name, seeds, num_frames in videos:
-        frames = (renderer.interpolation(seeds) if args.interpolate
+        shapes = options and ShapeWriter(G, args.outdir, seeds, options)
+        frames = (renderer.interpolation(seeds, shapes) if args.interpolate
                   else renderer.orbit(seeds, num_frames, args.grid))
         path = os.path.join(args.outdir, f'{name}.{args.format}')
         try:
             rate = write_video(path, frames, num_frames, args.format, args.fps)
+            if shapes:
+                shapes.finish()
+        except ShapeExportError as e:
+            raise VideoError(e) from None
         except OSError as e:
-            raise VideoError(f'{path}: cannot write ({e.strerror or e})')
+            raise VideoError(f'{e.filename or path}: cannot write ({e.strerror or e})')
         print(f'wrote {path} ({num_frames} frames, {rate:.2f} frames/s)')
 
 

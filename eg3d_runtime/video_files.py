@@ -11,6 +11,7 @@ from .files import atomic_open
 
 FORMATS = ('mp4', 'webp', 'gif')
 MP4_BIT_RATE = 10_000_000   # the official gen_videos' 10 Mbit/s
+WEBP_QUALITY = 90
 
 
 @contextlib.contextmanager
@@ -23,8 +24,11 @@ def video_file(path, fmt, fps):
         else:
             frames = []   # Pillow writes animations in one call, so frames wait in memory
             yield lambda frame: frames.append(Image.fromarray(frame, 'RGB'))
+            # Quality 90, not Pillow's 80: libwebp merges consecutive frames it finds alike (their
+            # durations add up), and at 80 it merged a slow orbit of a small picture into one.
+            extra = {'quality': WEBP_QUALITY} if fmt == 'webp' else {}
             frames[0].save(f, format=fmt.upper(), save_all=True, append_images=frames[1:],
-                           duration=round(1000 / fps), loop=0)
+                           duration=round(1000 / fps), loop=0, **extra)
 
 
 @contextlib.contextmanager

@@ -106,16 +106,16 @@ def frames(viz, n=3):
         time.sleep(0.02)
 
 
-def record_orbit(viz, directory, monkeypatch, count):
-    """Record an orbit of `count` frames into `directory`; returns the saved animation."""
-    from PIL import Image
-
+def record_orbit(viz, directory, monkeypatch, count, fmt='webp', path=False):
+    """Record an orbit of `count` frames into `directory` as `fmt` (with `path`: the camera path
+    through the widget's keyframes, `count` frames per keyframe); returns the file's path."""
     import viz.capture_widget as capture
-    monkeypatch.setattr(capture, 'ORBIT_FRAMES', count)
+    monkeypatch.setattr(capture, 'PATH_FRAMES' if path else 'ORBIT_FRAMES', count)
     viz.capture_widget.directory = str(directory)
-    viz.capture_widget.start_orbit()
+    viz.capture_widget.video_format = fmt
+    (viz.capture_widget.start_path if path else viz.capture_widget.start_orbit)()
     for _ in range(3000):
         frames(viz, 1)
         if viz.capture_widget.orbit is None:
             break
-    return Image.open(directory / '00001.webp')
+    return directory / f'00001.{fmt}'

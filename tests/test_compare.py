@@ -80,6 +80,7 @@ def test_same_network_at_two_resolutions_and_capture(compare_viewer, fixture_pkl
 
 
 def test_orbit_video_of_all_panels(compare_viewer, tmp_path, monkeypatch):
+    from PIL import Image
     compare_viewer.render_widget.render_type = 'image_depth'   # frames differ clearly per pose
-    video = record_orbit(compare_viewer, tmp_path / 'caps', monkeypatch, 2)
+    video = Image.open(record_orbit(compare_viewer, tmp_path / 'caps', monkeypatch, 2))
     assert video.n_frames == 2 and video.size == (16 + 16, 16 + 24)

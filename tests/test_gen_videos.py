@@ -10,8 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
+import trimesh
+
 from eg3d_runtime import cameras, gen_videos, views
 from eg3d_runtime.pickles import load_generator
+from eg3d_runtime.shapes import DensityField, export_field
 from eg3d_runtime.video_files import video_file
 
 from conftest import REPO
@@ -102,6 +105,51 @@ def test_one_orbit_per_seed(tmp_path, fmt):
     assert sorted(p.name for p in tmp_path.iterdir()) == [f'3.{fmt}', f'5.{fmt}']
     with Image.open(tmp_path / f'3.{fmt}') as im:
         assert im.n_frames == 3 and im.size == (16, 16)
+
+
+def test_one_orbit_per_seed_on_a_grid(tmp_path, capsys):
+    # As official: each seed alone on the grid, so every cell shows it; no shapes per seed.
+    assert run_cli(tmp_path, '--seeds', '3,5', '--interpolate', 'False', '--grid', '2x1',
+                   '--num-keyframes', '1', '--format', 'webp', '--shapes',
+                   'True') == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['3.webp', '5.webp']
+    assert 'no shapes written' in capsys.readouterr().err
+    with Image.open(tmp_path / '5.webp') as im:
+        assert im.n_frames == 3 and im.size == (128, 64)
+        frame = np.asarray(im.convert('RGB')).astype(int)
+    assert np.abs(frame[:, :64] - frame[:, 64:]).mean() < 1
+    assert run_cli(tmp_path / 'no', '--seeds', '3', '--interpolate', 'False', '--grid',
+                   '2x1') == 1
+    assert '--num-keyframes' in capsys.readouterr().err
+
+
+def test_shapes_of_the_interpolation(tmp_path, demo_G):
+    assert run_cli(tmp_path, '--seeds', '0-1', '--w-frames', 1, '--nrr', 16, '--format', 'webp',
+                   '--shapes', 'True', '--shape-res', 32) == 0
+    names = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob('*'))
+    assert names == ['interpolation.webp', 'interpolation_0_1', 'interpolation_0_1/0000_shape.ply',
+                     'interpolation_0_1/0001_shape.ply', 'interpolation_trajectory.npy']
+    mesh = trimesh.load(tmp_path / 'interpolation_0_1/0001_shape.ply')
+    assert len(mesh.faces) > 100                      # official voxel units in a 32^3 grid
+    assert mesh.vertices.min() > 0 and mesh.vertices.max() < 31
+    poses = np.load(tmp_path / 'interpolation_trajectory.npy')
+    yaw, pitch = gen_videos.orbit_angles(1, 2)
+    c = views.camera(demo_G, yaw, pitch, gen_videos.fov_for_focal(4.2647))
+    assert poses.shape == (2, 4, 4) and np.allclose(poses[1], c[0, :16].reshape(4, 4))
+
+
+class Solid(DensityField):
+    def sigma(self, points):
+        return torch.full(points.shape[:1], 100.0)
+
+
+def test_video_shapes_clear_the_official_border(tmp_path):
+    # gen_videos clears int(30 N/256) voxels at each face, int(38 N/256) at the top of y.
+    options = gen_videos.shape_options(64)
+    export_field(gen_videos._VideoTrim(Solid(), 64), tmp_path / 's.ply', options)
+    z, y, x = trimesh.load(tmp_path / 's.ply').vertices.T      # voxel units: (z, y, N-1-x)
+    for axis, last in ((x, 56), (y, 54), (z, 56)):     # the last voxel kept: 63 - 7, 63 - 9
+        assert 6.5 < axis.min() < 7 and last < axis.max() < last + 0.5
 
 
 def check_one_line_error(r, start):

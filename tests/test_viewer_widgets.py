@@ -135,7 +135,41 @@ def test_captures_go_to_pictures_even_without_it(tmp_path, monkeypatch):
 
 def test_orbit_video(viewer, tmp_path, monkeypatch):
     viewer.render_widget.render_type = 'image_raw'
-    assert record_orbit(viewer, tmp_path / 'caps', monkeypatch, 3).n_frames == 3
+    assert Image.open(record_orbit(viewer, tmp_path / 'caps', monkeypatch, 3)).n_frames == 3
+
+
+def read_mp4(path):
+    """The frames of an H.264 MP4 at 24 frames/s (the viewer's videos)."""
+    import av
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == 'h264' and stream.average_rate == 24
+        return [f.to_ndarray(format='rgb24') for f in container.decode(stream)]
+
+
+def test_orbit_mp4(viewer, tmp_path, monkeypatch):
+    from viz.capture_widget import even_size
+    viewer.render_widget.render_type = 'image_raw'
+    path = record_orbit(viewer, tmp_path / 'caps', monkeypatch, 3, 'mp4')
+    decoded = read_mp4(path)
+    assert len(decoded) == 3 and decoded[0].shape == viewer.current_image().shape
+    assert viewer.capture_widget.message == f'saved {path} (3 frames)'
+    assert even_size(np.zeros((5, 7, 3), np.uint8)).shape == (4, 6, 3)
+
+
+def test_keyframe_camera_path(viewer, tmp_path, monkeypatch):
+    from viz.capture_widget import path_poses
+    poses = path_poses([(0.0, 0.0), (0.4, 0.2), (-0.2, 0.1)], 4)
+    assert len(poses) == 12 and poses[4] == pytest.approx((0.4, 0.2), abs=1e-6)
+    assert poses[8] == pytest.approx((-0.2, 0.1), abs=1e-6) and 0 < poses[2][0] < 0.4
+    widget = viewer.capture_widget
+    for yaw, pitch in ((0.0, 0.0), (0.5, 0.2)):
+        viewer.pose_widget.yaw, viewer.pose_widget.pitch = yaw, pitch
+        widget.add_keyframe()
+    assert widget.keyframes == [(0.0, 0.0), (0.5, 0.2)]
+    viewer.render_widget.render_type = 'image_raw'
+    path = record_orbit(viewer, tmp_path / 'caps', monkeypatch, 2, 'mp4', path=True)
+    assert len(read_mp4(path)) == 4 and widget.poses[2] == pytest.approx((0.5, 0.2), abs=1e-6)
 
 
 def test_performance_widget_settings(viewer):

@@ -1,16 +1,24 @@
-"""Capture: save the rendered image, the whole window, or an orbit video (animated WebP)."""
+"""Capture: save the rendered image, the whole window, or a video (animated WebP or H.264 MP4,
+written by the video command's own writer) of an orbit or of a camera path through keyframes."""
 import math
 import re
 from pathlib import Path
 
+import numpy as np
 from imgui_bundle import imgui
 from PIL import Image
+
+from eg3d_runtime.gen_videos import interpolator
+from eg3d_runtime.video_files import video_file
 
 from .gui_helpers import button, label
 from .settings import captures_dir
 
 ORBIT_FRAMES = 48
 ORBIT_YAW = 0.35
+ORBIT_FPS = 24
+PATH_FRAMES = 24             # frames from one keyframe to the next
+VIDEO_FORMATS = {'webp': 'WebP', 'mp4': 'MP4 (H.264)'}
 
 
 def next_capture_path(directory: Path, suffix: str) -> Path:
@@ -19,10 +27,24 @@ def next_capture_path(directory: Path, suffix: str) -> Path:
     return directory / f'{max(numbers, default=0) + 1:05d}{suffix}'
 
 
+def even_size(frame):
+    """H.264 (yuv420p) needs an even width and height: drop an odd last row or column."""
+    h, w = frame.shape[:2]
+    return frame[:h - h % 2, :w - w % 2].copy() if h % 2 or w % 2 else frame
+
+
 def orbit_pose(k, n, yaw0, pitch0):
     """Frame k of n of the official video orbit (gen_videos.py), around the current pose."""
     t = 2 * math.pi * k / n
     return yaw0 + ORBIT_YAW * math.sin(t), pitch0 - 0.05 + 0.25 * math.cos(t)
+
+
+def path_poses(keyframes, frames_per_key):
+    """The poses of a looping camera path through the (yaw, pitch) keyframes, joined by the
+    video command's cubic spline: frames_per_key frames from each keyframe to the next."""
+    pose_at = interpolator(np.array(keyframes, np.float64))
+    return [tuple(map(float, pose_at(k / frames_per_key)))
+            for k in range(len(keyframes) * frames_per_key)]
 
 
 class CaptureWidget:
@@ -32,6 +54,9 @@ class CaptureWidget:
         self.message = ''
         self.want_gui_grab = False
         self.orbit = None            # list of frames while recording
+        self.poses = []              # the pose of every frame of the recording
+        self.keyframes = []          # (yaw, pitch) of the camera path
+        self.video_format = 'webp'
 
     def _dir(self):
         path = Path(self.directory).expanduser()
@@ -50,29 +75,40 @@ class CaptureWidget:
         self.want_gui_grab = False
         self.save_image(pixels)
 
-    # Orbit recording: the visualizer asks `orbit_pose` for the pose of the next frame and
+    # Video recording: the visualizer asks `orbit_pose` for the pose of the next frame and
     # hands every finished full-quality frame to `orbit_frame`.
     def orbit_pose(self):
         if self.orbit is None:
             return None
-        return orbit_pose(len(self.orbit), ORBIT_FRAMES, *self._orbit_base)
+        return self.poses[len(self.orbit)]
 
     def start_orbit(self):
         """Record ORBIT_FRAMES full-quality frames around the current pose."""
+        yaw, pitch = self.viz.pose_widget.yaw, self.viz.pose_widget.pitch
+        self.poses = [orbit_pose(k, ORBIT_FRAMES, yaw, pitch) for k in range(ORBIT_FRAMES)]
         self.orbit = []
-        self._orbit_base = (self.viz.pose_widget.yaw, self.viz.pose_widget.pitch)
+
+    def add_keyframe(self):
+        self.keyframes.append((self.viz.pose_widget.yaw, self.viz.pose_widget.pitch))
+        self.message = f'{len(self.keyframes)} views on the camera path'
+
+    def start_path(self):
+        """Record the looping camera path through the keyframes, PATH_FRAMES per keyframe."""
+        self.poses = path_poses(self.keyframes, PATH_FRAMES)
+        self.orbit = []
 
     def orbit_frame(self, image):
         self.orbit.append(image)
-        if len(self.orbit) < ORBIT_FRAMES:
+        if len(self.orbit) < len(self.poses):
             return
         frames, self.orbit = self.orbit, None
+        fmt = self.video_format
         try:
-            path = next_capture_path(self._dir(), '.webp')
-            Image.fromarray(frames[0]).save(path, save_all=True, lossless=False, quality=90,
-                                            append_images=[Image.fromarray(f) for f in frames[1:]],
-                                            duration=round(1000 / 24), loop=0)
-            self.message = f'saved {path} ({ORBIT_FRAMES} frames)'
+            path = next_capture_path(self._dir(), f'.{fmt}')
+            with video_file(path, fmt, ORBIT_FPS) as write:
+                for frame in frames:
+                    write(even_size(frame) if fmt == 'mp4' else frame)
+            self.message = f'saved {path} ({len(frames)} frames)'
         except OSError as e:
             self.message = f'{self.directory}: cannot save ({e.strerror or e})'
 
@@ -93,14 +129,33 @@ class CaptureWidget:
         imgui.same_line()
         if button('Save GUI', width=viz.button_w * 2):
             self.want_gui_grab = True
-        imgui.same_line()
+        label('Video', viz.label_w)
         if self.orbit is None:
+            imgui.set_next_item_width(viz.button_w * 2.5)
+            formats = list(VIDEO_FORMATS)
+            changed, idx = imgui.combo('##orbitfmt', formats.index(self.video_format),
+                                       list(VIDEO_FORMATS.values()))
+            if changed:
+                self.video_format = formats[idx]
+            imgui.same_line()
             if button('Record orbit', enabled=bool(viz.pickle_widget.pkl),
                       width=viz.button_w * 2):
                 self.start_orbit()
+            label('Path', viz.label_w)
+            if button('Add view', width=viz.button_w * 2):
+                self.add_keyframe()
+            imgui.same_line()
+            if button('Clear##path', enabled=bool(self.keyframes), width=viz.button_w):
+                self.keyframes = []
+                self.message = 'camera path cleared'
+            imgui.same_line()
+            if button('Record path', enabled=len(self.keyframes) > 1 and bool(viz.pickle_widget.pkl),
+                      width=viz.button_w * 2):
+                self.start_path()
         else:
-            imgui.progress_bar(len(self.orbit) / ORBIT_FRAMES, imgui.ImVec2(-viz.button_w - 8, 0),
-                               f'orbit {len(self.orbit)}/{ORBIT_FRAMES}')
+            done, total = len(self.orbit), len(self.poses)
+            imgui.progress_bar(done / total, imgui.ImVec2(-viz.button_w - 8, 0),
+                               f'frame {done}/{total}')
             imgui.same_line()
             if button('Cancel##orbit', width=viz.button_w):
                 self.orbit = None
