@@ -531,3 +531,34 @@ def test_backbone_makes_no_host_sync_after_the_first_call(fixture_G, reference, 
         monkeypatch.undo()
     assert reads == []
     assert relative_rms(planes, expected) < 1e-6
+
+
+def test_graph_cache_keeps_a_few_per_part_and_a_failed_capture_stops_only_its_part(monkeypatch):
+    """graphs.run's policy, with capture simulated: a generator being trained makes a new
+    backbone graph per weight version, so only the latest few are kept, apart from the camera
+    graphs; a part whose capture fails runs eagerly and leaves the other part graphed."""
+    from types import SimpleNamespace
+
+    from eg3d_runtime.fast import graphs
+
+    class Captured:
+        def __init__(self, fn, x, keep_alive=()):
+            if x == 'unsupported':
+                raise RuntimeError('operation not permitted when stream is capturing')
+            self.fn = fn
+
+        def __call__(self, x):
+            return self.fn(x)
+
+    monkeypatch.setattr(graphs, 'GraphFrame', Captured)
+    st = SimpleNamespace(graphs={}, graphs_failed=set())
+    for version in range(5):
+        for kind in ('backbone', 'camera'):
+            assert graphs.run(st, kind, version, lambda x: {'out': x}, 1) == {'out': 1}
+    kept = list(st.graphs)
+    assert [k for k in kept if k[0] == 'backbone'] == [('backbone', 3), ('backbone', 4)]
+    assert len([k for k in kept if k[0] == 'camera']) == 5
+    with pytest.warns(UserWarning, match='capture of the backbone failed'):
+        assert graphs.run(st, 'backbone', 9, lambda x: {'out': x}, 'unsupported') == \
+            {'out': 'unsupported'}
+    assert st.graphs_failed == {'backbone'}

@@ -2,13 +2,15 @@
 from Python: the backbone of a new latent (w -> tri-planes, ~900 kernels: on an H200 17.5 ms of
 host time for a few ms of GPU work) and the per-camera part of a frame (rays -> ray marching ->
 super-resolution). Each is captured once per shape and replayed with new inputs. Kept apart
-from path.py because it is CUDA-only and holds its own cache policy (a few graphs, most
-recently used kept)."""
+from path.py because it is CUDA-only and holds its own cache policy (a few graphs per part,
+most recently used kept)."""
 import warnings
 
 import torch
 
-MAX_GRAPHS = 8
+# Graphs kept per part, most recently used. A backbone graph is keyed by the weights' version,
+# so a generator being trained (the fakes grid of every tick) makes the older ones useless.
+MAX_GRAPHS = {'backbone': 2, 'camera': 8}
 
 
 class GraphFrame:
@@ -63,6 +65,7 @@ def run(st, kind, key, frame, c, keep_alive=()):
             warnings.warn(f'CUDA graph capture of the {kind} failed, running it eagerly ({e})')
             return frame(c)
     st.graphs[key] = runner                       # most recently used last
-    while len(st.graphs) > MAX_GRAPHS:
-        st.graphs.pop(next(iter(st.graphs)))
+    same_kind = [k for k in st.graphs if k[0] == kind]
+    for old in same_kind[:max(0, len(same_kind) - MAX_GRAPHS[kind])]:
+        del st.graphs[old]
     return runner(c)
