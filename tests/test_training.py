@@ -296,3 +296,40 @@ def test_resume_from_an_official_snapshot(fixture_pkl, tmp_path):
         for key in [k for k in new if k.endswith('.weight')][:5]:
             change = float((new[key] - old[key]).abs().mean() / old[key].abs().mean())
             assert change < 0.01, f'{name}.{key} moved by {change:.3f}: not resumed'
+
+
+def test_fakes_grid_holds_one_chunk_on_the_device_at_a_time(monkeypatch):
+    """Maintenance must not grow with the grid: each chunk of the fakes grid leaves the device
+    before the next one is rendered (device outputs are simulated: on a CPU `.cpu()` is free)."""
+    import weakref
+    from types import SimpleNamespace
+
+    from eg3d_runtime.training import loop as loop_module
+
+    alive, most_alive = weakref.WeakSet(), [0]
+
+    class OnDevice:
+        def __init__(self, value):
+            self.value = value
+
+        def cpu(self):
+            return self.value
+
+    def G_ema(z, c, noise_mode):
+        outs = {k: OnDevice(torch.full((len(z), 1, 2, 2), float(len(alive))))
+                for k in ('image', 'image_raw', 'image_depth')}
+        alive.update(outs.values())
+        most_alive[0] = max(most_alive[0], len(alive))
+        return outs
+
+    saved = {}
+    monkeypatch.setattr(loop_module, 'save_fake_grids',
+                        lambda merged, *a: saved.update(merged))
+    chunks = 6
+    state = SimpleNamespace(G_ema=G_ema, device='cpu', run_dir='unused', cur_nimg=0,
+                            grid_size=(chunks, 2), grid_z=torch.zeros(2 * chunks, 4).split(2),
+                            grid_c=torch.zeros(2 * chunks, 25).split(2))
+    TrainingLoop._save_fakes(state)
+    assert most_alive[0] == 3                     # one chunk's three outputs, never more
+    assert {k: v.shape[0] for k, v in saved.items()} == dict.fromkeys(
+        ('image', 'image_raw', 'image_depth'), 2 * chunks)
