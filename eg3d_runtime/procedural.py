@@ -12,8 +12,12 @@ The light lies in the x = 0 plane and the object distribution is symmetric in x 
 drawn at random), so a horizontally mirrored image with the mirrored camera is another valid
 sample: `--mirror` / xflip augmentation does not change the data distribution.
 """
+import collections
+import concurrent.futures
 import dataclasses
 import math
+import os
+import signal
 
 import numpy as np
 
@@ -290,8 +294,53 @@ def sample(index, seed=0):
     return random_object(rng), random_camera(rng)
 
 
-def generate(resolution, count, seed=0):
-    """Yield (name, uint8 [R, R, 3] image, float32 label [25]) for images 0 .. count-1."""
-    for index in range(count):
-        obj, label = sample(index, seed)
-        yield f'toy{index:08d}.png', render_label(obj, label, resolution), label
+def available_cores():
+    """Cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, 'sched_getaffinity'):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _render_job(job):
+    """A worker's task: (object, label, resolution) -> image. Plain numpy with no matrix
+    products, so each worker runs one thread and never touches torch's thread pools."""
+    return render_label(*job)
+
+
+def _ignore_interrupt():
+    """Pool initializer: Ctrl-C reaches the whole process group, but only the parent should act
+    on it (cancel, shut the pool down, leave no output) instead of every worker dying noisily."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _in_order(fn, items, workers):
+    """Yield (item, fn(item)) in the order of `items`, computed in `workers` processes when
+    more than one. At most two items per worker are in flight, so memory stays flat when the
+    consumer is slower; on any exit (error, Ctrl-C, the consumer closing the generator) the
+    queued work is cancelled and the pool shut down."""
+    if workers <= 1:
+        for item in items:
+            yield item, fn(item)
+        return
+    pool = concurrent.futures.ProcessPoolExecutor(workers, initializer=_ignore_interrupt)
+    try:
+        pending = collections.deque()
+        for item in items:
+            pending.append((item, pool.submit(fn, item)))
+            if len(pending) >= 2 * workers:
+                item, future = pending.popleft()
+                yield item, future.result()
+        for item, future in pending:
+            yield item, future.result()
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def generate(resolution, count, seed=0, workers=1):
+    """Yield (name, uint8 [R, R, 3] image, float32 label [25]) for images 0 .. count-1, in
+    order, rendered in `workers` processes; the images do not depend on `workers` (each comes
+    from (seed, index) alone, sampled here and rendered there)."""
+    jobs = ((*sample(index, seed), resolution) for index in range(count))
+    for index, ((_, label, _), image) in enumerate(
+            _in_order(_render_job, jobs, min(workers, count))):
+        yield f'toy{index:08d}.png', image, label
