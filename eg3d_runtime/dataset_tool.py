@@ -2,13 +2,15 @@
 
     python -m eg3d_runtime.dataset_tool --source DIR|ZIP|procedural --dest OUT.zip|OUTDIR \\
         [--resolution R|WxH] [--max-images N] [--transform center-crop|center-crop-wide] [--mirror]
+        [--workers N]
 
 Writes the official layout: `{idx//1000:05d}/img{idx:08d}.png` (uncompressed PNG, zip stored
 uncompressed) and `dataset.json` with the labels re-keyed to the new names. Unlike the official
 tool, labels are checked before anything is written (a source dataset.json must give every image
 25 finite numbers), the destination appears only when complete (written under a temporary name,
 renamed at the end), and `--mirror` adds `<name>_mirror.png` copies with the mirrored camera, as
-the official `mirror_dataset.py` does afterwards.
+the official `mirror_dataset.py` does afterwards. `--source procedural` renders in `--workers`
+processes (default: every available core) and gives the same images whatever their number.
 """
 import argparse
 import contextlib
@@ -19,7 +21,9 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import zipfile
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import PIL.Image
@@ -64,15 +68,21 @@ def _labels_from(read, names, where):
     return parse_labels(meta, names, where)
 
 
-def open_source(source, max_images, resolution):
+def open_source(source, max_images, resolution, workers=None):
     """Iterator of (uint8 HxW[xC] image, label [25] or None, where); the labels are checked
-    here, before any image is read."""
+    here, before any image is read. `workers`: processes rendering procedural images (None:
+    one per available core)."""
     if source == PROCEDURAL:
         from . import procedural
         count = PROCEDURAL_COUNT if max_images is None else max_images
         size = resolution[0] if resolution else PROCEDURAL_RESOLUTION
-        items = procedural.generate(size, count)
-        return ((img, label, f'{PROCEDURAL}:{name}') for name, img, label in items)
+        if workers is None:
+            workers = procedural.available_cores()
+
+        def images():
+            for name, img, label in procedural.generate(size, count, workers=workers):
+                yield img, label, f'{PROCEDURAL}:{name}'
+        return images()
     if os.path.isdir(source):
         names = sorted(os.path.relpath(os.path.join(root, f), source).replace(os.sep, '/')
                        for root, _dirs, files in os.walk(source) for f in files)
@@ -196,12 +206,14 @@ def _umask():
     return mask
 
 
-def convert(source, dest, resolution=None, max_images=None, transform=None, mirror=False):
+def convert(source, dest, resolution=None, max_images=None, transform=None, mirror=False,
+            workers=None):
     """Write the dataset (resolution: (W, H) or None); returns the number of images written.
     Raises DatasetError."""
-    items = open_source(source, max_images, resolution)
+    items = open_source(source, max_images, resolution, workers)
     transform_image = make_transform(transform, resolution)
-    with _writer(dest) as write:
+    # closing: an error here stops the procedural renderers now, not when garbage collected.
+    with contextlib.closing(items), _writer(dest) as write:
         labels = []
         shape = None
         idx = 0
@@ -248,20 +260,34 @@ def main(argv=None):
     parser.add_argument('--transform', choices=['center-crop', 'center-crop-wide'])
     parser.add_argument('--mirror', action='store_true',
                         help='add a mirrored copy of every image with the mirrored camera')
+    parser.add_argument('--workers', type=int,
+                        help=f'processes rendering {PROCEDURAL} images (default: the available '
+                        'cores)')
     args = parser.parse_args(argv)
+    start = time.perf_counter()
     try:
         if args.max_images is not None and args.max_images < 0:
             raise DatasetError(f'--max-images {args.max_images}: must be >= 0')
+        if args.workers is not None and args.workers < 1:
+            raise DatasetError(f'--workers {args.workers}: must be >= 1')
         resolution = None if args.resolution is None else parse_resolution(args.resolution)
         n = convert(args.source, args.dest, resolution, args.max_images, args.transform,
-                    args.mirror)
+                    args.mirror, args.workers)
     except DatasetError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
     except OSError as e:
         print(f'error: {e.filename or args.dest}: {e.strerror or e}', file=sys.stderr)
         return 1
-    print(f'{args.dest}: {n} images')
+    except BrokenProcessPool as e:
+        print(f'error: {args.source}: a rendering process died ({e}); nothing written',
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f'error: {args.dest}: interrupted; nothing written', file=sys.stderr)
+        return 130
+    seconds = time.perf_counter() - start
+    print(f'{args.dest}: {n} images in {seconds:.1f} s ({n / max(seconds, 1e-9):.1f} images/s)')
     return 0
 
 

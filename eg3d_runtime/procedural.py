@@ -12,8 +12,12 @@ The light lies in the x = 0 plane and the object distribution is symmetric in x 
 drawn at random), so a horizontally mirrored image with the mirrored camera is another valid
 sample: `--mirror` / xflip augmentation does not change the data distribution.
 """
+import collections
+import concurrent.futures
 import dataclasses
 import math
+import os
+import signal
 
 import numpy as np
 
@@ -106,7 +110,8 @@ def random_camera(rng):
 class _Scene:
     """The figure as three batches of primitives (one ellipsoid, spheres, round cones), so a
     distance query is a few vectorised numpy expressions whatever the number of parts. Points
-    are kept as separate x, y, z arrays: numpy is slow at sums over a length-3 last axis."""
+    come as separate float32 x, y, z arrays [N] and parts lie along the first axis: numpy is
+    slow at sums and minima over a short last axis."""
 
     def __init__(self, obj):
         self.body_c = np.asarray(obj.body_center, dtype=np.float32)
@@ -117,19 +122,19 @@ class _Scene:
         cones = [(obj.head_center, obj.nose_tip, obj.nose_radius, 0.25 * obj.nose_radius,
                   obj.nose_colour)]
         cones += [(a, b, r, r, obj.arm_colour) for a, b, r in obj.arms]
-        self.sphere_c = np.array([s[0] for s in spheres], dtype=np.float32).T[:, None, :]
-        self.sphere_r = np.array([s[1] for s in spheres], dtype=np.float32)
+        self.sphere_c = np.array([s[0] for s in spheres], dtype=np.float32).T[:, :, None]
+        self.sphere_r = np.array([s[1] for s in spheres], dtype=np.float32)[:, None]
         a = np.array([c[0] for c in cones], dtype=np.float32)
-        self.cone_a = a.T[:, None, :]
-        self.cone_ba = (np.array([c[1] for c in cones], dtype=np.float32) - a).T[:, None, :]
+        self.cone_a = a.T[:, :, None]
+        self.cone_ba = (np.array([c[1] for c in cones], dtype=np.float32) - a).T[:, :, None]
         self.cone_l2 = sum(self.cone_ba[i] ** 2 for i in range(3))
-        self.cone_ra = np.array([c[2] for c in cones], dtype=np.float32)
-        self.cone_rb = np.array([c[3] for c in cones], dtype=np.float32)
-        self.colours = np.array([obj.body_colour] + [s[2] for s in spheres] + [c[4] for c in cones])
+        self.cone_ra = np.array([c[2] for c in cones], dtype=np.float32)[:, None]
+        self.cone_rb = np.array([c[3] for c in cones], dtype=np.float32)[:, None]
+        self.colours = np.array([obj.body_colour] + [s[2] for s in spheres]
+                                + [c[4] for c in cones], dtype=np.float32)
 
-    def distances(self, p):
-        """[N, parts] signed distances of points [N, 3] to each primitive."""
-        x, y, z = p[:, 0:1], p[:, 1:2], p[:, 2:3]
+    def _parts(self, x, y, z):
+        """Distances to the ellipsoid [N], the spheres [S, N] and the round cones [C, N]."""
         # Ellipsoid: the unit-sphere distance in scaled space times the smallest radius is a
         # true lower bound, so sphere tracing never steps through the surface.
         c, r = self.body_c, self.body_r
@@ -137,7 +142,7 @@ class _Scene:
                         + ((z - c[2]) / r[2]) ** 2) - 1) * r.min()
         c = self.sphere_c
         spheres = np.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2) - self.sphere_r
-        return np.concatenate([body, spheres, self._round_cones(x, y, z)], axis=-1)
+        return body, spheres, self._round_cones(x, y, z)
 
     def _round_cones(self, x, y, z):
         """Exact distance to the hull of spheres (a, ra), (b, rb): a cone, a capsule if equal."""
@@ -156,18 +161,25 @@ class _Scene:
         return np.where(np.sign(beyond) * a2 * z2 > k, at_b,
                         np.where(np.sign(along) * a2 * y2 < k, at_a, side))
 
-    def sdf(self, p):
-        return self.distances(p).min(axis=-1)
+    def distances(self, x, y, z):
+        """[parts, N] signed distances to each primitive (the order of `colours`)."""
+        body, spheres, cones = self._parts(x, y, z)
+        return np.concatenate([body[None], spheres, cones])
+
+    def sdf(self, x, y, z):
+        body, spheres, cones = self._parts(x, y, z)
+        return np.minimum(np.minimum(body, spheres.min(axis=0)), cones.min(axis=0))
 
 
 def sdf(obj, points):
-    """Signed distance [N] of the figure at world points [N, 3] (negative inside)."""
-    return _Scene(obj).sdf(np.asarray(points, dtype=np.float64))
+    """Signed distance [N] (float32) of the figure at world points [N, 3] (negative inside)."""
+    x, y, z = np.asarray(points, dtype=np.float32).T
+    return _Scene(obj).sdf(x, y, z)
 
 
 def _rays(cam2world, intrinsics, n):
-    """Camera centre [3] and unit directions [n*n, 3] (float32: tracing is memory bound) for an
-    n x n pixel grid (pixel centres: docs/eg3d-reference.md 3.1).
+    """Camera centre [3] and unit directions [3, n*n] (float32 x, y, z rows: tracing is memory
+    bound) for an n x n pixel grid (pixel centres: docs/eg3d-reference.md 3.1).
 
     Offsets are taken from the image centre so that mirrored pixels get exactly negated
     camera-space x: mirroring the camera mirrors the image bit for bit."""
@@ -175,13 +187,13 @@ def _rays(cam2world, intrinsics, n):
     m = np.asarray(cam2world, dtype=np.float64)
     fx, sk, cx, fy, cy = k[0, 0], k[0, 1], k[0, 2], k[1, 1], k[1, 2]
     offs = (np.arange(n) - (n - 1) / 2) / n
-    v, u = np.meshgrid(offs + (0.5 - cy), offs, indexing='ij')
-    y_c = v / fy
-    x_c = (u + (0.5 - cx) - sk * y_c) / fx
-    x_c, y_c = x_c.reshape(-1, 1), y_c.reshape(-1, 1)
-    d = x_c * m[:3, 0] + y_c * m[:3, 1] + m[:3, 2]
-    d /= np.linalg.norm(d, axis=-1, keepdims=True)
-    return m[:3, 3].astype(np.float32), d.astype(np.float32)
+    y_c = ((offs + (0.5 - cy)) / fy)[:, None]
+    x_c = ((offs + (0.5 - cx) - sk * y_c) / fx).astype(np.float32)
+    y_c = y_c.astype(np.float32)
+    rot = m[:3, :3].astype(np.float32)
+    d = np.stack([(x_c * rot[i, 0] + y_c * rot[i, 1] + rot[i, 2]).reshape(-1) for i in range(3)])
+    d /= np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
+    return m[:3, 3].astype(np.float32), d
 
 
 def _cone_starts(scene, origin, dirs, n, cam2world, intrinsics):
@@ -191,8 +203,9 @@ def _cone_starts(scene, origin, dirs, n, cam2world, intrinsics):
     others hand their rays a start near the surface. Saves most steps on most rays."""
     m = n // TILE
     _, centre = _rays(cam2world, intrinsics, m)
-    tiles = dirs.reshape(m, TILE, m, TILE, 3) - centre.reshape(m, 1, m, 1, 3)
-    spread = np.sqrt(np.sum(tiles * tiles, axis=-1)).max(axis=(1, 3)).reshape(-1) * 1.01 + 1e-6
+    spread = sum((dirs[i].reshape(m, TILE, m, TILE) - centre[i].reshape(m, 1, m, 1)) ** 2
+                 for i in range(3))
+    spread = np.sqrt(spread.max(axis=(1, 3)).reshape(-1)) * 1.01 + 1e-6
     distance = float(np.sqrt(origin @ origin))
     t = np.full(m * m, max(distance - BOUND_RADIUS, 0), dtype=np.float32)
     near = np.zeros(m * m, dtype=bool)
@@ -200,7 +213,8 @@ def _cone_starts(scene, origin, dirs, n, cam2world, intrinsics):
     for _ in range(MAX_STEPS):
         if active.size == 0:
             break
-        gap = scene.sdf(origin + t[active, None] * centre[active]) - t[active] * spread[active]
+        ta, d = t[active], centre[:, active]
+        gap = scene.sdf(*(origin[i] + ta * d[i] for i in range(3))) - ta * spread[active]
         close = gap < CONE_EPS
         near[active[close]] = True
         t[active] += np.where(close, 0, gap / (1 + spread[active]))
@@ -212,36 +226,46 @@ def _cone_starts(scene, origin, dirs, n, cam2world, intrinsics):
 
 def _trace(scene, origin, dirs, start):
     """Sphere tracing from `start` inside the bounding sphere (BOUND_RADIUS): hit mask and hit
-    points. Rays still marching after MAX_STEPS graze a silhouette and count as misses."""
-    b = dirs @ origin
+    points [3, hits]. Rays still marching after MAX_STEPS graze a silhouette and count as
+    misses. The marching rays are kept packed: each step compresses their arrays instead of
+    gathering from the full image."""
+    b = dirs[0] * origin[0] + dirs[1] * origin[1] + dirs[2] * origin[2]
     disc = b * b - (origin @ origin - BOUND_RADIUS * BOUND_RADIUS)
     half = np.sqrt(np.maximum(disc, 0))
-    t, t_far = np.maximum(np.maximum(-b - half, 0), start), -b + half
-    hit = np.zeros(len(dirs), dtype=bool)
-    active = np.nonzero((disc > 0) & (t < t_far))[0]
+    t_all, t_far = np.maximum(np.maximum(-b - half, 0), start), -b + half
+    hit = np.zeros(len(t_all), dtype=bool)
+    index = np.nonzero((disc > 0) & (t_all < t_far))[0]
+    t, t_far, d = t_all[index], t_far[index], dirs[:, index]
     for _ in range(MAX_STEPS):
-        if active.size == 0:
+        if index.size == 0:
             break
-        dist = scene.sdf(origin + t[active, None] * dirs[active])
+        dist = scene.sdf(*(origin[i] + t * d[i] for i in range(3)))
+        t += dist
         done = dist < HIT_EPS
-        hit[active[done]] = True
-        t[active] += dist
-        active = active[~done & (t[active] < t_far[active])]
-    return hit, origin + t[:, None] * dirs
+        hit[index[done]] = True
+        t_all[index[done]] = t[done]
+        keep = ~done & (t < t_far)
+        index, t, t_far, d = index[keep], t[keep], t_far[keep], d[:, keep]
+    return hit, origin[:, None] + t_all[hit] * dirs[:, hit]
 
 
 def _shade(scene, points):
-    """Colour [N, 3] of surface points: part colour under ambient + Lambertian light."""
-    colours = scene.colours[np.argmin(scene.distances(points), axis=-1)]
+    """Colour [N, 3] of surface points [3, N]: part colour under ambient + Lambertian light.
+    The six distance queries of the central-difference normal also pick the part (nearest on
+    average over them), which took a seventh query before."""
     eps = 1e-4
     normal = np.empty_like(points)
+    total = 0
     for axis in range(3):
-        step = np.zeros(3)
+        step = np.zeros((3, 1), dtype=np.float32)
         step[axis] = eps
-        normal[:, axis] = scene.sdf(points + step) - scene.sdf(points - step)
-    normal /= np.maximum(np.linalg.norm(normal, axis=-1, keepdims=True), 1e-12)
-    light = LIGHT / np.linalg.norm(LIGHT)
-    return colours * (AMBIENT + DIFFUSE * np.clip(normal @ light, 0, None))[:, None]
+        ahead, behind = scene.distances(*(points + step)), scene.distances(*(points - step))
+        total = total + ahead + behind
+        normal[axis] = ahead.min(axis=0) - behind.min(axis=0)
+    normal /= np.maximum(np.sqrt(normal[0] ** 2 + normal[1] ** 2 + normal[2] ** 2), 1e-12)
+    light = (LIGHT / np.linalg.norm(LIGHT)).astype(np.float32)
+    lambert = np.maximum(normal[0] * light[0] + normal[1] * light[1] + normal[2] * light[2], 0)
+    return scene.colours[np.argmin(total, axis=0)] * (AMBIENT + DIFFUSE * lambert)[:, None]
 
 
 def render_object(obj, cam2world, intrinsics, resolution):
@@ -252,10 +276,11 @@ def render_object(obj, cam2world, intrinsics, resolution):
     origin, dirs = _rays(cam2world, intrinsics, n)
     start = _cone_starts(scene, origin, dirs, n, cam2world, intrinsics)
     hit, points = _trace(scene, origin, dirs, start)
-    image = np.ones((n * n, 3))
-    if hit.any():
-        image[hit] = _shade(scene, points[hit].astype(np.float64))
-    image = image.reshape(resolution, 2, resolution, 2, 3).mean(axis=(1, 3))
+    image = np.ones((n * n, 3), dtype=np.float32)
+    image[hit] = _shade(scene, points)
+    # The four samples of a pixel as strided views: ndarray.mean over axes (1, 3) is 4x slower.
+    sub = image.reshape(resolution, 2, resolution, 2, 3)
+    image = (sub[:, 0, :, 0] + sub[:, 0, :, 1] + sub[:, 1, :, 0] + sub[:, 1, :, 1]) / 4
     return np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
 
 
@@ -271,8 +296,53 @@ def sample(index, seed=0):
     return random_object(rng), random_camera(rng)
 
 
-def generate(resolution, count, seed=0):
-    """Yield (name, uint8 [R, R, 3] image, float32 label [25]) for images 0 .. count-1."""
-    for index in range(count):
-        obj, label = sample(index, seed)
-        yield f'toy{index:08d}.png', render_label(obj, label, resolution), label
+def available_cores():
+    """Cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, 'sched_getaffinity'):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _render_job(job):
+    """A worker's task: (object, label, resolution) -> image. Plain numpy with no matrix
+    products, so each worker runs one thread and never touches torch's thread pools."""
+    return render_label(*job)
+
+
+def _ignore_interrupt():
+    """Pool initializer: Ctrl-C reaches the whole process group, but only the parent should act
+    on it (cancel, shut the pool down, leave no output) instead of every worker dying noisily."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _in_order(fn, items, workers):
+    """Yield (item, fn(item)) in the order of `items`, computed in `workers` processes when
+    more than one. At most two items per worker are in flight, so memory stays flat when the
+    consumer is slower; on any exit (error, Ctrl-C, the consumer closing the generator) the
+    queued work is cancelled and the pool shut down."""
+    if workers <= 1:
+        for item in items:
+            yield item, fn(item)
+        return
+    pool = concurrent.futures.ProcessPoolExecutor(workers, initializer=_ignore_interrupt)
+    try:
+        pending = collections.deque()
+        for item in items:
+            pending.append((item, pool.submit(fn, item)))
+            if len(pending) >= 2 * workers:
+                item, future = pending.popleft()
+                yield item, future.result()
+        for item, future in pending:
+            yield item, future.result()
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def generate(resolution, count, seed=0, workers=1):
+    """Yield (name, uint8 [R, R, 3] image, float32 label [25]) for images 0 .. count-1, in
+    order, rendered in `workers` processes; the images do not depend on `workers` (each comes
+    from (seed, index) alone, sampled here and rendered there)."""
+    jobs = ((*sample(index, seed), resolution) for index in range(count))
+    for index, ((_, label, _), image) in enumerate(
+            _in_order(_render_job, jobs, min(workers, count))):
+        yield f'toy{index:08d}.png', image, label

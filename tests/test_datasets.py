@@ -1,8 +1,10 @@
 """Datasets: procedural renders, dataset_tool, ImageFolderDataset, mirrored cameras, sampler."""
 import json
 import math
+import multiprocessing
 import os
 import pickle
+import re
 import zipfile
 
 import numpy as np
@@ -107,6 +109,45 @@ def test_procedural_images_are_white_framed_figures():
         np.testing.assert_array_equal(ia, ib)
         np.testing.assert_array_equal(la, lb)
 
+
+
+def test_procedural_workers_render_the_serial_images(tmp_path, capsys):
+    serial = list(procedural.generate(16, 5, seed=2))
+    parallel = list(procedural.generate(16, 5, seed=2, workers=2))
+    for index, ((na, ia, la), (nb, ib, lb)) in enumerate(zip(serial, parallel, strict=True)):
+        obj, label = procedural.sample(index, seed=2)
+        assert na == nb == f'toy{index:08d}.png'
+        np.testing.assert_array_equal(ia, procedural.render_label(obj, label, 16))
+        np.testing.assert_array_equal(ib, ia)
+        np.testing.assert_array_equal(lb, la)
+    packed = []
+    for workers in ('1', '2'):
+        dest = tmp_path / f'workers{workers}.zip'
+        assert dataset_tool.main(['--source', 'procedural', '--dest', str(dest), '--resolution',
+                                  '16', '--max-images', '5', '--workers', workers]) == 0
+        out = capsys.readouterr().out.strip()
+        assert re.fullmatch(rf'{re.escape(str(dest))}: 5 images in [0-9.]+ s '
+                            r'\([0-9.]+ images/s\)', out), out
+        with zipfile.ZipFile(dest) as z:
+            packed.append({name: z.read(name) for name in z.namelist()})
+    assert packed[0] == packed[1]
+    dest = tmp_path / 'none.zip'
+    assert dataset_tool.main(['--source', 'procedural', '--dest', str(dest),
+                              '--workers', '0']) == 1
+    assert capsys.readouterr().err.strip() == 'error: --workers 0: must be >= 1'
+    assert not dest.exists()
+
+
+def test_procedural_pool_shuts_down_on_errors_and_early_close():
+    before = set(multiprocessing.active_children())
+    results = procedural._in_order(math.sqrt, iter([4.0, -1.0, 9.0]), 2)
+    assert next(results) == (4.0, 2.0)
+    with pytest.raises(ValueError):         # raised in a worker, re-raised here
+        next(results)
+    images = procedural.generate(16, 50, workers=2)
+    next(images)
+    images.close()                          # the queued renders are cancelled
+    assert set(multiprocessing.active_children()) <= before
 
 def test_mirror_camera_label_mirrors_renders():
     c = _camera(0.7, -0.2)
