@@ -42,11 +42,16 @@ def test_missing_packages_both_answers():
 
 
 def test_missing_libegl_is_a_reason_with_the_remedy():
-    def absent(name):
-        raise OSError(f'{name}: cannot open shared object file')
-    assert gpu_check.egl_problem(absent).startswith('missing libEGL (optional: apt-get download '
-                                                    'libegl1 libglvnd0 libopengl0')
-    assert gpu_check.egl_problem(lambda name: None) is None
+    def without(*absent):
+        def load(name):
+            if name.split('.so')[0] in absent:
+                raise OSError(f'{name}: cannot open shared object file')
+        return load
+    assert gpu_check.egl_problem(without('libEGL')).startswith(
+        'missing libEGL.so.1 (optional: apt-get download libegl1 libglvnd0 libopengl0')
+    assert gpu_check.egl_problem(without('libEGL', 'libOpenGL')).startswith(
+        'missing libEGL.so.1, libOpenGL.so.0 (optional:')
+    assert gpu_check.egl_problem(without()) is None
 
 
 def test_summary_table_one_line_per_step():
@@ -128,5 +133,5 @@ def test_each_step_runs_on_its_own(monkeypatch, tmp_path):
         ('no package', 'skipped: missing no_such_module_xyz (pass --wheels DIR, see '
                        'tools/fetch_gpu_wheels.sh)'),
         ('fine', 'PASS'), ('wrong answer', 'FAIL')]
-    assert rows[0]['detail'].startswith('timed out after 1 s') and rows[0]['seconds'] < 10
+    assert rows[0]['detail'].startswith('timed out after 1 s;') and rows[0]['seconds'] < 10
     assert sorted(os.listdir(log_dir)) == ['fine.log', 'slow.log', 'wrong_answer.log']

@@ -48,14 +48,19 @@ def skip_reason(missing):
 
 
 def egl_problem(load=ctypes.CDLL):
-    """Why libEGL cannot be loaded (PyOpenGL's EGL platform needs it), or None."""
-    for name in ('libEGL.so.1', 'libEGL.so'):
-        try:
-            load(name)
-            return None
-        except OSError:
-            pass
-    return f'missing libEGL (optional: {EGL_HINT})'
+    """Why PyOpenGL's EGL platform cannot give desktop GL here (it needs libEGL and libOpenGL),
+    or None."""
+    missing = []
+    for names in (('libEGL.so.1', 'libEGL.so'), ('libOpenGL.so.0', 'libOpenGL.so')):
+        for name in names:
+            try:
+                load(name)
+                break
+            except OSError:
+                pass
+        else:
+            missing.append(names[0])
+    return f'missing {", ".join(missing)} (optional: {EGL_HINT})' if missing else None
 
 
 # ------------------------------------------------------------------------------------- the table
@@ -288,8 +293,10 @@ def run_all(budget, python=sys.executable):
                 print(f'gpu_check: {name} ...', flush=True)
                 code, out, seconds, peak = run_step(name, cmd, min(timeout, left), log_dir, env)
                 ok, detail = check(code, out)
-                if code is None:
-                    ok, detail = False, f'timed out after {min(timeout, left):.0f} s; {detail}'
+                if code is None and left < timeout:
+                    ok, detail = False, f'stopped: the {budget:g} s budget ran out; {detail}'
+                elif code is None:
+                    ok, detail = False, f'timed out after {timeout} s; {detail}'
                 rows.append({'step': name, 'result': 'PASS' if ok else 'FAIL',
                              'seconds': seconds, 'peak_gb': peak, 'detail': detail})
             results[name] = rows[-1]['result']
@@ -319,7 +326,9 @@ def egl_context():
         from OpenGL.EGL.EXT.platform_device import EGL_PLATFORM_DEVICE_EXT
         devices, count = (EGL.EGLDeviceEXT * 4)(), EGL.EGLint()
         if not eglQueryDevicesEXT(4, devices, ctypes.pointer(count)) or count.value < 1:
-            raise RuntimeError('EGL finds no display and no device')
+            raise RuntimeError('EGL finds no display and no device (is the NVIDIA EGL driver, '
+                               'libEGL_nvidia.so.0, there? containers need graphics in '
+                               'NVIDIA_DRIVER_CAPABILITIES)')
         display = eglGetPlatformDisplayEXT(EGL_PLATFORM_DEVICE_EXT, devices[0], None)
         if not initialized(display):
             raise RuntimeError('eglInitialize failed on the first EGL device')
