@@ -15,13 +15,28 @@ gpu_check = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(gpu_check)
 
 
-def test_without_a_gpu_one_line_and_exit_0():
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES='', PYTHON=sys.executable)
-    proc = subprocess.run(['bash', 'tools/gpu_check.sh'], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count('\n') == 1 and proc.stdout.startswith('gpu_check: no CUDA GPU')
-    assert proc.stderr == ''
+def gpu_check_sh(**env):
+    proc = subprocess.run(['bash', 'tools/gpu_check.sh'], cwd=REPO, capture_output=True, text=True,
+                          env=dict(os.environ, CUDA_VISIBLE_DEVICES='', PYTHON=sys.executable,
+                                   **env), timeout=120)
+    assert proc.returncode == 0 and proc.stderr == '', proc.stderr
+    assert proc.stdout.count('\n') == 1 and proc.stdout.startswith('gpu_check: no GPU to check (')
+    return proc.stdout
+
+
+def test_without_a_gpu_one_line_and_exit_0(tmp_path):
+    gpu_check_sh()
+    # nvidia-smi lists a GPU that torch does not see (CUDA_VISIBLE_DEVICES='')
+    fake = tmp_path / 'nvidia-smi'
+    fake.write_text('#!/bin/sh\necho "NVIDIA H200, 143771 MiB"\n')
+    fake.chmod(0o755)
+    path = f'{tmp_path}{os.pathsep}{os.environ["PATH"]}'
+    out = gpu_check_sh(PATH=path)
+    assert 'nvidia-smi lists NVIDIA H200, 143771 MiB, torch ' in out
+    assert out.endswith(' sees no CUDA device); exiting.\n')
+    fake.write_text('#!/bin/sh\necho "No devices were found"\nexit 6\n')
+    assert gpu_check_sh(PATH=path) == ('gpu_check: no GPU to check (no nvidia-smi, or it lists '
+                                       'no GPU); exiting.\n')
 
 
 def test_missing_packages_both_answers():

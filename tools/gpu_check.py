@@ -126,14 +126,15 @@ class GpuMemorySampler:
 
 
 def gpu_name():
-    """GPU 0 as nvidia-smi names it (no CUDA context in this process: its memory would count in
-    every step's peak)."""
+    """GPU 0 as nvidia-smi names it, '' when it lists none (asked there, not through a CUDA
+    context in this process, whose memory would count in every step's peak)."""
     try:
-        return subprocess.run(['nvidia-smi', '--query-gpu=name,memory.total',
+        proc = subprocess.run(['nvidia-smi', '--query-gpu=name,memory.total',
                                '--format=csv,noheader', '-i', '0'], capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+                              timeout=10)
     except (OSError, subprocess.TimeoutExpired):
-        return 'a CUDA GPU (no nvidia-smi)'
+        return ''
+    return proc.stdout.strip() if proc.returncode == 0 else ''
 
 
 def run_step(name, cmd, timeout, log_dir, env=None):
@@ -407,15 +408,20 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.interop:
         return interop_check()
+    listed = gpu_name() if shutil.which('nvidia-smi') else ''
+    if not listed:
+        print('gpu_check: no GPU to check (no nvidia-smi, or it lists no GPU); exiting.')
+        return 0
     try:
         import torch
     except ImportError as e:
         print(f'gpu_check: {sys.executable} cannot import torch ({e})', file=sys.stderr)
         return 1
     if not torch.cuda.is_available():
-        print(f'gpu_check: no CUDA GPU visible to torch {torch.__version__}: nothing to check.')
+        print(f'gpu_check: no GPU to check (nvidia-smi lists {listed}, torch {torch.__version__} '
+              'sees no CUDA device); exiting.')
         return 0
-    print(f'gpu_check: {gpu_name()}, torch {torch.__version__}, python {sys.version.split()[0]}',
+    print(f'gpu_check: {listed}, torch {torch.__version__}, python {sys.version.split()[0]}',
           flush=True)
     rows, log_dir = run_all(args.budget)
     print('\n' + format_table(rows) + f'\nlogs: {log_dir}')
