@@ -6,7 +6,7 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
-from eg3d_runtime.training.bench import FIRST_TICK, _Table
+from eg3d_runtime.training.bench import FIRST_TICK, Table
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 spec = importlib.util.spec_from_file_location('gpu_check', os.path.join(REPO, 'tools',
@@ -94,7 +94,7 @@ def test_cuda_tests_are_the_ones_marked_needs_cuda():
 
 
 def test_training_check_reads_the_bench_table():
-    table = _Table(['header'], cuda=True)
+    table = Table(['header'], cuda=True)
     mem = SimpleNamespace(peak=36 * 2**30, reserved=40 * 2**30)
     table.add(FIRST_TICK, 49.1, [mem])
     table.add('steady sec/kimg (median of steps 2-4)', 29.5)

@@ -43,8 +43,9 @@ def _gb(nbytes):
     return f'{nbytes / 2**30:.2f}'
 
 
-class _Table:
-    """Rows (what, seconds text, peak, reserved) under a header of settings."""
+class Table:
+    """Rows (what, seconds text, peak, reserved, note) under a header of settings; the format
+    tools/gpu_check.py reads."""
 
     def __init__(self, header, cuda):
         self.header, self.cuda, self.rows = header, cuda, []
@@ -52,7 +53,7 @@ class _Table:
 
     def add(self, what, seconds, mems=(), note=''):
         """`mems`: PeakMemory results whose maximum is the row's peak."""
-        mems = [m for m in mems if m is not None]
+        mems = list(mems)
         peak = _gb(max(m.peak for m in mems)) if mems else '-'
         reserved = _gb(max(m.reserved for m in mems)) if mems and self.cuda else '-'
         text = seconds if isinstance(seconds, str) else f'{seconds:.2f}'
@@ -126,7 +127,7 @@ def _train(loop, steps, table):
 def run_bench(c, cfg, device, steps):
     """Prints the table; 0, or 1 when a piece ran out of memory."""
     set_torch_backends(c)
-    table = _Table(_header(c, cfg, device, steps), device.type == 'cuda')
+    table = Table(_header(c, cfg, device, steps), device.type == 'cuda')
     with tempfile.TemporaryDirectory(prefix='eg3d-train-bench-') as run_dir:
         c = dict(c, run_dir=run_dir)
         seconds, mem, loop = _measured(device, lambda: TrainingLoop(run_dir, c, device=device))
