@@ -41,11 +41,13 @@ from .fast.render import PlaneTable
 # ------------------------------------------------------------------------------------------------
 
 class PeakMemory:
-    """Peak memory during a block: CUDA max allocated, or sampled process RSS on CPU."""
+    """Peak memory during a block: CUDA max allocated (and reserved: what the caching allocator
+    holds, which is what runs out), or sampled process RSS on CPU (reserved stays 0)."""
 
     def __init__(self, device):
         self.device = device
         self.peak = 0
+        self.reserved = 0
         self.base = 0
 
     @staticmethod
@@ -79,6 +81,7 @@ class PeakMemory:
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
             self.peak = torch.cuda.max_memory_allocated(self.device)
+            self.reserved = torch.cuda.max_memory_reserved(self.device)
         else:
             self._stop.set()
             self._thread.join()

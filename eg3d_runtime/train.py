@@ -10,7 +10,8 @@ Differences from the official script, on purpose: `--cfg demo` (a small network 
 data, trainable on a CPU); fractional `--kimg`/`--tick`; `--resume` continues the image counter
 and every schedule of the snapshot (`--resume_restart True` gives the official restart at 0 with
 blur and pose-conditioning fades off); a clean stop on SIGINT/SIGTERM or a `stop-request` file in
-the run directory (network snapshot, then exit).
+the run directory (network snapshot, then exit); `--bench [STEPS]` (training/bench.py) prints where
+the first steps spend time and memory, in a temporary run directory, instead of training.
 """
 import json
 import os
@@ -46,7 +47,7 @@ def _device_for(rank):
 
 def run_process(rank, c, restart, init_method=None, world_size=1):
     """One training process: logging, process group, loop."""
-    from .training.loop import TrainingLoop
+    from .training.loop import TrainingLoop, set_torch_backends
     run_dir = c['run_dir']
     with run_files.tee_output(os.path.join(run_dir, 'log.txt')):
         device = _device_for(int(os.environ.get('LOCAL_RANK', rank)))
@@ -56,9 +57,7 @@ def run_process(rank, c, restart, init_method=None, world_size=1):
                                                  world_size=world_size)
         if device.type == 'cpu' and world_size > 1:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
-        torch.backends.cudnn.benchmark = c.get('cudnn_benchmark', True)
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+        set_torch_backends(c)
         stop_file = os.path.join(run_dir, STOP_FILE)
         try:
             resume = load_resume(c, restart) if c.get('resume_pkl') else None
@@ -89,9 +88,14 @@ def _print_options(c, dataset):
 
 
 def main(argv=None):
-    opts = build_parser().parse_args(argv)
+    parser = build_parser()
+    opts = parser.parse_args(argv)
+    if opts.outdir is None and opts.bench is None:
+        parser.error('the following arguments are required: --outdir')
     torchrun_world = int(os.environ.get('WORLD_SIZE', '0')) if 'RANK' in os.environ else 0
     try:
+        if opts.bench is not None and (opts.gpus != 1 or torchrun_world):
+            raise TrainError('--bench runs one process: use --gpus 1 without torchrun')
         if opts.resume is not None:
             opts.resume = resolve_resume_path(opts.resume)
         c, dataset = build_options(opts)
@@ -104,6 +108,9 @@ def main(argv=None):
             raise TrainError(f'--gpus {opts.gpus}: only {torch.cuda.device_count()} CUDA '
                              'devices here (use torchrun for several machines)')
         rank = int(os.environ.get('RANK', 0)) if torchrun_world else 0
+        if opts.bench is not None:
+            from .training.bench import run_bench
+            return run_bench(c, opts.cfg, _device_for(0), opts.bench)
         if opts.dry_run:
             c['run_dir'] = run_files.next_run_dir(opts.outdir, opts.cfg, opts.data, opts.gpus,
                                                   opts.batch, opts.gamma, opts.desc)

@@ -12,6 +12,7 @@ Differences from the official loop, on purpose:
 - A run resumed from a snapshot continues the image counter and the schedules (see train.py).
 - CPU works too (no CUDA-only calls).
 """
+import contextlib
 import copy
 import os
 import time
@@ -36,6 +37,13 @@ def ada_adjusted_p(p, signs_real, target, batch_size, ada_interval, ada_kimg):
     logits (r_t) is above `target`, toward less when below; never below 0."""
     adjust = np.sign(signs_real - target) * (batch_size * ada_interval) / (ada_kimg * 1000)
     return max(float(p + adjust), 0.0)
+
+
+def set_torch_backends(options):
+    """The official backend flags: cuDNN autotuning unless --nobench, TF32 off."""
+    torch.backends.cudnn.benchmark = options.get('cudnn_benchmark', True)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
 
 
 def _without_class_name(kwargs):
@@ -92,6 +100,10 @@ def _micro_batch_seed(random_seed, batch_idx, phase_idx, micro_idx):
 
 class TrainingLoop:
     """State of a run in one process; `run()` trains until total_kimg or a stop request."""
+
+    # Context manager factory wrapped around each phase of a step (the training bench measures
+    # per-phase peak memory with it).
+    watch_phase = staticmethod(lambda name: contextlib.nullcontext())
 
     def __init__(self, run_dir, options, rank=0, device='cpu', resume=None, should_stop=None):
         self.o, self.run_dir, self.rank = options, run_dir, rank
@@ -185,34 +197,39 @@ class TrainingLoop:
     def _step(self, batch_idx):
         real_img, real_c = self._next_batch()
         gen_z, gen_c = self._generator_inputs(batch_idx)
-        rounds = len(real_img)
-        first_micro = self.rank * rounds
         for phase_idx, phase in enumerate(self.phases):
             if batch_idx % phase.interval != 0:
                 continue
-            start = time.perf_counter()
-            phase.opt.zero_grad(set_to_none=True)
-            phase.module.requires_grad_(True)
-            for r in range(rounds):
-                torch.manual_seed(_micro_batch_seed(self.o['random_seed'], batch_idx, phase_idx,
-                                                    first_micro + r))
-                self.loss.accumulate_gradients(
-                    phase.name, real_img[r], real_c[r], gen_z[phase_idx][r], gen_c[phase_idx][r],
-                    gain=phase.interval / rounds, cur_nimg=self.cur_nimg)
-            phase.module.requires_grad_(False)
-            params = [p for p in phase.module.parameters() if p.grad is not None]
-            if params:
-                flat = torch.cat([p.grad.flatten() for p in params])
-                if self.num_gpus > 1:
-                    torch.distributed.all_reduce(flat)
-                    flat /= self.num_gpus
-                torch.nan_to_num(flat, nan=0, posinf=1e5, neginf=-1e5, out=flat)
-                for p, g in zip(params, flat.split([p.numel() for p in params])):
-                    p.grad = g.reshape(p.shape)
-            phase.opt.step()
-            if self.device.type == 'cuda':
-                torch.cuda.synchronize(self.device)
-            phase.seconds = time.perf_counter() - start
+            with self.watch_phase(phase.name):
+                start = time.perf_counter()
+                self._run_phase(batch_idx, phase_idx, phase, real_img, real_c, gen_z[phase_idx],
+                                gen_c[phase_idx])
+                if self.device.type == 'cuda':
+                    torch.cuda.synchronize(self.device)
+                phase.seconds = time.perf_counter() - start
+
+    def _run_phase(self, batch_idx, phase_idx, phase, real_img, real_c, gen_z, gen_c):
+        rounds = len(real_img)
+        first_micro = self.rank * rounds
+        phase.opt.zero_grad(set_to_none=True)
+        phase.module.requires_grad_(True)
+        for r in range(rounds):
+            torch.manual_seed(_micro_batch_seed(self.o['random_seed'], batch_idx, phase_idx,
+                                                first_micro + r))
+            self.loss.accumulate_gradients(
+                phase.name, real_img[r], real_c[r], gen_z[r], gen_c[r],
+                gain=phase.interval / rounds, cur_nimg=self.cur_nimg)
+        phase.module.requires_grad_(False)
+        params = [p for p in phase.module.parameters() if p.grad is not None]
+        if params:
+            flat = torch.cat([p.grad.flatten() for p in params])
+            if self.num_gpus > 1:
+                torch.distributed.all_reduce(flat)
+                flat /= self.num_gpus
+            torch.nan_to_num(flat, nan=0, posinf=1e5, neginf=-1e5, out=flat)
+            for p, g in zip(params, flat.split([p.numel() for p in params])):
+                p.grad = g.reshape(p.shape)
+        phase.opt.step()
 
     def _update_ema(self):
         ema_nimg, rampup = self.o['ema_kimg'] * 1000, self.o.get('ema_rampup', 0.05)

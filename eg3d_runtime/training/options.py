@@ -47,7 +47,7 @@ def build_parser():
     p = argparse.ArgumentParser(prog='python -m eg3d_runtime.train',
                                 description='Train EG3D (official train.py options).')
     a = p.add_argument
-    a('--outdir', required=True, help='Where to save the results')
+    a('--outdir', help='Where to save the results (required unless --bench)')
     a('--cfg', required=True, choices=['ffhq', 'afhq', 'shapenet', 'demo'], help='Base configuration')
     a('--data', required=True, help='Training data (zip or directory)')
     a('--gpus', required=True, type=_ranged(int, 1), help='Number of processes (GPUs)')
@@ -81,6 +81,9 @@ def build_parser():
     a('--nobench', type=parse_bool, default=False, help='Disable cuDNN benchmarking')
     a('--workers', type=_ranged(int, 0), default=3, help='DataLoader worker processes')
     a('-n', '--dry-run', dest='dry_run', action='store_true', help='Print options and exit')
+    a('--bench', type=_ranged(int, 2), nargs='?', const=4, default=None, metavar='STEPS',
+      help='Train STEPS steps (default 4) in a temporary directory, print where the time and '
+      'memory go, delete it')
     a('--neural_rendering_resolution_initial', type=_ranged(int, 1),
       help='Resolution to render at (default 64; demo 32)')
     a('--neural_rendering_resolution_final', type=_ranged(int, 1), default=None,
