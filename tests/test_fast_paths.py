@@ -203,9 +203,10 @@ def test_camera_only_change_uses_cached_planes_and_folded_sr(fixture_G, referenc
     for key in ref:
         assert relative_rms(cached[key], ref[key]) < FP32, key
     assert relative_rms(raw['image_raw'], ref['image_raw']) < FP32   # planes of ws, not ws*0
+    torgb = folded[0][1].torgb.weight.clone()
     with torch.no_grad():
         G.synthesis(ws + 0.1, c1, **kw)
-    assert fastpath.state(G).sr[2] is not folded  # new w -> refolded
+    assert not torch.equal(folded[0][1].torgb.weight, torgb)   # new w -> refolded (in place)
 
 
 def test_batch_and_random_sampling(fixture_G, reference):
@@ -347,10 +348,31 @@ def test_cuda_graph_frames_match_eager(fixture_G, reference):
         runners = [r for (kind, _), r in fastpath.state(G).graphs.items() if kind == 'camera']
         ref = G.synthesis(ws, c, use_cached_backbone=True, faithful=True, **kw)
     assert not fastpath.state(G).graphs_failed
-    # One graph captured by the first call, then replayed by all three (not eager frames).
-    assert len(runners) == 1 and runners[0].replays == 3
+    # One graph captured by the first call, then replayed by it and all three (not eager).
+    assert len(runners) == 1 and runners[0].replays == 4
     for key in ref:
         assert relative_rms(graphed[-1][key].cpu(), ref[key].cpu()) < FULL_QUALITY, key
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_cuda_graph_serves_every_latent(fixture_G, reference):
+    """New latents replay the same per-camera graph (planes and w refilled in place) and give
+    the eager frames."""
+    G = copy.deepcopy(fixture_G).cuda()
+    ws0, c, _ = _case(reference, 0)
+    latents = [ws0.cuda() + 0.1 * k for k in range(3)]
+    kw = dict(neural_rendering_resolution=64, noise_mode='const', deterministic=True)
+    with torch.no_grad():
+        graphed = [G.synthesis(w, c.cuda(), **kw) for w in latents]
+        st = fastpath.state(G)
+        runners = [r for (kind, _), r in st.graphs.items() if kind == 'camera']
+        fastpath.options(G).cuda_graphs = False
+        eager = [G.synthesis(w, c.cuda(), **kw) for w in latents]
+    assert not st.graphs_failed
+    assert len(runners) == 1 and runners[0].replays == 3
+    for g, e in zip(graphed, eager):
+        for key in e:
+            assert relative_rms(g[key].cpu(), e[key].cpu()) < 1e-5, key
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
@@ -542,7 +564,7 @@ def test_graph_cache_keeps_a_few_per_part_and_a_failed_capture_stops_only_its_pa
     from eg3d_runtime.fast import graphs
 
     class Captured:
-        def __init__(self, fn, x, keep_alive=()):
+        def __init__(self, fn, x):
             if x == 'unsupported':
                 raise RuntimeError('operation not permitted when stream is capturing')
             self.fn = fn
@@ -562,3 +584,43 @@ def test_graph_cache_keeps_a_few_per_part_and_a_failed_capture_stops_only_its_pa
         assert graphs.run(st, 'backbone', 9, lambda x: {'out': x}, 'unsupported') == \
             {'out': 'unsupported'}
     assert st.graphs_failed == {'backbone'}
+
+
+def test_a_new_latent_refills_what_a_captured_frame_reads(fixture_G, reference):
+    """The per-camera CUDA graph reads the plane table and the folded super-resolution weights
+    it was captured with. Simulated on the CPU with the frame function itself: built for one
+    latent, then called after another latent's planes and w were prepared, it must render the
+    other latent exactly as a fresh generator does."""
+    G = copy.deepcopy(fixture_G)
+    ws, c, nrr = _case(reference, 0)
+    other = ws + 0.2
+    kw = dict(neural_rendering_resolution=nrr, noise_mode='const', deterministic=True)
+    options = dict(G.rendering_kwargs)
+    with torch.no_grad():
+        first = fastpath._frame_fn(G, G.planes(ws, noise_mode='const'), ws, nrr, options, True,
+                                   True)
+        st = fastpath.state(G)
+        table, folded = st.table[3], st.sr[2]
+        fastpath._frame_fn(G, G.planes(other, noise_mode='const'), other, nrr, options, True,
+                           True)
+        assert st.table[3] is table and st.sr[2] is folded       # refilled, not replaced
+        replayed = first(c)
+        expected = copy.deepcopy(fixture_G).synthesis(other, c, **kw)
+    for key in expected:
+        assert relative_rms(replayed[key], expected[key]) < 1e-6, key
+
+
+def test_refold_refuses_other_layers():
+    """Folded weights of another shape or setting are not copied over (a new graph is needed)."""
+    from eg3d_runtime.fast.blocks import refold_into
+    a = [fastconv.FixedConv('conv1', torch.ones(4, 3, 1, 1), torch.zeros(4), lrelu=False)]
+    b = [fastconv.FixedConv('conv1', torch.full((4, 3, 1, 1), 2.0), torch.ones(4), lrelu=False)]
+    wider = [fastconv.FixedConv('conv1', torch.ones(5, 3, 1, 1), torch.zeros(5), lrelu=False)]
+    clamped = [fastconv.FixedConv('conv1', torch.ones(4, 3, 1, 1), torch.zeros(4), lrelu=False,
+                                  clamp=256)]
+    assert not refold_into(a, wider) and not refold_into(a, clamped)
+    assert torch.equal(a[0].weight, torch.ones(4, 3, 1, 1))           # nothing copied
+    weight = a[0].weight
+    assert refold_into(a, b)
+    assert a[0].weight is weight and torch.equal(weight, b[0].weight)
+    assert torch.equal(a[0].bias, torch.ones(4))

@@ -58,3 +58,34 @@ def block_ws(blocks, ws):
         out.append(ws[idx:idx + block.num_conv + block.num_torgb])
         idx += block.num_conv
     return out
+
+
+def _leaves(old, new, pairs):
+    """Pairs of tensors at the same place in two folded structures (lists, tuples, FoldedBlock
+    and FixedConv attributes); False where the structures or their settings differ."""
+    if isinstance(old, torch.Tensor):
+        if not isinstance(new, torch.Tensor) or old.shape != new.shape \
+                or old.dtype != new.dtype or old.device != new.device:
+            return False
+        if old is not new:
+            pairs.append((old, new))
+        return True
+    if isinstance(old, (list, tuple)):
+        return type(old) is type(new) and len(old) == len(new) and \
+            all(_leaves(a, b, pairs) for a, b in zip(old, new))
+    if isinstance(old, (FoldedBlock, fc.FixedConv)):
+        return type(old) is type(new) and vars(old).keys() == vars(new).keys() and \
+            all(_leaves(a, vars(new)[k], pairs) for k, a in vars(old).items())
+    return old == new
+
+
+def refold_into(old, new):
+    """Copy the folded weights of `new` into the tensors of `old` (same layers, another w) and
+    return True; False, copying nothing, where they differ in shape or settings. A CUDA graph
+    captured reading `old` then renders with the new w."""
+    pairs = []
+    if not _leaves(old, new, pairs):
+        return False
+    for dst, src in pairs:
+        dst.copy_(src)
+    return True

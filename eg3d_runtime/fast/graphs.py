@@ -1,7 +1,9 @@
 """CUDA graphs for the two parts of a frame that are bound by launching hundreds of small kernels
 from Python: the backbone of a new latent (w -> tri-planes, ~900 kernels: on an H200 17.5 ms of
 host time for a few ms of GPU work) and the per-camera part of a frame (rays -> ray marching ->
-super-resolution). Each is captured once per shape and replayed with new inputs. Kept apart
+super-resolution). Each is captured once per shape and replayed with new inputs; the per-camera
+graph reads the plane table and the folded super-resolution weights, which a new latent refills
+in place, so one graph serves every latent. Kept apart
 from path.py because it is CUDA-only and holds its own cache policy (a few graphs per part,
 most recently used kept)."""
 import warnings
@@ -16,9 +18,8 @@ MAX_GRAPHS = {'backbone': 2, 'camera': 8}
 class GraphFrame:
     """fn(x) -> {name: tensor} captured as a CUDA graph; replays with a new x of the same shape."""
 
-    def __init__(self, fn, c, keep_alive=()):
+    def __init__(self, fn, c):
         self.fn = fn                      # the graph reads tensors the closure holds
-        self.keep_alive = keep_alive
         self.device = c.device
         self.replays = 0                  # replays so far (tests check the graph is reused)
         with torch.cuda.device(c.device):
@@ -41,17 +42,16 @@ class GraphFrame:
             return {k: v.clone() for k, v in self.static_out.items()}
 
 
-def graph_key(st, planes5d, c, nrr, options, deterministic, superresolution_enabled):
-    """What a captured frame depends on besides c: the planes (by identity and version), the
-    folded weights it reads, shapes and options."""
-    base = planes5d._base if planes5d._base is not None else planes5d
+def graph_key(st, table, c, nrr, options, deterministic, superresolution_enabled):
+    """What a captured frame depends on besides c: the objects it reads (the plane table and the
+    folded weights, refilled in place for new planes and a new w), shapes and options."""
     opts = tuple(sorted((k, repr(v)) for k, v in options.items()))
-    return (id(base), base._version, id(st.sr[2]) if (superresolution_enabled and st.sr) else None,
+    return (id(table), id(st.sr[2]) if (superresolution_enabled and st.sr) else None,
             id(st.decoder[1]) if st.decoder else None, tuple(c.shape), c.dtype, nrr, opts,
             deterministic, superresolution_enabled)
 
 
-def run(st, kind, key, frame, c, keep_alive=()):
+def run(st, kind, key, frame, c):
     """frame(c) through the graph cached under (kind, key) in `st.graphs`, captured on first
     use; if capture fails, `kind` ('backbone' | 'camera') joins `st.graphs_failed` and that part
     runs eagerly from then on."""
@@ -59,7 +59,7 @@ def run(st, kind, key, frame, c, keep_alive=()):
     runner = st.graphs.pop(key, None)
     if runner is None:
         try:
-            runner = GraphFrame(frame, c, keep_alive)
+            runner = GraphFrame(frame, c)
         except Exception as e:  # capture unsupported here: eager from now on
             st.graphs_failed.add(kind)
             warnings.warn(f'CUDA graph capture of the {kind} failed, running it eagerly ({e})')

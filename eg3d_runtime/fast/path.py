@@ -21,8 +21,10 @@ done about it, per stage of a frame:
   GUI thread takes a core for a moment.
 - CUDA: the same code; fp16 super-resolution convolutions, and CUDA graphs (graphs.py) for
   the two launch-bound parts: the backbone of a new w (folding included; deterministic noise
-  only) and, for camera-only and preview frames (cached planes), the per-camera part of the
-  frame (rays -> ray marching -> super-resolution), each captured once and replayed.
+  only) and the per-camera part of every frame (rays -> ray marching -> super-resolution; not
+  with empty-space skipping or density noise), each captured once and replayed. New planes and
+  a new w are copied into the tensors the per-camera graph reads (PlaneTable.refill,
+  blocks.refold_into).
 
 Per-generator state (caches, options, buffers) lives outside the module in a weak dictionary, so
 it is never pickled, deep-copied or listed in a state dict. Options: `fast.path.options(G)`.
@@ -36,7 +38,7 @@ import torch.nn.functional as F
 from . import conv as fc
 from . import graphs, precision
 from . import render as fr
-from .blocks import FoldedBlock, block_ws
+from .blocks import FoldedBlock, block_ws, refold_into
 from .parallel import parallel_map
 
 
@@ -197,14 +199,18 @@ def planes(G, ws, cache_backbone=False, use_cached_backbone=False, noise_mode='r
 
 
 def plane_table(G, planes5d):
-    """PlaneTable for planes [N, 3, C, H, W], cached while the same tensor is used."""
+    """PlaneTable for planes [N, 3, C, H, W], cached while the same tensor is used; other planes
+    of the same shape are copied into the same table (captured CUDA graphs read it)."""
     st = state(G)
     base = planes5d._base if planes5d._base is not None else planes5d
     cached = st.table
     if cached is not None and cached[0] is base and cached[1] == base._version \
             and cached[2] == tuple(planes5d.shape):
         return cached[3]
-    table = fr.PlaneTable(planes5d)
+    if cached is not None and cached[3].refill(planes5d):
+        table = cached[3]
+    else:
+        table = fr.PlaneTable(planes5d)
     st.table = (base, base._version, tuple(planes5d.shape), table)
     return table
 
@@ -272,7 +278,8 @@ def render(G, planes5d, origins, directions, options, deterministic=False, colou
 # ------------------------------------------------------------------------------------------------
 
 def folded_superresolution(G, ws_last, noise_mode, force_fp32=False):
-    """Per-sample folded SR blocks for the last w of each sample, cached by value of w."""
+    """Per-sample folded SR blocks for the last w of each sample, cached by value of w; a new w
+    is folded into the same tensors (captured CUDA graphs read them)."""
     st = state(G)
     opts = st.options
     device = ws_last.device
@@ -290,6 +297,8 @@ def folded_superresolution(G, ws_last, noise_mode, force_fp32=False):
         b0 = FoldedBlock(sr.block0, ws3, noise_mode, device, dtype, opts.winograd, 64, in_res)
         b1 = FoldedBlock(sr.block1, ws3, noise_mode, device, dtype, opts.winograd, 64, None)
         folded.append((b0, b1))
+    if cached is not None and cached[0] == key and refold_into(cached[2], folded):
+        folded = cached[2]
     st.sr = (key, ws_last.detach().clone(), folded)
     return folded
 
@@ -423,14 +432,13 @@ def synthesis(G, ws, c, neural_rendering_resolution=None, noise_mode='random',
                           force_fp32)
         use_graph = (c.device.type == 'cuda' and st.options.cuda_graphs
                      and 'camera' not in st.graphs_failed
-                     and use_cached_backbone and G._last_planes is not None
                      and not options.get('empty_space_skipping', False)
                      and options.get('density_noise', 0) == 0)
         if not use_graph:
             return frame(c)
-        key = graphs.graph_key(st, planes5d, c, nrr, options, deterministic,
+        key = graphs.graph_key(st, plane_table(G, planes5d), c, nrr, options, deterministic,
                                superresolution_enabled)
-        return graphs.run(st, 'camera', key, frame, c, keep_alive=(planes5d, ws))
+        return graphs.run(st, 'camera', key, frame, c)
 
 
 def sample_mixed(G, coordinates, directions, ws, noise_mode='random', options=None,

@@ -72,6 +72,17 @@ class PlaneTable:
                                         dtype=torch.float32, device=dev)
         self._corner_offsets = torch.tensor([0, 1, w + 2, w + 3], device=dev, dtype=torch.long)
 
+    def refill(self, planes):
+        """Take new planes of the same shape in place (the zero border stays), so that a CUDA
+        graph captured reading this table renders them; False if the shape differs."""
+        n, p, c, h, w = planes.shape
+        if (n, c, h, w) != (self.batch, self.channels, self.height, self.width):
+            return False
+        self.table.view(n, p, h + 2, w + 2, c)[:, :, 1:h + 1, 1:w + 1].copy_(
+            planes.permute(0, 1, 3, 4, 2))
+        self.occupancy = {}
+        return True
+
     def sample_sum(self, coords, box_warp, batch_index=0, planes=None):
         """Points [P, 3] in world units -> [P, C]: SUM over the three planes (or the indices in
         `planes`) of the bilinear samples (grid_sample semantics, zero outside)."""
