@@ -47,7 +47,7 @@ def _loss(loop, batch):
 @pytest.fixture(scope='module')
 def distilled(tmp_path_factory):
     """A few distillation steps of the tiny network, run in this process: (run dir, the
-    reconstruction loss on a fixed batch before, after)."""
+    reconstruction loss on a fixed batch before, after, the loop)."""
     run_dir = str(tmp_path_factory.mktemp('run'))
     opts = train.build_parser().parse_args(['--outdir', run_dir, '--kimg', str(STEPS * 0.004),
                                             *TINY])
@@ -58,12 +58,21 @@ def distilled(tmp_path_factory):
     batch = _fixed_batch(loop)
     before = _loss(loop, batch)
     loop.run()
-    return run_dir, before, _loss(loop, batch)
+    return run_dir, before, _loss(loop, batch), loop
 
 
 def test_distillation_steps_reduce_the_reconstruction_loss(distilled):
-    _run_dir, before, after = distilled
+    _run_dir, before, after, _loop = distilled
     assert after < 0.8 * before, (before, after)
+
+
+def test_adversarial_weight_trains_the_discriminator_too(distilled):
+    loop = distilled[3]
+    assert loop.loss.adversarial_weight == 0    # --distill_adv's default: D stays as built
+    loop.loss.adversarial_weight = 0.1
+    before = [p.clone() for p in loop.D.parameters()]
+    loop._step(1)    # Gmain and Dmain only (the regularisation phases run at step 0)
+    assert any(not torch.equal(a, b) for a, b in zip(before, loop.D.parameters()))
 
 
 def test_distillation_writes_the_official_run_files(distilled):
