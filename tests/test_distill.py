@@ -66,6 +66,11 @@ def test_distillation_steps_reduce_the_reconstruction_loss(distilled):
     assert after < 0.8 * before, (before, after)
 
 
+def test_truncation_centre_follows_the_latents(distilled):
+    loop = distilled[3]
+    assert float(loop.G_ema.backbone.mapping.w_avg.abs().mean()) > 0
+
+
 def test_adversarial_weight_trains_the_discriminator_too(distilled):
     loop = distilled[3]
     assert loop.loss.adversarial_weight == 0    # --distill_adv's default: D stays as built

@@ -99,7 +99,10 @@ class DistillLoss(EG3DLoss):
 
     def _reconstruct(self, real_img, gen_z, gen_c, gain, cur_nimg):
         s = self.schedules(cur_nimg)
-        fake = self.run_G(gen_z, gen_c, s['gpc_swap_prob'], s['neural_rendering_resolution'])
+        # w_avg, the centre of truncation (psi < 1 in the viewer), is tracked in the phase that
+        # maps the latents with update_emas: the D phase when it runs, otherwise this one.
+        fake = self.run_G(gen_z, gen_c, s['gpc_swap_prob'], s['neural_rendering_resolution'],
+                          update_emas=self.adversarial_weight == 0)
         losses = reconstruction_losses(fake, real_img)
         for name, value in losses.items():
             stats.report('Loss/distill/' + name, value)
