@@ -102,6 +102,11 @@ def random_camera(rng):
     """A label [25] (float32): orbit yaw ~ U(-1.2, 1.2), pitch ~ U(-0.35, 0.35), FFHQ focal."""
     yaw = rng.uniform(-YAW_RANGE, YAW_RANGE)
     pitch = rng.uniform(-PITCH_RANGE, PITCH_RANGE)
+    return orbit_label(yaw, pitch)
+
+
+def orbit_label(yaw, pitch=0.0):
+    """The label [25] (float32) of the data's orbit camera at (yaw, pitch) from frontal."""
     pose = cameras.look_at_orbit(math.pi / 2 + yaw, math.pi / 2 + pitch, (0, 0, 0), RADIUS)
     c = cameras.camera_vector(pose, cameras.fov_to_intrinsics(cameras.FFHQ_FOV_DEGREES))
     return c[0].numpy().astype(np.float32)

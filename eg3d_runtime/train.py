@@ -47,6 +47,7 @@ def _device_for(rank):
 
 def run_process(rank, c, restart, init_method=None, world_size=1):
     """One training process: logging, process group, loop."""
+    from .training.distill import DistillLoop
     from .training.loop import TrainingLoop, set_torch_backends
     run_dir = c['run_dir']
     with run_files.tee_output(os.path.join(run_dir, 'log.txt')):
@@ -61,8 +62,9 @@ def run_process(rank, c, restart, init_method=None, world_size=1):
         stop_file = os.path.join(run_dir, STOP_FILE)
         try:
             resume = load_resume(c, restart) if c.get('resume_pkl') else None
-            loop = TrainingLoop(run_dir, c, rank=rank, device=device, resume=resume,
-                                should_stop=lambda: rank == 0 and os.path.exists(stop_file))
+            loop_class = DistillLoop if 'distill' in c else TrainingLoop
+            loop = loop_class(run_dir, c, rank=rank, device=device, resume=resume,
+                              should_stop=lambda: rank == 0 and os.path.exists(stop_file))
             loop.run()
         finally:
             if world_size > 1 and torch.distributed.is_initialized():
@@ -96,6 +98,8 @@ def main(argv=None):
     try:
         if opts.bench is not None and (opts.gpus != 1 or torchrun_world):
             raise TrainError('--bench runs one process: use --gpus 1 without torchrun')
+        if opts.bench is not None and opts.distill is not None:
+            raise TrainError('--bench measures GAN training: leave out --distill')
         if opts.resume is not None:
             opts.resume = resolve_resume_path(opts.resume)
         c, dataset = build_options(opts)
@@ -112,14 +116,16 @@ def main(argv=None):
             from .training.bench import run_bench
             return run_bench(c, opts.cfg, _device_for(0), opts.bench)
         if opts.dry_run:
-            c['run_dir'] = run_files.next_run_dir(opts.outdir, opts.cfg, opts.data, opts.gpus,
+            c['run_dir'] = run_files.next_run_dir(opts.outdir, opts.cfg,
+                                                  c['training_set_kwargs']['path'], opts.gpus,
                                                   opts.batch, opts.gamma, opts.desc)
             _print_options(c, dataset)
             print('Dry run; exiting.')
             return 0
         if torchrun_world:
             return _torchrun_main(opts, c, dataset, rank, torchrun_world)
-        c['run_dir'] = run_files.create_run_dir(opts.outdir, opts.cfg, opts.data, opts.gpus,
+        c['run_dir'] = run_files.create_run_dir(opts.outdir, opts.cfg,
+                                                c['training_set_kwargs']['path'], opts.gpus,
                                                 opts.batch, opts.gamma, opts.desc)
         _print_options(c, dataset)
         run_files.write_training_options(c['run_dir'], c)
@@ -145,7 +151,8 @@ def _torchrun_main(opts, c, dataset, rank, world_size):
     torch.distributed.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
     holder = [None]
     if rank == 0:
-        holder[0] = run_files.create_run_dir(opts.outdir, opts.cfg, opts.data, opts.gpus,
+        holder[0] = run_files.create_run_dir(opts.outdir, opts.cfg,
+                                             c['training_set_kwargs']['path'], opts.gpus,
                                              opts.batch, opts.gamma, opts.desc)
         c['run_dir'] = holder[0]
         _print_options(c, dataset)

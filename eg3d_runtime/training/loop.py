@@ -99,7 +99,10 @@ def _micro_batch_seed(random_seed, batch_idx, phase_idx, micro_idx):
 
 
 class TrainingLoop:
-    """State of a run in one process; `run()` trains until total_kimg or a stop request."""
+    """State of a run in one process; `run()` trains until total_kimg or a stop request.
+
+    Other objectives on the same run directory (training/distill.py) override the hooks
+    `_open_dataset`, `_make_loss`, `_next_batch`, `_generator_inputs` and `_snapshot_grid`."""
 
     # Context manager factory wrapped around each phase of a step (the training bench measures
     # per-phase peak memory with it).
@@ -117,7 +120,7 @@ class TrainingLoop:
         np.random.seed(options['random_seed'] * self.num_gpus + rank)
 
         self.log('Loading training set...')
-        self.dataset = ImageFolderDataset(**_without_class_name(options['training_set_kwargs']))
+        self.dataset = self._open_dataset(_without_class_name(options['training_set_kwargs']))
         self.log(f'\nNum images:  {len(self.dataset)}\nImage shape: {list(self.dataset.image_shape)}'
                  f'\nLabel shape: {list(self.dataset.label_shape)}\n')
         loader_kwargs = dict(options.get('data_loader_kwargs', {}))
@@ -155,11 +158,16 @@ class TrainingLoop:
                     torch.distributed.broadcast(tensor.data, src=0)
 
         self.log('Setting up training phases...')
-        self.loss = EG3DLoss(self.device, self.G, self.D, augment_pipe=self.augment_pipe,
-                             **_without_class_name(options['loss_kwargs']))
+        self.loss = self._make_loss(_without_class_name(options['loss_kwargs']))
         self.phases = _phases(self.G, self.D, options)
         self.ada_stats = stats.Collector(regex='Loss/signs/real') \
             if self.augment_pipe is not None and options.get('ada_target') is not None else None
+
+    def _open_dataset(self, kwargs):
+        return ImageFolderDataset(**kwargs)
+
+    def _make_loss(self, kwargs):
+        return EG3DLoss(self.device, self.G, self.D, augment_pipe=self.augment_pipe, **kwargs)
 
     def _resume(self, resume):
         """`resume`: {'path', 'networks' (load_network_pkl result), 'cur_nimg'}."""
@@ -177,7 +185,11 @@ class TrainingLoop:
 
     # ----------------------------------------------------------------------------- iteration
     def _next_batch(self):
-        images, labels = next(self.loader)
+        return self._on_device(*next(self.loader))
+
+    def _on_device(self, images, labels):
+        """uint8 images and labels of this rank's batch -> [-1, 1] images and labels on the
+        device, in batch_gpu chunks."""
         images = (images.to(self.device).to(torch.float32) / 127.5 - 1).split(self.batch_gpu)
         return images, labels.to(self.device).split(self.batch_gpu)
 
@@ -256,16 +268,21 @@ class TrainingLoop:
             self.augment_pipe.p.copy_(torch.as_tensor(p))
 
     # ------------------------------------------------------------------------------ snapshots
-    def _grid_setup(self):
-        self.grid_size, images, labels = setup_snapshot_image_grid(self.dataset,
-                                                                   self.o['random_seed'])
+    def _snapshot_grid(self):
+        """(grid size, uint8 reals [N, C, H, W], labels [N, 25], latents [N, z_dim]) of the
+        reals.png and fakes grids."""
+        grid_size, images, labels = setup_snapshot_image_grid(self.dataset, self.o['random_seed'])
         if self.o.get('image_grid_size'):   # a smaller grid (--grid): the top-left tiles
-            (gw, gh), (w, h) = self.grid_size, self.o['image_grid_size']
+            (gw, gh), (w, h) = grid_size, self.o['image_grid_size']
             keep = [y * gw + x for y in range(min(h, gh)) for x in range(min(w, gw))]
-            self.grid_size, images, labels = (min(w, gw), min(h, gh)), images[keep], labels[keep]
-        save_image_grid(images, os.path.join(self.run_dir, 'reals.png'), (0, 255), self.grid_size)
+            grid_size, images, labels = (min(w, gw), min(h, gh)), images[keep], labels[keep]
         g = torch.Generator().manual_seed(self.o['random_seed'])
-        self.grid_z = torch.randn([len(labels), self.G.z_dim], generator=g).split(self.batch_gpu)
+        return grid_size, images, labels, torch.randn([len(labels), self.G.z_dim], generator=g)
+
+    def _grid_setup(self):
+        self.grid_size, images, labels, z = self._snapshot_grid()
+        save_image_grid(images, os.path.join(self.run_dir, 'reals.png'), (0, 255), self.grid_size)
+        self.grid_z = z.split(self.batch_gpu)
         self.grid_c = torch.from_numpy(labels).split(self.batch_gpu)
 
     @torch.no_grad()

@@ -49,7 +49,14 @@ def build_parser():
     a = p.add_argument
     a('--outdir', help='Where to save the results (required unless --bench)')
     a('--cfg', required=True, choices=['ffhq', 'afhq', 'shapenet', 'demo'], help='Base configuration')
-    a('--data', required=True, help='Training data (zip or directory)')
+    a('--data', help='Training data (zip or directory); required unless --distill')
+    a('--distill', type=_ranged(int, 1), metavar='FIGURES',
+      help='Instead of GAN training on --data: distil the procedural renderer, seed k < FIGURES '
+      'being toy figure k (training/distill.py)')
+    a('--distill_resolution', type=_ranged(int, 1), default=128,
+      help='Image resolution of --distill')
+    a('--distill_adv', type=_ranged(float, 0), default=0,
+      help='Weight of the adversarial loss added to the reconstruction loss of --distill')
     a('--gpus', required=True, type=_ranged(int, 1), help='Number of processes (GPUs)')
     a('--batch', required=True, type=_ranged(int, 1), help='Total batch size')
     a('--gamma', required=True, type=_ranged(float, 0), help='R1 regularization weight')
@@ -137,8 +144,21 @@ def _resolve_defaults(opts):
     opts.metrics = metrics
 
 
+def _distill_dataset_kwargs(opts):
+    from . import distill
+    if opts.data is not None or opts.metrics or opts.mirror:
+        raise TrainError('--distill renders its own images: leave out --data and --mirror, '
+                         'use --metrics none')
+    kwargs = distill.training_set_kwargs(opts.distill, opts.distill_resolution, opts.seed)
+    return kwargs, distill.FigureDataset(opts.distill, opts.distill_resolution, opts.seed)
+
+
 def _dataset_kwargs(opts):
     from .dataset import DatasetError, ImageFolderDataset
+    if opts.distill is not None:
+        return _distill_dataset_kwargs(opts)
+    if opts.data is None:
+        raise TrainError('--data is required (or --distill FIGURES)')
     try:
         dataset = ImageFolderDataset(path=opts.data, use_labels=True, max_size=None, xflip=False)
     except (DatasetError, OSError) as e:
@@ -175,7 +195,7 @@ def build_options(opts):
             reg_type=opts.reg_type, decoder_lr_mul=opts.decoder_lr_mul, sr_module=opts.sr_module)
     except ValueError as e:
         raise TrainError(f'--cfg {opts.cfg} with {dataset.resolution}x{dataset.resolution} data '
-                         f'({opts.data}): {e}; use --sr-module') from None
+                         f'({training_set_kwargs["path"]}): {e}; use --sr-module') from None
     sr_kwargs = {'channel_base': opts.cbase, 'channel_max': opts.cmax,
                  'fused_modconv_default': 'inference_only'}
     c = {
@@ -242,6 +262,8 @@ def build_options(opts):
         c['image_grid_size'] = list(opts.grid)
     if opts.inception is not None:
         c['inception_path'] = opts.inception
+    if opts.distill is not None:
+        c['distill'] = {'adversarial_weight': opts.distill_adv}
     return c, dataset
 
 

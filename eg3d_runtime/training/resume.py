@@ -93,6 +93,11 @@ def resume_args(run_dir):
             args['neural_rendering_resolution_final'] = loss['neural_rendering_resolution_final']
         if rk.get('gpc_reg_prob') is not None:
             args['gpc_reg_prob'] = rk['gpc_reg_prob']
+        if 'distill' in c:   # renders its own images (training/distill.py)
+            del args['data']
+            args.update(distill=c['training_set_kwargs']['figures'],
+                        distill_resolution=c['training_set_kwargs']['resolution'],
+                        distill_adv=c['distill']['adversarial_weight'])
         if c.get('augment_kwargs'):
             args['aug'] = 'ada' if 'ada_target' in c else 'fixed'
             args['target' if 'ada_target' in c else 'p'] = c.get('ada_target', c.get('augment_p'))

@@ -37,6 +37,10 @@ PRESETS = {
     # file name per kimg), the settings that trained checkpoints/demo.pkl.
     'demo': {'cfg': 'demo', 'gpus': 1, 'batch': 8, 'gamma': 1, 'kimg': 40, 'tick': 0.1,
              'snap': 10},
+    # The next demo (README "Demo checkpoint"): the procedural renderer distilled into G.
+    'demo distill': {'cfg': 'demo', 'distill': 256, 'gpus': 1, 'batch': 8, 'gamma': 1,
+                     'cbase': 4096, 'cmax': 64, 'neural_rendering_resolution_initial': 64,
+                     'kimg': 100, 'tick': 0.2, 'snap': 5},
     'ffhq 64': dict(_FFHQ),
     'ffhq 64->128 fine-tune': dict(_FFHQ, neural_rendering_resolution_final=128,
                                    resume='ffhq512-64.pkl', kimg=2000),

@@ -1,0 +1,91 @@
+"""The demo network's quality numbers (issue 15), so candidate demo checkpoints are compared by
+the same measure: 8 seeds x 3 yaws (-0.5, 0, +0.5), psi 0.7, the pickle's own resolutions.
+
+    python -m eg3d_runtime.demo_quality --network checkpoints/demo.pkl --grid demo-grid.png
+
+- seed diversity: mean absolute difference (0-255) of the frontal images over all seed pairs;
+- view change: mean absolute difference of each seed's yaw -0.5 and +0.5 images;
+- sharpness: mean squared 4-neighbour Laplacian of the grey (luma) image, over all 24 images.
+`--grid` writes the 24 images as one PNG: a column per seed, a row per yaw.
+"""
+import argparse
+import itertools
+import sys
+
+import numpy as np
+import torch
+
+from . import views
+from .generate import render_seed
+from .network_path import network_path
+from .pickles import PickleLoadError, load_generator
+from .training.run_files import save_image_grid
+
+SEEDS = tuple(range(8))
+YAWS = (-0.5, 0.0, 0.5)
+PSI = 0.7
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def seed_diversity(images):
+    """Mean absolute difference over all pairs of uint8 images [N, H, W, 3] (0-255)."""
+    images = np.asarray(images, dtype=np.float64)
+    return float(np.mean([np.abs(a - b).mean() for a, b in itertools.combinations(images, 2)]))
+
+
+def view_change(left, right):
+    """Mean absolute difference of paired uint8 images [N, H, W, 3] (0-255)."""
+    return float(np.abs(np.asarray(left, np.float64) - np.asarray(right, np.float64)).mean())
+
+
+def sharpness(images):
+    """Mean squared 4-neighbour Laplacian of the luma of uint8 images [N, H, W, 3], over the
+    interior pixels."""
+    grey = np.asarray(images, dtype=np.float64) @ LUMA
+    laplacian = (grey[:, :-2, 1:-1] + grey[:, 2:, 1:-1] + grey[:, 1:-1, :-2] + grey[:, 1:-1, 2:]
+                 - 4 * grey[:, 1:-1, 1:-1])
+    return float(np.mean(laplacian ** 2))
+
+
+def render_views(G):
+    """uint8 images [len(YAWS), len(SEEDS), H, W, 3] of G."""
+    return np.stack([np.stack([views.image_to_uint8(render_seed(G, seed, yaw, psi=PSI)['image'])
+                               .cpu().numpy() for seed in SEEDS]) for yaw in YAWS])
+
+
+def measure(images):
+    """{'seed diversity', 'view change', 'sharpness'} of render_views' images."""
+    front, left, right = images[YAWS.index(0.0)], images[YAWS.index(-0.5)], images[YAWS.index(0.5)]
+    return {'seed diversity': seed_diversity(front), 'view change': view_change(left, right),
+            'sharpness': sharpness(images.reshape(-1, *images.shape[2:]))}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog='python -m eg3d_runtime.demo_quality', description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--network', required=True,
+                   help='network pickle, run directory (its latest snapshot) or released name')
+    p.add_argument('--grid', help='write the 8 x 3 images to this PNG')
+    args = p.parse_args(argv)
+    torch.set_grad_enabled(False)
+    try:
+        G = load_generator(network_path(args.network))
+    except PickleLoadError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    images = render_views(G)
+    for name, value in measure(images).items():
+        print(f'{name}: {value:.1f}')
+    if args.grid:
+        try:
+            save_image_grid(images.reshape(-1, *images.shape[2:]).transpose(0, 3, 1, 2),
+                            args.grid, (0, 255), (len(SEEDS), len(YAWS)))
+        except OSError as e:
+            print(f'error: {args.grid}: cannot write the grid ({e.strerror})', file=sys.stderr)
+            return 1
+        print(f'wrote {args.grid}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
