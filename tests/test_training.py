@@ -333,3 +333,15 @@ def test_fakes_grid_holds_one_chunk_on_the_device_at_a_time(monkeypatch):
     assert most_alive[0] == 3                     # one chunk's three outputs, never more
     assert {k: v.shape[0] for k, v in saved.items()} == dict.fromkeys(
         ('image', 'image_raw', 'image_depth'), 2 * chunks)
+
+
+def test_no_lazy_regularisation_builds_one_optimizer_per_network():
+    """--density_reg 0 (G_reg_interval None): one 'both' phase with the official betas
+    [0, 0.99], whose int 0 torch's Adam refuses unless made a float."""
+    from eg3d_runtime.training.loop import _phases
+    G, D = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    adam = {'class_name': 'torch.optim.Adam', 'lr': 0.002, 'betas': [0, 0.99], 'eps': 1e-8}
+    phases = _phases(G, D, {'G_opt_kwargs': adam, 'D_opt_kwargs': adam, 'G_reg_interval': None,
+                            'D_reg_interval': 16})
+    assert [p.name for p in phases] == ['Gboth', 'Dmain', 'Dreg']
+    assert phases[0].opt.param_groups[0]['betas'] == (0.0, 0.99)

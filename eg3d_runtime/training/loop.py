@@ -74,6 +74,8 @@ def _phases(G, D, options):
             ('G', G, options['G_opt_kwargs'], options.get('G_reg_interval')),
             ('D', D, options['D_opt_kwargs'], options.get('D_reg_interval', 16))):
         kwargs = _without_class_name(opt_kwargs)
+        # float betas: the official [0, 0.99] holds an int, which torch's Adam refuses
+        kwargs['betas'] = [float(b) for b in kwargs['betas']]
         params = list(module.parameters())
         if interval is None:
             phases.append(_Phase(name + 'both', module, torch.optim.Adam(params, **kwargs), 1))
