@@ -67,7 +67,11 @@ def main(argv=None):
                    help='network pickle, run directory (its latest snapshot) or released name')
     p.add_argument('--grid', help='write the 8 x 3 images to this PNG')
     args = p.parse_args(argv)
-    torch.set_grad_enabled(False)
+    with torch.no_grad():
+        return _report(args)
+
+
+def _report(args):
     try:
         G = load_generator(network_path(args.network))
     except PickleLoadError as e:
