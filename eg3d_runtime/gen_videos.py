@@ -135,9 +135,13 @@ class Renderer:
             yield layout(to_frame(out, self.args.image_mode, cells), (grid_w, grid_h))
 
     def orbit(self, seed, num_frames, grid):
-        """Frames of one seed's orbit: one w, so the tri-planes are computed once. Every cell of
-        a grid shows the same picture (as official), so it is rendered once and tiled."""
-        ws = self.ws(seed)
+        """Frames of one seed's orbit. Every cell of a grid shows the same picture (as
+        official), so it is rendered once and tiled."""
+        return self.orbit_ws(self.ws(seed), num_frames, grid)
+
+    def orbit_ws(self, ws, num_frames, grid=(1, 1)):
+        """Frames of the orbit of one latent (also an inverted photo's pivot): one w, so the
+        tri-planes are computed once."""
         for i in range(num_frames):
             out = self.synthesis(ws, self.camera(i, num_frames, 1), cache_backbone=i == 0,
                                  use_cached_backbone=i > 0)
