@@ -1,5 +1,5 @@
 """Network pickle: path field, file browser, Recent list, released names, run directories,
-drag-and-drop, and the extra pickles given on the command line."""
+drag-and-drop (routed here by the app), and the extra pickles given on the command line."""
 import threading
 import time
 from dataclasses import dataclass
@@ -174,8 +174,6 @@ class PickleWidget:
 
     def __call__(self, show=True):
         self._poll_download()
-        for path in self.viz.window.pop_drop_paths():
-            self.load(path)
         if not show:
             return
         viz = self.viz
