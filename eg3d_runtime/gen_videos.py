@@ -21,6 +21,7 @@ import scipy.interpolate
 import torch
 
 from . import views
+from .command import run_command
 from .devices import default_device
 from .fast import path as fastpath
 from .fast import precision
@@ -260,16 +261,8 @@ def run(args):
 
 @torch.no_grad()
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except VideoError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print('\ninterrupted; no partial video was kept', file=sys.stderr)
-        return 130
-    return 0
+    return run_command(run, build_parser().parse_args(argv), VideoError,
+                       'interrupted; no partial video was kept')
 
 
 if __name__ == '__main__':

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 from . import views
+from .command import run_command
 from .devices import default_device
 from .fast import path as fastpath
 from .fast import precision
@@ -209,16 +210,8 @@ def run(args):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except InversionError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print('\ninterrupted; files not yet written were not written', file=sys.stderr)
-        return 130
-    return 0
+    return run_command(run, build_parser().parse_args(argv), InversionError,
+                       'interrupted; the files not yet written were not written')
 
 
 if __name__ == '__main__':

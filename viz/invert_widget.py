@@ -6,15 +6,18 @@ the original network and export as a mesh.
 The camera is the picture's label in a dataset.json beside it, else it is estimated. The work
 runs like the mesh export: it loads its own copy of the network, never touching the render
 worker's, so frames keep coming while it runs."""
-import threading
 import time
 from pathlib import Path
 
 from imgui_bundle import imgui
 
-from eg3d_runtime.invert import Settings
+from eg3d_runtime import views
+from eg3d_runtime.invert import Settings, invert, make_outdir, write_outputs
+from eg3d_runtime.inversion.targets import InversionError, dataset_camera, load_image
+from eg3d_runtime.pickles import PickleLoadError, load_network_pkl
 from gui_utils.gl_texture import Texture
 
+from .background import BackgroundTask
 from .capture_widget import next_capture_path
 from .compare import Panel
 from .gui_helpers import button, label
@@ -32,27 +35,20 @@ def is_picture(path):
     return Path(path).suffix.lower() in PICTURE_SUFFIXES
 
 
-class InvertWidget:
+class InvertWidget(BackgroundTask):
     def __init__(self, viz):
         self.viz = viz
         self.path = ''
         self.num_steps = Settings.num_steps
         self.pti_steps = Settings.pti_steps
         self.directory = str(captures_dir() / 'inversions')
-        self.progress = None          # (stage, step, total, loss) while inverting
-        self.message = ''
+        # progress: (stage, step, total, loss) while inverting
         self.original_pkl = None      # the network the last result was inverted in
         self._preview = None          # newest preview picture, uint8 numpy, for the GUI thread
         self._preview_time = 0.0
         self._texture = None
         self._finished = None         # output directory, handed from the worker to the GUI
         self._camera_source = (None, '')
-        self._cancel = None
-        self._thread = None
-
-    @property
-    def running(self):
-        return self._thread is not None and self._thread.is_alive()
 
     def choose(self, path):
         self.path = str(path)
@@ -60,7 +56,6 @@ class InvertWidget:
     def camera_source(self):
         """What the inversion will use as the picture's camera, for the panel (looked up once
         per path: a dataset.json may hold 70k labels)."""
-        from eg3d_runtime.inversion.targets import InversionError, dataset_camera
         if self._camera_source[0] != self.path:
             try:
                 found = dataset_camera(self.path) is not None
@@ -75,41 +70,27 @@ class InvertWidget:
         pkl = self.viz.pickle_widget.pkl
         if not pkl or not self.path or self.running:
             return False
-        self._cancel = threading.Event()
-        self.progress = ('loading', 0, 1, float('nan'))
-        self.message = ''
         self._preview = None
         picture, device = self.path, self.viz.device
         settings = Settings(num_steps=max(self.num_steps, 0), pti_steps=max(self.pti_steps, 0))
         parent = Path(self.directory).expanduser()
 
-        def run():
-            from eg3d_runtime.invert import invert, make_outdir, write_outputs
-            from eg3d_runtime.inversion.targets import InversionError, dataset_camera, load_image
-            from eg3d_runtime.pickles import PickleLoadError, load_network_pkl
-            try:
-                networks = load_network_pkl(pkl, device=device)
-                if networks.get('D') is None:
-                    raise InversionError(f'{pkl}: has no discriminator D to write a snapshot')
-                G = networks['G_ema']
-                target = load_image(picture, G.img_resolution)
-                result = invert(G, target, dataset_camera(picture), settings, on_step=self._step)
-                make_outdir(parent)
-                outdir = next_capture_path(parent, '')
-                make_outdir(outdir)
-                write_outputs(outdir, networks, result)
-                self.message = f'saved {outdir}'
-                self._finished = (pkl, outdir)
-            except Cancelled:
-                self.message = 'inversion cancelled (no files written)'
-            except (InversionError, PickleLoadError) as e:
-                self.message = str(e)
-            except Exception as e:  # never take the window down
-                self.message = f'inversion failed: {type(e).__name__}: {e}'.splitlines()[0]
-            finally:
-                self.progress = None
-        self._thread = threading.Thread(target=run, daemon=True, name='invert')
-        self._thread.start()
+        def work():
+            networks = load_network_pkl(pkl, device=device)
+            if networks.get('D') is None:
+                raise InversionError(f'{pkl}: has no discriminator D to write a snapshot')
+            G = networks['G_ema']
+            target = load_image(picture, G.img_resolution)
+            result = invert(G, target, dataset_camera(picture), settings, on_step=self._step)
+            make_outdir(parent)
+            outdir = next_capture_path(parent, '')
+            make_outdir(outdir)
+            write_outputs(outdir, networks, result)
+            self._finished = (pkl, outdir)
+            return f'saved {outdir}'
+        self._start('invert', ('loading', 0, 1, float('nan')), work, Cancelled,
+                    'inversion cancelled (no files written)', (InversionError, PickleLoadError),
+                    'inversion failed')
         return True
 
     def _step(self, step):
@@ -119,17 +100,8 @@ class InvertWidget:
         self.progress = (step.stage, step.step, step.total, step.loss)
         now = time.monotonic()
         if now - self._preview_time > PREVIEW_SECONDS:
-            from eg3d_runtime import views
             self._preview = views.image_to_uint8(step.image).cpu().numpy()
             self._preview_time = now
-
-    def cancel(self):
-        if self._cancel is not None:
-            self._cancel.set()
-
-    def join(self, timeout=None):
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     def close(self):
         self.cancel()
