@@ -81,3 +81,20 @@ def test_cancel_writes_nothing(viewer, tmp_path):
     frames(viz, 1)
     assert widget.message == 'inversion cancelled (no files written)'
     assert not (tmp_path / 'inversions').exists()
+
+
+def test_the_browser_lists_pictures(tmp_path):
+    import time
+
+    from viz.invert_widget import PICTURE_SUFFIXES
+    from viz.pickle_widget import FolderLister
+    for name in ('a.pkl', 'b.PNG', 'c.jpg', 'notes.txt'):
+        (tmp_path / name).write_bytes(b'')
+    lister = FolderLister(PICTURE_SUFFIXES)
+    try:
+        deadline = time.monotonic() + 5
+        while (listing := lister.listing(tmp_path)) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert listing.files == (tmp_path / 'b.PNG', tmp_path / 'c.jpg')
+    finally:
+        lister.close()

@@ -21,6 +21,7 @@ from .background import BackgroundTask
 from .capture_widget import next_capture_path
 from .compare import Panel
 from .gui_helpers import button, label
+from .pickle_widget import FolderLister, browse_popup
 from .settings import captures_dir
 
 PICTURE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff')
@@ -49,6 +50,8 @@ class InvertWidget(BackgroundTask):
         self._texture = None
         self._finished = None         # output directory, handed from the worker to the GUI
         self._camera_source = (None, '')
+        self.browse_dir = Path.cwd()
+        self._lister = FolderLister(PICTURE_SUFFIXES)
 
     def choose(self, path):
         self.path = str(path)
@@ -106,6 +109,7 @@ class InvertWidget(BackgroundTask):
     def close(self):
         self.cancel()
         self.join(timeout=30)
+        self._lister.close()
         if self._texture is not None:
             self._texture.delete()
             self._texture = None
@@ -130,9 +134,15 @@ class InvertWidget(BackgroundTask):
             return
         viz = self.viz
         label('Invert', viz.label_w)
-        imgui.set_next_item_width(-viz.button_w * 2 - viz.spacing)
+        imgui.set_next_item_width(-viz.button_w * 3 - viz.spacing * 2)
         _, self.path = imgui.input_text_with_hint('##invertpath', 'picture to invert (or drop '
                                                   'one on the window)', self.path)
+        imgui.same_line()
+        if button('Browse...##invert', width=viz.button_w):
+            imgui.open_popup('invert_browse')
+        self.browse_dir, picked = browse_popup('invert_browse', self._lister, self.browse_dir)
+        if picked:
+            self.choose(picked)
         imgui.same_line()
         if self.progress is None:
             if button('Invert image...', enabled=bool(self.path and viz.pickle_widget.pkl),
