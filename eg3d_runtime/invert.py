@@ -78,7 +78,7 @@ def reconstruction(G, ws, c):
     return views.image_to_uint8(G.synthesis(ws, c, **SYNTHESIS)['image']).cpu().numpy()
 
 
-def write_outputs(outdir, networks, result, video_frames=0, network_name='', video_fps=30):
+def write_outputs(outdir, networks, result, video_frames=0, video_fps=30):
     """Write DIR/w.npy, camera.json, proj.png, inverted.pkl (the tuned G as both G and G_ema,
     beside the original's D) and, for video_frames > 0, orbit.mp4; each file appears whole or
     not at all. Returns the paths written."""
@@ -94,8 +94,8 @@ def write_outputs(outdir, networks, result, video_frames=0, network_name='', vid
         'training_set_kwargs': networks.get('training_set_kwargs'), 'G': result.G,
         'D': networks.get('D'), 'G_ema': result.G, 'augment_pipe': networks.get('augment_pipe')})
     if video_frames > 0:
-        args = video_parser().parse_args(['--network', network_name or paths['inverted.pkl'],
-                                          '--seeds', '0', '--outdir', outdir])
+        args = video_parser().parse_args(['--network', paths['inverted.pkl'], '--seeds', '0',
+                                          '--outdir', outdir])   # gen_videos' defaults
         paths['orbit.mp4'] = os.path.join(outdir, 'orbit.mp4')
         with torch.no_grad():
             frames = Renderer(result.G, args).orbit_ws(result.ws, video_frames)
@@ -205,7 +205,7 @@ def run(args):
         progress.close()
     print(f'inverted in {time.perf_counter() - start:.0f} s; '
           + fastpath.use_precision(result.G, args.precision, device))
-    for written in write_outputs(args.outdir, networks, result, args.video_frames, path):
+    for written in write_outputs(args.outdir, networks, result, args.video_frames):
         print(f'wrote {written}')
 
 

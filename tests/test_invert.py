@@ -122,6 +122,14 @@ def test_camera_is_estimated_with_the_latent(demo_G, target):
     assert not torch.allclose(c, views.camera(demo_G))
 
 
+def test_w_plus_gives_each_layer_its_own_w(demo_G, target):
+    image, c = target
+    ws, _ = project(demo_G, ReconstructionLoss(image), c, 3, w_plus=True)
+    assert not torch.allclose(ws[:, 0], ws[:, -1])
+    ws, _ = project(demo_G, ReconstructionLoss(image), c, 3)
+    assert torch.equal(ws[:, 0], ws[:, -1])
+
+
 def test_lpips_weights(tmp_path, demo_G, target):
     class Features(torch.nn.Module):
         def forward(self, x, resize_images: bool = True, return_lpips: bool = False):
