@@ -32,10 +32,12 @@ def cam2world_from_forward(forward, origin):
 def look_at_orbit(horizontal, vertical, lookat=(0, 0, 0), radius=1.0, device='cpu'):
     """The official LookAtPoseSampler without noise: camera on a sphere around the world origin
     (not the look-at point) at horizontal angle `horizontal` and polar parameter `vertical`
-    (pi/2, pi/2 = frontal), looking at `lookat`. Returns [1, 4, 4]."""
-    v = min(max(float(vertical), 1e-5), math.pi - 1e-5)
-    h = torch.tensor([[float(horizontal)]], dtype=torch.float32)
-    phi = torch.arccos(1 - 2 * torch.tensor([[v / math.pi]], dtype=torch.float32))
+    (pi/2, pi/2 = frontal), looking at `lookat`. Returns [1, 4, 4]. The angles may be tensors
+    that need gradients (camera estimation in inversion); the arithmetic is float64 up to the
+    official float32 values either way."""
+    v = torch.as_tensor(vertical, dtype=torch.float64).reshape(1, 1).clamp(1e-5, math.pi - 1e-5)
+    h = torch.as_tensor(horizontal, dtype=torch.float64).reshape(1, 1).float()
+    phi = torch.arccos(1 - 2 * (v / math.pi).float())
     origin = torch.zeros((1, 3))
     origin[:, 0:1] = radius * torch.sin(phi) * torch.cos(math.pi - h)
     origin[:, 2:3] = radius * torch.sin(phi) * torch.sin(math.pi - h)
@@ -47,8 +49,15 @@ def look_at_orbit(horizontal, vertical, lookat=(0, 0, 0), radius=1.0, device='cp
 def fov_to_intrinsics(fov_degrees, device='cpu'):
     """The official FOV_to_intrinsics, 1.414 factor included: 18.837 -> focal 4.2634
     (docs/eg3d-reference.md 5.3)."""
-    focal = float(1 / (math.tan(fov_degrees * 3.14159 / 360) * 1.414))
-    return torch.tensor([[focal, 0, 0.5], [0, focal, 0.5], [0, 0, 1]], device=device)
+    return intrinsics(float(1 / (math.tan(fov_degrees * 3.14159 / 360) * 1.414)), device)
+
+
+def intrinsics(focal, device='cpu'):
+    """Normalised intrinsics [3, 3] of a focal length (a float, or a tensor that needs
+    gradients), principal point at the centre."""
+    f = torch.as_tensor(focal, dtype=torch.float32, device=device).reshape(())
+    zero, half, one = (torch.tensor(v, device=device) for v in (0.0, 0.5, 1.0))
+    return torch.stack([f, zero, half, zero, f, half, zero, zero, one]).reshape(3, 3)
 
 
 def camera_vector(cam2world, intrinsics):

@@ -23,6 +23,7 @@ import scipy.interpolate
 import torch
 
 from . import views
+from .command import run_command
 from .devices import default_device
 from .files import atomic_open
 from .fast import path as fastpath
@@ -144,9 +145,13 @@ class Renderer:
             yield layout(to_frame(out, self.args.image_mode, cells), (grid_w, grid_h))
 
     def orbit(self, seed, num_frames, grid):
-        """Frames of one seed's orbit: one w, so the tri-planes are computed once. Every cell of
-        a grid shows the same picture (as official), so it is rendered once and tiled."""
-        ws = self.ws(seed)
+        """Frames of one seed's orbit. Every cell of a grid shows the same picture (as
+        official), so it is rendered once and tiled."""
+        return self.orbit_ws(self.ws(seed), num_frames, grid)
+
+    def orbit_ws(self, ws, num_frames, grid=(1, 1)):
+        """Frames of the orbit of one latent (also an inverted photo's pivot): one w, so the
+        tri-planes are computed once."""
         for i in range(num_frames):
             out = self.synthesis(ws, self.camera(i, num_frames, 1), cache_backbone=i == 0,
                                  use_cached_backbone=i > 0)
@@ -336,16 +341,8 @@ def run(args):
 
 @torch.no_grad()
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except VideoError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print('\ninterrupted; no partial video was kept', file=sys.stderr)
-        return 130
-    return 0
+    return run_command(run, build_parser().parse_args(argv), VideoError,
+                       'interrupted; no partial video was kept')
 
 
 if __name__ == '__main__':

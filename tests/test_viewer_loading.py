@@ -137,9 +137,9 @@ def test_the_file_browser_lists_folders_off_the_gui_thread(tmp_path):
         raise AssertionError(f'no listing of {folder}')
     try:
         listing = wait(tmp_path, lambda listing: True)
-        assert listing.folders == (tmp_path / 'sub',) and listing.pickles == (tmp_path / 'a.pkl',)
+        assert listing.folders == (tmp_path / 'sub',) and listing.files == (tmp_path / 'a.pkl',)
         (tmp_path / 'b.pkl').write_bytes(b'')
-        wait(tmp_path, lambda listing: len(listing.pickles) == 2)
+        wait(tmp_path, lambda listing: len(listing.files) == 2)
         assert wait(tmp_path / 'missing', lambda listing: True).error.startswith('cannot list')
     finally:
         lister.close()

@@ -15,6 +15,7 @@ from .compare_widget import CompareWidget
 from .cond_pose_widget import CondPoseWidget
 from .fov_widget import FovWidget
 from .frame_renderer import NO_NETWORK, FrameRenderer, RenderResult
+from .invert_widget import InvertWidget, is_picture
 from .latent_widget import LatentWidget
 from .layer_widget import LayerWidget
 from .mesh_export_widget import MeshExportWidget
@@ -64,11 +65,12 @@ class Visualizer:
         self.mesh_widget = MeshExportWidget(self)
         self.compare = CompareView(self)
         self.pickle_widget = PickleWidget(self, options.pkls)
+        self.invert_widget = InvertWidget(self)
         self.compare_widget = CompareWidget(self, self.pickle_widget.resolved_paths(options.pkls),
                                             enabled=options.compare)
         self.sections = [
             ('Network & latent', [self.pickle_widget, self.latent_widget, self.stylemix_widget,
-                                  self.trunc_widget]),
+                                  self.trunc_widget, self.invert_widget]),
             ('Camera', [self.pose_widget, self.fov_widget, self.cond_pose_widget]),
             ('Rendering', [self.render_widget]),
             ('Compare', [self.compare_widget]),
@@ -140,6 +142,7 @@ class Visualizer:
     def draw_frame(self, screenshot=None):
         """One GUI frame; with `screenshot` the whole window is also saved to that file."""
         self.window.begin_frame()
+        self._take_drops()
         width, height = self.window.content_size
         self._layout(width, height)
         self.window.set_font_size(self.font_size)
@@ -160,6 +163,14 @@ class Visualizer:
         elif self.capture_widget.want_gui_grab:
             self.capture_widget.gui_grabbed(self.window.grab_framebuffer())
         self.window.end_frame()
+
+    def _take_drops(self):
+        """Files dropped on the window: pictures are for inverting, the rest are networks."""
+        for path in self.window.pop_drop_paths():
+            if is_picture(path):
+                self.invert_widget.choose(path)
+            else:
+                self.pickle_widget.load(path)
 
     def select_tab(self, name):
         self._select_tab = name
@@ -268,6 +279,7 @@ class Visualizer:
     def close(self):
         self.mesh_widget.cancel()
         self.mesh_widget.join(timeout=10)
+        self.invert_widget.close()
         self.trainer_widget.close()
         self.pickle_widget.close()
         self.worker.close()

@@ -12,6 +12,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
+import numpy as np
 import torch
 
 from eg3d_runtime import PickleLoadError, load_generator, views
@@ -168,8 +169,18 @@ class FrameRenderer:
         return views.camera(G, yaw, pitch, args.fov_degrees, pivot=args.lookat)
 
     def latent_ws(self, G, args):
-        """ws of the blended seeds (every seed mapped with the conditioning camera), style mix."""
+        """ws of the blended seeds (every seed mapped with the conditioning camera), style mix;
+        or the saved ws of `args.ws_file` as they are."""
         if args.latent_key() == self._latent_key:
+            return self._ws
+        if args.ws_file:
+            ws = torch.from_numpy(np.load(args.ws_file, allow_pickle=False)).float()
+            expected = (G.backbone.mapping.num_ws, G.w_dim)
+            if ws.ndim != 3 or tuple(ws.shape[1:]) != expected:
+                raise ValueError(f'{args.ws_file}: ws of shape {tuple(ws.shape)}, this network '
+                                 f'needs [1, {expected[0]}, {expected[1]}]')
+            self._ws = ws[:1].to(self.device)
+            self._latent_key, self._planes_key = args.latent_key(), None
             return self._ws
         cond = self.camera(G, args.cond_yaw, args.cond_pitch, args)
         w_avg = G.backbone.mapping.w_avg

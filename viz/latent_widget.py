@@ -15,6 +15,10 @@ class LatentWidget:
         self.anim = False
         self.speed = 0.25
         self.seed_field_pos = None
+        self.ws_file = None          # a saved latent shown instead of the seeds
+
+    def use_ws_file(self, path):
+        self.ws_file = path
 
     @property
     def seed(self):
@@ -35,6 +39,12 @@ class LatentWidget:
             return
         viz = self.viz
         label('Latent', viz.label_w)
+        if self.ws_file:
+            imgui.text_disabled(self.ws_file)
+            imgui.same_line()
+            if button('Seeds##latent', width=viz.button_w):
+                self.ws_file = None
+            return
         imgui.set_next_item_width(viz.button_w * 2)
         changed, seed = imgui.input_int('##seed', self.seed, 1, 10)
         self.seed_field_pos = imgui.get_item_rect_min()     # where tests click to type a seed
@@ -62,4 +72,4 @@ class LatentWidget:
                                            imgui.SliderFlags_.logarithmic)
 
     def render_fields(self):
-        return {'seed_x': self.x, 'seed_y': self.y}
+        return {'seed_x': self.x, 'seed_y': self.y, 'ws_file': self.ws_file}

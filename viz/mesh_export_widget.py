@@ -6,11 +6,11 @@ The export takes the ws and the network that the frame on screen carries (Render
 It may run beside the worker because it only reads G's weights: it computes its own tri-planes
 without caching them (G.planes(cache_backbone=False)), the fast path guards its per-network
 caches with a lock, and the decoder and run_model keep no state."""
-import threading
 from pathlib import Path
 
 from imgui_bundle import imgui
 
+from .background import BackgroundTask
 from .capture_widget import next_capture_path
 from .gui_helpers import button, label
 from .settings import captures_dir
@@ -19,7 +19,7 @@ RESOLUTIONS = (64, 128, 256, 384, 512)
 FORMATS = ('ply', 'obj', 'glb', 'stl', 'mrc', 'npy')
 
 
-class MeshExportWidget:
+class MeshExportWidget(BackgroundTask):
     def __init__(self, viz):
         self.viz = viz
         self.resolution = 256
@@ -28,14 +28,7 @@ class MeshExportWidget:
         self.colors = True
         self.coarse_to_fine = True
         self.directory = str(captures_dir())
-        self.progress = None          # (fraction, stage) while exporting
-        self.message = ''
-        self._cancel = None
-        self._thread = None
-
-    @property
-    def running(self):
-        return self._thread is not None and self._thread.is_alive()
+        # progress: (fraction, stage) while exporting
 
     def options(self):
         from eg3d_runtime.shapes import ShapeOptions
@@ -50,45 +43,25 @@ class MeshExportWidget:
         if result is None or result.ws is None or self.running:
             return False
         G, ws = result.network.generator, result.ws
-        self._cancel = threading.Event()
-        self.progress = (0.0, 'starting')
-        self.message = ''
         options = self.options()
+        from eg3d_runtime.shapes import ExportCancelled, ShapeExportError, export_shape
 
-        def run():
-            from eg3d_runtime.shapes import ExportCancelled, ShapeExportError, export_shape
+        def work():
+            directory = Path(self.directory).expanduser()
             try:
-                directory = Path(self.directory).expanduser()
-                try:
-                    directory.mkdir(parents=True, exist_ok=True)
-                except OSError as e:
-                    raise ShapeExportError(f'{directory}: cannot create the directory '
-                                           f'({e.strerror})') from None
-                path = next_capture_path(directory, f'.{options.format}')
-                result = export_shape(G, ws, path, options, cancel=self._cancel,
-                                      progress=lambda f, stage: setattr(self, 'progress',
-                                                                        (f, stage)))
-                self.message = (f'saved {result.path} ({result.vertices} vertices, '
-                                f'{sum(result.seconds.values()):.1f} s)')
-            except ExportCancelled:
-                self.message = 'export cancelled (no file written)'
-            except (ShapeExportError, ValueError) as e:
-                self.message = str(e)
-            except Exception as e:  # never take the window down
-                self.message = f'export failed: {type(e).__name__}: {e}'.splitlines()[0]
-            finally:
-                self.progress = None
-        self._thread = threading.Thread(target=run, daemon=True, name='mesh-export')
-        self._thread.start()
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ShapeExportError(f'{directory}: cannot create the directory '
+                                       f'({e.strerror})') from None
+            path = next_capture_path(directory, f'.{options.format}')
+            result = export_shape(G, ws, path, options, cancel=self._cancel,
+                                  progress=lambda f, stage: setattr(self, 'progress', (f, stage)))
+            return (f'saved {result.path} ({result.vertices} vertices, '
+                    f'{sum(result.seconds.values()):.1f} s)')
+        self._start('mesh-export', (0.0, 'starting'), work, ExportCancelled,
+                    'export cancelled (no file written)', (ShapeExportError, ValueError),
+                    'export failed')
         return True
-
-    def cancel(self):
-        if self._cancel is not None:
-            self._cancel.set()
-
-    def join(self, timeout=None):
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     def __call__(self, show=True):
         if not show:

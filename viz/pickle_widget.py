@@ -1,5 +1,5 @@
 """Network pickle: path field, file browser, Recent list, released names, run directories,
-drag-and-drop, and the extra pickles given on the command line."""
+drag-and-drop (routed here by the app), and the extra pickles given on the command line."""
 import threading
 import time
 from dataclasses import dataclass
@@ -31,12 +31,12 @@ class FolderListing:
     """What the file browser shows of one folder."""
     folder: Path
     folders: tuple[Path, ...] = ()
-    pickles: tuple[Path, ...] = ()
+    files: tuple[Path, ...] = ()         # those with the browser's suffixes
     is_run: bool = False                 # a training run: offer its latest snapshot
     error: str | None = None
 
 
-def list_folder(folder):
+def list_folder(folder, suffixes=('.pkl',)):
     try:
         entries = [(entry.is_dir(), entry) for entry in folder.iterdir()
                    if not entry.name.startswith('.')]
@@ -44,7 +44,8 @@ def list_folder(folder):
         return FolderListing(folder, error=f'cannot list: {e.strerror}')
     entries.sort(key=lambda item: item[1].name)
     return FolderListing(folder, tuple(e for is_dir, e in entries if is_dir),
-                         tuple(e for is_dir, e in entries if not is_dir and e.suffix == '.pkl'),
+                         tuple(e for is_dir, e in entries
+                               if not is_dir and e.suffix.lower() in suffixes),
                          latest_snapshot(folder) is not None)
 
 
@@ -54,7 +55,8 @@ class FolderLister:
     or network file system never stalls a frame."""
     REFRESH_SECONDS = 1.0
 
-    def __init__(self):
+    def __init__(self, suffixes=('.pkl',)):
+        self.suffixes = suffixes
         self._wake = threading.Condition()
         self._folder = None
         self._asked = -float('inf')          # when the GUI last asked
@@ -90,11 +92,37 @@ class FolderLister:
                 if self._stop:
                     return
                 folder = self._folder
-            listing = list_folder(folder)
+            listing = list_folder(folder, self.suffixes)
             with self._wake:
                 self._listing = listing
                 if folder == self._folder and not self._stop:
                     self._wake.wait(self.REFRESH_SECONDS)   # a new folder wakes it earlier
+
+
+def browse_popup(popup_id, lister, folder, run_entry=None):
+    """The file browser popup: folders to walk and the lister's files to pick (with `run_entry`,
+    a training run's folder itself too). Returns (folder now shown, path picked or None)."""
+    if not imgui.begin_popup(popup_id):
+        return folder, None
+    imgui.text_disabled(str(folder))
+    imgui.separator()
+    listing = lister.listing(folder) or FolderListing(folder)
+    if listing.error:
+        imgui.text_colored(imgui.ImVec4(1, 0.4, 0.4, 1), listing.error)
+    keep_open = imgui.SelectableFlags_.dont_close_popups
+    picked, shown = None, folder
+    if imgui.selectable('..', False, keep_open)[0]:
+        shown = folder.parent
+    if run_entry and listing.is_run and imgui.selectable(run_entry, False)[0]:
+        picked = folder
+    for sub in listing.folders:
+        if imgui.selectable(sub.name + '/', False, keep_open)[0]:
+            shown = sub
+    for path in listing.files:
+        if imgui.selectable(path.name, False)[0]:
+            picked = path
+    imgui.end_popup()
+    return shown, picked
 
 
 class PickleWidget:
@@ -174,8 +202,6 @@ class PickleWidget:
 
     def __call__(self, show=True):
         self._poll_download()
-        for path in self.viz.window.pop_drop_paths():
-            self.load(path)
         if not show:
             return
         viz = self.viz
@@ -231,25 +257,10 @@ class PickleWidget:
             imgui.end_popup()
 
     def _browse_popup(self):
-        if not imgui.begin_popup('browse_popup'):
-            return
-        imgui.text_disabled(str(self.browse_dir))
-        imgui.separator()
-        listing = self._lister.listing(self.browse_dir) or FolderListing(self.browse_dir)
-        if listing.error:
-            imgui.text_colored(imgui.ImVec4(1, 0.4, 0.4, 1), listing.error)
-        keep_open = imgui.SelectableFlags_.dont_close_popups
-        if imgui.selectable('..', False, keep_open)[0]:
-            self.browse_dir = self.browse_dir.parent
-        if listing.is_run and imgui.selectable('[open the latest snapshot of this run]', False)[0]:
-            self.load(str(self.browse_dir))
-        for folder in listing.folders:
-            if imgui.selectable(folder.name + '/', False, keep_open)[0]:
-                self.browse_dir = folder
-        for pickle in listing.pickles:
-            if imgui.selectable(pickle.name, False)[0]:
-                self.load(str(pickle))
-        imgui.end_popup()
+        self.browse_dir, picked = browse_popup('browse_popup', self._lister, self.browse_dir,
+                                               '[open the latest snapshot of this run]')
+        if picked:
+            self.load(str(picked))
 
     def render_fields(self):
         return {'pkl': self.pkl}

@@ -11,6 +11,7 @@ class RenderArgs:
     # Latent: a point on the seed grid (seed = x + 100 y); fractional points blend 4 seeds.
     seed_x: float = 0.0
     seed_y: float = 0.0
+    ws_file: str | None = None         # a saved latent (an inverted photo's w.npy) instead
     stylemix_seed: int = 0
     stylemix_idx: tuple = ()
     psi: float = 1.0
@@ -45,6 +46,6 @@ class RenderArgs:
 
     def latent_key(self):
         """The fields the latent ws depend on (mapping is skipped when they do not change)."""
-        return (self.pkl, self.seed_x, self.seed_y, self.stylemix_seed, self.stylemix_idx,
+        return (self.pkl, self.ws_file, self.seed_x, self.seed_y, self.stylemix_seed, self.stylemix_idx,
                 self.psi, self.cutoff, self.lookat, self.fov_degrees, self.cond_yaw,
                 self.cond_pitch)
