@@ -103,10 +103,7 @@ def _train(loop, steps, table):
         phase_mem.clear()
         for phase in loop.phases:
             phase.seconds = None
-        loop._step(batch_idx)
-        loop._update_ema()
-        loop.cur_nimg += loop.batch_size
-        loop._update_ada(batch_idx + 1)
+        loop._train_batch(batch_idx)
         if loop.device.type == 'cuda':
             torch.cuda.synchronize(loop.device)
         step_seconds.append(time.perf_counter() - step_start)

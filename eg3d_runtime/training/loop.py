@@ -245,6 +245,13 @@ class TrainingLoop:
                 p.grad = g.reshape(p.shape)
         phase.opt.step()
 
+    def _train_batch(self, batch_idx):
+        """One batch: its phases, the EMA, the image counter and ADA (after the batch)."""
+        self._step(batch_idx)
+        self._update_ema()
+        self.cur_nimg += self.batch_size
+        self._update_ada(batch_idx + 1)
+
     def _update_ema(self):
         ema_nimg, rampup = self.o['ema_kimg'] * 1000, self.o.get('ema_rampup', 0.05)
         if rampup is not None:
@@ -351,11 +358,8 @@ class TrainingLoop:
         maintenance_time = 0.0
         stopped = False
         while True:
-            self._step(batch_idx)
-            self._update_ema()
-            self.cur_nimg += self.batch_size
+            self._train_batch(batch_idx)
             batch_idx += 1
-            self._update_ada(batch_idx)
             stopped = self._stop_requested()
             done = self.cur_nimg >= total_nimg or stopped
             if not (done or cur_tick == 0 and batch_idx == 1
