@@ -47,7 +47,7 @@ class Settings:
     num_steps: int = 300
     pti_steps: int = 100
     seed: int = 0
-    lpips_weights: str | None = None
+    lpips: LpipsDistance | None = None    # loaded weights; None: pixel L2 + MS-SSIM
 
 
 @dataclass
@@ -62,14 +62,25 @@ def invert(G, target, camera, settings, on_step=None):
     (c [1, 25], or None to estimate it). `on_step(Step)` sees every step; raising from it
     stops the inversion."""
     device = G.backbone.mapping.w_avg.device
-    lpips = LpipsDistance(settings.lpips_weights, device) if settings.lpips_weights else None
-    loss = ReconstructionLoss(target.to(device), lpips)
+    loss = ReconstructionLoss(target.to(device), settings.lpips)
     stats = latent_stats(G, settings.seed)
     ws, c = project(G, loss, None if camera is None else camera.to(device), settings.num_steps,
                     settings.w_plus, settings.seed, on_step=on_step, stats=stats)
     tuned = tune(G, ws, c, loss, settings.pti_steps, seed=settings.seed, on_step=on_step,
                  stats=stats) if settings.pti_steps else G
     return Inversion(tuned, ws, c)
+
+
+def load_inputs(path, picture, device):
+    """(networks, target [1, 3, R, R]) for inverting `picture` in the network pickle at
+    `path`; a network without D cannot be written back as a snapshot."""
+    try:
+        networks = load_network_pkl(path, device=device)
+    except PickleLoadError as e:
+        raise InversionError(e) from None
+    if networks.get('D') is None:
+        raise InversionError(f'{path}: has no discriminator D to write an official snapshot')
+    return networks, load_image(picture, networks['G_ema'].img_resolution)
 
 
 @torch.no_grad()
@@ -183,19 +194,15 @@ def run(args):
     device = torch.device(args.device or default_device())
     try:
         path = network_path(args.network)
-        networks = load_network_pkl(path, device=device)
     except PickleLoadError as e:
         raise InversionError(e) from None
-    if networks.get('D') is None:
-        raise InversionError(f'{path}: has no discriminator D to write an official snapshot')
+    networks, target = load_inputs(path, args.target, device)
     G = networks['G_ema']
-    target = load_image(args.target, G.img_resolution)
     camera = target_camera(args)
-    if args.lpips_weights:
-        LpipsDistance(args.lpips_weights, device)           # a bad file fails now, not later
+    # loaded before any long work, so a bad file fails now
+    lpips = LpipsDistance(args.lpips_weights, device) if args.lpips_weights else None
     make_outdir(args.outdir)
-    settings = Settings(args.w_space == 'w+', args.num_steps, args.pti_steps, args.seed,
-                        args.lpips_weights)
+    settings = Settings(args.w_space == 'w+', args.num_steps, args.pti_steps, args.seed, lpips)
     print(describe_loss(args.lpips_weights))
     start = time.perf_counter()
     progress = ProgressLine()

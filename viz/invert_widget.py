@@ -12,9 +12,8 @@ from pathlib import Path
 from imgui_bundle import imgui
 
 from eg3d_runtime import views
-from eg3d_runtime.invert import Settings, invert, make_outdir, write_outputs
-from eg3d_runtime.inversion.targets import InversionError, dataset_camera, load_image
-from eg3d_runtime.pickles import PickleLoadError, load_network_pkl
+from eg3d_runtime.invert import Settings, invert, load_inputs, make_outdir, write_outputs
+from eg3d_runtime.inversion.targets import InversionError, dataset_camera
 from gui_utils.gl_texture import Texture
 
 from .background import BackgroundTask
@@ -79,12 +78,9 @@ class InvertWidget(BackgroundTask):
         parent = Path(self.directory).expanduser()
 
         def work():
-            networks = load_network_pkl(pkl, device=device)
-            if networks.get('D') is None:
-                raise InversionError(f'{pkl}: has no discriminator D to write a snapshot')
-            G = networks['G_ema']
-            target = load_image(picture, G.img_resolution)
-            result = invert(G, target, dataset_camera(picture), settings, on_step=self._step)
+            networks, target = load_inputs(pkl, picture, device)
+            result = invert(networks['G_ema'], target, dataset_camera(picture), settings,
+                            on_step=self._step)
             make_outdir(parent)
             outdir = next_capture_path(parent, '')
             make_outdir(outdir)
@@ -92,7 +88,7 @@ class InvertWidget(BackgroundTask):
             self._finished = (pkl, outdir)
             return f'saved {outdir}'
         self._start('invert', ('loading', 0, 1, float('nan')), work, Cancelled,
-                    'inversion cancelled (no files written)', (InversionError, PickleLoadError),
+                    'inversion cancelled (no files written)', InversionError,
                     'inversion failed')
         return True
 
