@@ -555,6 +555,29 @@ def test_backbone_makes_no_host_sync_after_the_first_call(fixture_G, reference, 
     assert relative_rms(planes, expected) < 1e-6
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_cuda_failed_capture_leaves_eager_random_sampling_working():
+    """A capture that fails (here: a host synchronisation while capturing) leaves torch's random
+    generator in capture mode; the eager frame that follows samples at random, as the training
+    fakes' ray marching does, and must run."""
+    from types import SimpleNamespace
+
+    from eg3d_runtime.fast import graphs
+
+    def frame(c):
+        if torch.cuda.is_current_stream_capturing():
+            torch.cuda.synchronize()
+        return {'out': c + torch.rand_like(c)}
+
+    st = SimpleNamespace(graphs={}, graphs_failed=set())
+    c = torch.zeros(4, device='cuda')
+    with pytest.warns(UserWarning, match='capture of the camera failed'):
+        out = graphs.run(st, 'camera', 0, frame, c)['out']
+    assert st.graphs_failed == {'camera'}
+    assert ((out >= 0) & (out < 1)).all()
+    assert torch.rand(3, device='cuda').shape == (3,)
+
+
 def test_graph_cache_keeps_a_few_per_part_and_a_failed_capture_stops_only_its_part(monkeypatch):
     """graphs.run's policy, with capture simulated: a generator being trained makes a new
     backbone graph per weight version, so only the latest few are kept, apart from the camera
@@ -563,9 +586,11 @@ def test_graph_cache_keeps_a_few_per_part_and_a_failed_capture_stops_only_its_pa
 
     from eg3d_runtime.fast import graphs
 
+    unsupported = SimpleNamespace(device='cuda:7')
+
     class Captured:
         def __init__(self, fn, x):
-            if x == 'unsupported':
+            if x is unsupported:
                 raise RuntimeError('operation not permitted when stream is capturing')
             self.fn = fn
 
@@ -573,6 +598,8 @@ def test_graph_cache_keeps_a_few_per_part_and_a_failed_capture_stops_only_its_pa
             return self.fn(x)
 
     monkeypatch.setattr(graphs, 'GraphFrame', Captured)
+    released = []
+    monkeypatch.setattr(graphs, 'release_random_state', released.append)
     st = SimpleNamespace(graphs={}, graphs_failed=set())
     for version in range(5):
         for kind in ('backbone', 'camera'):
@@ -581,9 +608,10 @@ def test_graph_cache_keeps_a_few_per_part_and_a_failed_capture_stops_only_its_pa
     assert [k for k in kept if k[0] == 'backbone'] == [('backbone', 3), ('backbone', 4)]
     assert len([k for k in kept if k[0] == 'camera']) == 5
     with pytest.warns(UserWarning, match='capture of the backbone failed'):
-        assert graphs.run(st, 'backbone', 9, lambda x: {'out': x}, 'unsupported') == \
-            {'out': 'unsupported'}
+        assert graphs.run(st, 'backbone', 9, lambda x: {'out': x}, unsupported) == \
+            {'out': unsupported}
     assert st.graphs_failed == {'backbone'}
+    assert released == ['cuda:7']      # the random generator leaves capture mode first
 
 
 def test_a_new_latent_refills_what_a_captured_frame_reads(fixture_G, reference):

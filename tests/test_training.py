@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from eg3d_runtime import dataset_tool, train
+from eg3d_runtime.fast import path as fastpath
 from eg3d_runtime.pickles import load_network_pkl, save_network_pkl
 from eg3d_runtime.training.loop import TrainingLoop
 
@@ -105,6 +106,8 @@ def test_snapshot_round_trips_bit_exactly_through_our_loader(toys, tmp_path):
     loop = TrainingLoop(str(tmp_path), options)
     loop.run()
     loaded = load_network_pkl(tmp_path / 'network-snapshot-000000.pkl')
+    # the fakes grid renders without CUDA graphs (one use per tick, new weights every tick)
+    assert not fastpath.options(loop.G_ema).cuda_graphs
     for name in ('G', 'D', 'G_ema'):
         ours, theirs = getattr(loop, name).state_dict(), loaded[name].state_dict()
         assert list(ours) == list(theirs)

@@ -31,7 +31,9 @@ class GraphFrame:
                     fn(self.static_c)
             torch.cuda.current_stream().wait_stream(stream)
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
+            # thread_local: CUDA calls of other threads (the viewer's GUI thread, a DataLoader's
+            # pin-memory thread) during the capture must not invalidate it.
+            with torch.cuda.graph(self.graph, capture_error_mode='thread_local'):
                 self.static_out = fn(self.static_c)
 
     def __call__(self, c):
@@ -40,6 +42,22 @@ class GraphFrame:
             self.graph.replay()
             self.replays += 1
             return {k: v.clone() for k, v in self.static_out.items()}
+
+
+def release_random_state(device):
+    """After a failed capture: end the capture state of the device's random generator, which
+    torch leaves on when the capture does not end cleanly (every later eager torch.rand then
+    raises 'Offset increment outside graph capture'). A capture that draws one random number and
+    ends cleanly turns it off."""
+    try:
+        with torch.cuda.device(device):
+            torch.cuda.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, capture_error_mode='thread_local'):
+                torch.rand(1, device=device)
+    except Exception as e:
+        warnings.warn(f'the random generator of {device} may stay unusable after a failed CUDA '
+                      f'graph capture ({e})')
 
 
 def graph_key(st, table, c, nrr, options, deterministic, superresolution_enabled):
@@ -62,6 +80,7 @@ def run(st, kind, key, frame, c):
             runner = GraphFrame(frame, c)
         except Exception as e:  # capture unsupported here: eager from now on
             st.graphs_failed.add(kind)
+            release_random_state(c.device)
             warnings.warn(f'CUDA graph capture of the {kind} failed, running it eagerly ({e})')
             return frame(c)
     st.graphs[key] = runner                       # most recently used last

@@ -20,6 +20,7 @@ import time
 import numpy as np
 import torch
 
+from ..fast import path as fastpath
 from ..networks.discriminator import DualDiscriminator
 from ..networks.triplane import TriPlaneGenerator
 from ..pickles import save_network_pkl
@@ -143,6 +144,9 @@ class TrainingLoop:
         self.G = self.G.train().requires_grad_(False).to(self.device)
         self.D = self.D.train().requires_grad_(False).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval()
+        # The fakes grid renders each chunk once per tick with new weights: a CUDA graph (the
+        # viewer's) would be captured for a single use every tick and hold its memory.
+        fastpath.options(self.G_ema).cuda_graphs = False
         self.augment_pipe = None
         if options.get('augment_kwargs') is not None and (options.get('augment_p', 0) > 0
                                                           or options.get('ada_target') is not None):
