@@ -19,8 +19,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from concurrent.futures.process import BrokenProcessPool
@@ -245,6 +247,20 @@ def convert(source, dest, resolution=None, max_images=None, transform=None, mirr
     return len(labels)
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (the Trainer tab's Stop, `kill`) ends a build as Ctrl-C does: workers stopped,
+    nothing written. Python's default would end the process at once, leaving temporary files."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog='python -m eg3d_runtime.dataset_tool',
@@ -271,8 +287,9 @@ def main(argv=None):
         if args.workers is not None and args.workers < 1:
             raise DatasetError(f'--workers {args.workers}: must be >= 1')
         resolution = None if args.resolution is None else parse_resolution(args.resolution)
-        n = convert(args.source, args.dest, resolution, args.max_images, args.transform,
-                    args.mirror, args.workers)
+        with _sigterm_as_interrupt():
+            n = convert(args.source, args.dest, resolution, args.max_images, args.transform,
+                        args.mirror, args.workers)
     except DatasetError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1

@@ -2,6 +2,7 @@
 the same measure: 8 seeds x 3 yaws (-0.5, 0, +0.5), psi 0.7, the pickle's own resolutions.
 
     python -m eg3d_runtime.demo_quality --network checkpoints/demo.pkl --grid demo-grid.png
+    python -m eg3d_runtime.demo_quality --figures      # the toy figures it should reproduce
 
 - seed diversity: mean absolute difference (0-255) of the frontal images over all seed pairs;
 - view change: mean absolute difference of each seed's yaw -0.5 and +0.5 images;
@@ -15,16 +16,18 @@ import sys
 import numpy as np
 import torch
 
-from . import views
+from . import procedural, views
 from .generate import render_seed
 from .network_path import network_path
 from .pickles import PickleLoadError, load_generator
+from .training import distill
 from .training.run_files import save_image_grid
 
 SEEDS = tuple(range(8))
 YAWS = (-0.5, 0.0, 0.5)
 PSI = 0.7
 LUMA = np.array([0.299, 0.587, 0.114])
+REFERENCE_RESOLUTION = 128     # the distilled demo's output resolution
 
 
 def seed_diversity(images):
@@ -53,6 +56,14 @@ def render_views(G):
                                .cpu().numpy() for seed in SEEDS]) for yaw in YAWS])
 
 
+def render_figures(resolution=REFERENCE_RESOLUTION):
+    """render_views' images of what a distilled demo learns: toy figure k (`train --distill`)
+    for seed k, from the data camera at each yaw."""
+    return np.stack([np.stack([procedural.render_label(distill.figure(seed),
+                                                       procedural.orbit_label(yaw), resolution)
+                               for seed in SEEDS]) for yaw in YAWS])
+
+
 def measure(images):
     """{'seed diversity', 'view change', 'sharpness'} of render_views' images."""
     front, left, right = images[YAWS.index(0.0)], images[YAWS.index(-0.5)], images[YAWS.index(0.5)]
@@ -63,8 +74,12 @@ def measure(images):
 def main(argv=None):
     p = argparse.ArgumentParser(prog='python -m eg3d_runtime.demo_quality', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--network', required=True,
-                   help='network pickle, run directory (its latest snapshot) or released name')
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument('--network',
+                        help='network pickle, run directory (its latest snapshot) or released name')
+    source.add_argument('--figures', action='store_true',
+                        help='measure the procedural toy figures a distilled demo learns '
+                             f'(seed k = figure k, {REFERENCE_RESOLUTION}x{REFERENCE_RESOLUTION})')
     p.add_argument('--grid', help='write the 8 x 3 images to this PNG')
     args = p.parse_args(argv)
     with torch.no_grad():
@@ -72,12 +87,15 @@ def main(argv=None):
 
 
 def _report(args):
-    try:
-        G = load_generator(network_path(args.network))
-    except PickleLoadError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
-    images = render_views(G)
+    if args.figures:
+        images = render_figures()
+    else:
+        try:
+            G = load_generator(network_path(args.network))
+        except PickleLoadError as e:
+            print(f'error: {e}', file=sys.stderr)
+            return 1
+        images = render_views(G)
     for name, value in measure(images).items():
         print(f'{name}: {value:.1f}')
     if args.grid:

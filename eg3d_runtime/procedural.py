@@ -26,7 +26,14 @@ from . import cameras
 RADIUS = 2.7                # camera distance from the origin
 YAW_RANGE = 1.2             # radians either side of frontal
 PITCH_RANGE = 0.35          # look_at_orbit's polar parameter either side of level
-BOUND_RADIUS = 0.3          # the figure lies within this distance of the origin
+# Figures are designed within 0.3 of the origin and drawn 1.4x larger, so that they fill more of
+# the FFHQ camera's frame (0.89 units across at RADIUS): a small figure hardly changes when
+# orbited (at 1x, yaw -0.5 and +0.5 differ by 5.0 on issue 15's view-change measure; at 1.4x by
+# 10.1). Larger, a hand or the beak would often leave the frame; at 1.4x about one random view in
+# 60 touches its edge. The bound (0.42) keeps every point between the renderer's ray_start and
+# ray_end (2.25, 3.3) from any view.
+FIGURE_SCALE = 1.4
+BOUND_RADIUS = 0.3 * FIGURE_SCALE   # the figure lies within this distance of the origin
 LIGHT = np.array([0.0, 0.8, 0.6])   # toward the light: above and in front, x = 0
 AMBIENT, DIFFUSE = 0.35, 0.65
 HIT_EPS = 2e-4
@@ -74,9 +81,9 @@ def random_object(rng):
     raise_hand = rng.uniform(-0.07, 0.07)
     arm_r = rng.uniform(0.022, 0.032)
     arms = tuple(((s * 0.8 * rx, body_c[1] + 0.3 * ry, 0.0),
-                  (s * (rx + 0.07), body_c[1] + raise_hand, 0.03), arm_r) for s in sides)
+                  (s * (rx + 0.05), body_c[1] + raise_hand, 0.03), arm_r) for s in sides)
     hue = rng.uniform()
-    return ToyFigure(
+    return scale_object(ToyFigure(
         body_center=body_c, body_radii=(rx, ry, rz),
         body_colour=_hsv(hue, rng.uniform(0.45, 0.85), rng.uniform(0.6, 0.95)),
         head_center=head_c, head_radius=hr,
@@ -85,7 +92,20 @@ def random_object(rng):
         nose_tip=nose_tip, nose_radius=rng.uniform(0.04, 0.055),
         nose_colour=_hsv(rng.uniform(-0.04, 0.1) % 1, 0.9, 0.95),
         eyes=eyes, eye_colour=(0.05, 0.05, 0.08),
-        arms=arms, arm_colour=_hsv(rng.uniform(), rng.uniform(0.3, 0.8), rng.uniform(0.5, 0.9)))
+        arms=arms, arm_colour=_hsv(rng.uniform(), rng.uniform(0.3, 0.8), rng.uniform(0.5, 0.9))),
+        FIGURE_SCALE)
+
+
+def scale_object(obj, factor):
+    """The figure scaled by `factor` about the origin."""
+    def scale(p):
+        return tuple(factor * x for x in p)
+    return dataclasses.replace(
+        obj, body_center=scale(obj.body_center), body_radii=scale(obj.body_radii),
+        head_center=scale(obj.head_center), head_radius=factor * obj.head_radius,
+        nose_tip=scale(obj.nose_tip), nose_radius=factor * obj.nose_radius,
+        eyes=tuple((scale(c), factor * r) for c, r in obj.eyes),
+        arms=tuple((scale(a), scale(b), factor * r) for a, b, r in obj.arms))
 
 
 def mirror_object(obj):

@@ -213,3 +213,20 @@ def test_the_tab_formats_durations_like_the_training_log():
     from eg3d_runtime.training import run_files
     assert trainer_widget.format_time is run_files.format_time
     assert run_files.format_time(12000 * 32.11) == '4d 11h 02m'
+
+
+def test_stop_during_the_dataset_build_stops_it_and_never_starts_the_trainer(tmp_path):
+    """The demo preset builds its dataset, then trains. Stop while the build runs: the build
+    (not only a shell around it) ends, writes nothing, and the trainer is not started."""
+    dest = tmp_path / 'toys.zip'
+    build = [*tp.dataset_command(dest)[:-1], '100000', '--workers', '2']
+    marker = tmp_path / 'trainer-started'
+    trainer = [sys.executable, '-c', f'open({str(marker)!r}, "w")']
+    process = tp.TrainingProcess([build, trainer], output_path=tmp_path / 'console.out')
+    time.sleep(4)                          # rendering by now
+    assert process.running
+    process.stop()
+    assert process.wait(timeout=30) not in (None, 0)
+    assert process.proc.args == build and process.proc.returncode is not None
+    assert not dest.exists() and not marker.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['console.out']   # no temporary files

@@ -104,23 +104,35 @@ class TrainingProcess:
             output_path = cache_dir() / 'training' / time.strftime('%Y%m%d-%H%M%S.out')
         self.output_path = Path(output_path)
         self.output_path.parent.mkdir(parents=True, exist_ok=True)
-        argv = commands[0] if len(commands) == 1 else \
-            ['sh', '-c', ' && '.join(shlex.join(c) for c in commands[:-1])
-             + ' && exec ' + shlex.join(commands[-1])]
-        env = dict(os.environ, PYTHONUNBUFFERED='1',
-                   PYTHONPATH=os.pathsep.join(filter(None, [str(REPO),
-                                                            os.environ.get('PYTHONPATH')])))
-        with open(self.output_path, 'wb') as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=cwd, env=env,
-                                         start_new_session=True)
+        self._cwd = cwd
+        self._env = dict(os.environ, PYTHONUNBUFFERED='1',
+                         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO),
+                                                                  os.environ.get('PYTHONPATH')])))
         self.run_dir = None
         self.returncode = None
         self.stop_requested = False
+        # The commands run one at a time from the watcher thread, so that stop() signals the one
+        # running (a dataset build before the trainer stops too, leaving no half-written zip).
+        self._lock = threading.Lock()
+        self._later = commands[1:]
+        self.proc = self._start(commands[0], 'wb')
         self._thread = threading.Thread(target=self._watch, daemon=True, name='trainer-watch')
         self._thread.start()
 
+    def _start(self, argv, mode):
+        with open(self.output_path, mode) as out:
+            return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, cwd=self._cwd, env=self._env,
+                                    start_new_session=True)
+
     def _watch(self):
+        for argv in self._later:
+            code = self.proc.wait()
+            with self._lock:
+                if code != 0 or self.stop_requested:
+                    self.returncode = code
+                    return
+                self.proc = self._start(argv, 'ab')
         while self.run_dir is None and self.proc.poll() is None:
             self.run_dir = find_output_dir(self.output_path)
             time.sleep(0.2)
@@ -138,15 +150,17 @@ class TrainingProcess:
         return lines[-1].strip() if lines else ''
 
     def stop(self):
-        """Clean stop: the stop-request file, then SIGTERM (the trainer treats both alike and
-        removes the file when it exits)."""
-        self.stop_requested = True
-        try:
-            if self.run_dir is not None:
-                request_stop(self.run_dir)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
+        """Clean stop: the stop-request file, then SIGTERM to the command running (the trainer
+        treats both alike and removes the file when it exits; a dataset build stops and writes
+        nothing, and the trainer after it does not start)."""
+        with self._lock:
+            self.stop_requested = True
+            try:
+                if self.run_dir is not None:
+                    request_stop(self.run_dir)
+            finally:
+                if self.proc.poll() is None:
+                    self.proc.send_signal(signal.SIGTERM)
 
     def wait(self, timeout=None):
         self._thread.join(timeout)
