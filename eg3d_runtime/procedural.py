@@ -293,26 +293,31 @@ def _shade(scene, points):
     return scene.colours[np.argmin(total, axis=0)] * (AMBIENT + DIFFUSE * lambert)[:, None]
 
 
-def render_object(obj, cam2world, intrinsics, resolution):
+def render_object(obj, cam2world, intrinsics, resolution, supersample=2):
     """uint8 [R, R, 3] image of `obj` (white background) from an OpenCV cam2world [4, 4] and
-    normalised intrinsics [3, 3]; 2x2 supersampled."""
-    n = 2 * resolution
+    normalised intrinsics [3, 3]; 2x2 supersampled, or one ray per pixel with `supersample=1`
+    (about 3x faster, aliased edges)."""
+    if supersample not in (1, 2):
+        raise ValueError(f'supersample must be 1 or 2, not {supersample}')
+    n = supersample * resolution
     scene = _Scene(obj)
     origin, dirs = _rays(cam2world, intrinsics, n)
     start = _cone_starts(scene, origin, dirs, n, cam2world, intrinsics)
     hit, points = _trace(scene, origin, dirs, start)
     image = np.ones((n * n, 3), dtype=np.float32)
     image[hit] = _shade(scene, points)
-    # The four samples of a pixel as strided views: ndarray.mean over axes (1, 3) is 4x slower.
-    sub = image.reshape(resolution, 2, resolution, 2, 3)
-    image = (sub[:, 0, :, 0] + sub[:, 0, :, 1] + sub[:, 1, :, 0] + sub[:, 1, :, 1]) / 4
-    return np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
+    if supersample == 2:
+        # The four samples of a pixel as strided views: ndarray.mean over axes (1, 3) is 4x slower.
+        sub = image.reshape(resolution, 2, resolution, 2, 3)
+        image = (sub[:, 0, :, 0] + sub[:, 0, :, 1] + sub[:, 1, :, 0] + sub[:, 1, :, 1]) / 4
+    return np.rint(np.clip(image.reshape(resolution, resolution, 3), 0, 1) * 255).astype(np.uint8)
 
 
-def render_label(obj, label, resolution):
+def render_label(obj, label, resolution, supersample=2):
     """render_object with the camera given as a 25-float label."""
     label = np.asarray(label, dtype=np.float64)
-    return render_object(obj, label[:16].reshape(4, 4), label[16:].reshape(3, 3), resolution)
+    return render_object(obj, label[:16].reshape(4, 4), label[16:].reshape(3, 3), resolution,
+                         supersample)
 
 
 def sample(index, seed=0):

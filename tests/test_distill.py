@@ -12,7 +12,8 @@ from eg3d_runtime.training.distill import (DistillLoop, FigureDataset, figure,
                                            reconstruction_losses)
 from viz.trainer import training_process
 
-TINY = ['--cfg', 'demo', '--distill', '2', '--distill_resolution', '64', '--gpus', '1',
+TINY = ['--cfg', 'demo', '--distill', '2', '--distill_resolution', '64',
+        '--distill_supersample', '1', '--gpus', '1',
         '--batch', '4', '--gamma', '1', '--cbase', '256', '--cmax', '16', '--workers', '0',
         '--grid', '2x2', '--tick', '1', '--neural_rendering_resolution_initial', '16']
 STEPS = 3
@@ -93,8 +94,22 @@ def test_distillation_writes_the_official_run_files(distilled):
 def test_resume_continues_a_distillation(distilled):
     args = train.resume_args(distilled[0])
     assert '--distill=2' in args and '--distill_resolution=64' in args
-    c, _dataset = train.build_options(train.build_parser().parse_args(args))
+    assert '--distill_supersample=1' in args
+    c, dataset = train.build_options(train.build_parser().parse_args(args))
     assert c['distill'] == {'adversarial_weight': 0} and c['resume_pkl'].endswith('000000.pkl')
+    assert dataset.supersample == 1
+
+
+def test_one_ray_per_pixel_renders_the_same_figure_without_smoothing():
+    sharp = FigureDataset(figures=2, resolution=64, random_seed=0, supersample=1)
+    smooth = FigureDataset(figures=2, resolution=64, random_seed=0)
+    image, label, k = sharp[5]
+    assert np.array_equal(image.transpose(1, 2, 0),
+                          procedural.render_label(figure(k), label, 64, supersample=1))
+    difference = np.abs(image.astype(int) - smooth[5][0]).mean()
+    assert 0 < difference < 5            # the edges differ, not the figure
+    with pytest.raises(ValueError, match='supersample must be 1 or 2'):
+        procedural.render_label(figure(k), label, 64, supersample=3)
 
 
 def test_distill_run_is_named_after_its_figures(tmp_path, capsys):

@@ -29,21 +29,23 @@ def figure(seed):
     return procedural.random_object(np.random.default_rng([FIGURE_STREAM, seed]))
 
 
-def training_set_kwargs(figures, resolution, random_seed):
+def training_set_kwargs(figures, resolution, random_seed, supersample=2):
     """The run's `training_set_kwargs` (printed, stored in training_options.json and in the
     snapshots like an image dataset's)."""
     return dict(class_name='eg3d_runtime.training.distill.FigureDataset',
                 path=f'figures{figures}', figures=figures, resolution=resolution,
                 use_labels=True, max_size=figures * VIEWS_PER_FIGURE, xflip=False,
-                random_seed=random_seed)
+                random_seed=random_seed, supersample=supersample)
 
 
 class FigureDataset(torch.utils.data.Dataset):
     """Item i: figure i % figures from camera i (seeded by random_seed and i), rendered on
-    access, as (uint8 image [3, R, R], label [25], figure index)."""
+    access (procedural.render_label's `supersample`), as (uint8 image [3, R, R], label [25],
+    figure index)."""
 
-    def __init__(self, figures, resolution, random_seed):
+    def __init__(self, figures, resolution, random_seed, supersample=2):
         self.figures, self.resolution, self.random_seed = figures, resolution, random_seed
+        self.supersample = supersample
         self.num_channels, self.label_dim = 3, 25
         self.image_shape, self.label_shape = [3, resolution, resolution], [25]
 
@@ -58,7 +60,7 @@ class FigureDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         k, label = index % self.figures, self.get_label(index)
-        image = procedural.render_label(figure(k), label, self.resolution)
+        image = procedural.render_label(figure(k), label, self.resolution, self.supersample)
         return image.transpose(2, 0, 1).copy(), label, k
 
 
@@ -121,7 +123,8 @@ class DistillLoop(TrainingLoop):
     cameras the renders' cameras; the grids show figures 0.. (rows) across the yaw range."""
 
     def _open_dataset(self, kwargs):
-        return FigureDataset(kwargs['figures'], kwargs['resolution'], kwargs['random_seed'])
+        return FigureDataset(kwargs['figures'], kwargs['resolution'], kwargs['random_seed'],
+                             kwargs.get('supersample', 2))
 
     def _make_loss(self, kwargs):
         return DistillLoss(self.device, self.G, self.D, augment_pipe=self.augment_pipe,
@@ -143,7 +146,8 @@ class DistillLoop(TrainingLoop):
         labels = np.stack([procedural.orbit_label(yaw) for yaw in
                            np.linspace(-procedural.YAW_RANGE, procedural.YAW_RANGE, gw)] * gh)
         figures = np.repeat(np.arange(gh), gw) % self.dataset.figures
-        images = np.stack([procedural.render_label(figure(k), c, self.dataset.resolution)
+        images = np.stack([procedural.render_label(figure(k), c, self.dataset.resolution,
+                                                   self.dataset.supersample)
                            for k, c in zip(figures, labels)]).transpose(0, 3, 1, 2)
         z = torch.cat([views.latent(int(k), self.G.z_dim) for k in figures])
         return (gw, gh), images, labels, z

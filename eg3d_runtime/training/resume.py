@@ -97,6 +97,7 @@ def resume_args(run_dir):
             del args['data']
             args.update(distill=c['training_set_kwargs']['figures'],
                         distill_resolution=c['training_set_kwargs']['resolution'],
+                        distill_supersample=c['training_set_kwargs'].get('supersample', 2),
                         distill_adv=c['distill']['adversarial_weight'])
         if c.get('augment_kwargs'):
             args['aug'] = 'ada' if 'ada_target' in c else 'fixed'
