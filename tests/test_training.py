@@ -172,7 +172,9 @@ def test_stop_request_snapshots_and_exits(toys, tmp_path):
         run_dir = None
         while time.time() < deadline:
             runs = [d for d in tmp_path.iterdir() if d.is_dir()]
-            if runs and (runs[0] / 'network-snapshot-000000.pkl').exists():
+            # the tick's stats line is written after its snapshot
+            if runs and all((runs[0] / name).exists()
+                            for name in ('network-snapshot-000000.pkl', 'stats.jsonl')):
                 run_dir = runs[0]
                 break
             time.sleep(0.5)
