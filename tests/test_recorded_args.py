@@ -2,12 +2,15 @@
 official format whose values are wrong, or whose shared structures would expand without bound,
 is refused in one line naming the file and what is wrong."""
 import math
+import warnings
 
 import pytest
 
 from eg3d_runtime import PickleLoadError, configs, load_generator
 from eg3d_runtime.pickles import writer as pickle_writer
+from eg3d_runtime.networks.discriminator import DualDiscriminator
 from eg3d_runtime.networks.triplane import TriPlaneGenerator
+from eg3d_runtime.pickles.loader import PartialLoadWarning, load_network_pkl
 from eg3d_runtime.pickles.safe_unpickle import PlainRecord, module_state_dict
 
 
@@ -124,3 +127,25 @@ def test_shared_module_graphs_are_refused():
         module_state_dict(shared(16))
     with pytest.raises(ValueError, match=r'modules nested too deeply \(more than 32 levels\)$'):
         module_state_dict(shared(64))
+
+
+def test_wrong_discriminator_arguments_are_one_line_and_spare_the_generator(tmp_path,
+                                                                          fixture_pkl):
+    """An absurd discriminator (here up to 10**6 channels a layer: terabytes of weights) is
+    refused before it is built; the generator still loads, and official discriminators pass."""
+    D = DualDiscriminator(c_dim=25, img_resolution=64, img_channels=3, channel_base=64,
+                          channel_max=8)
+    D._init_kwargs.update(channel_base=10 ** 12, channel_max=10 ** 6)
+    G = tiny_generator()
+    path = tmp_path / 'd.pkl'
+    pickle_writer.save_network_pkl(path, {'training_set_kwargs': None, 'G': G, 'D': D,
+                                          'G_ema': G, 'augment_pipe': None})
+    with pytest.warns(PartialLoadWarning) as caught:
+        data = load_network_pkl(path)
+    assert [str(w.message) for w in caught] == [
+        f"{path}: could not restore 'D': channel_base must be an integer from 1 to 1048576, "
+        'got 1000000000000']
+    assert 'D' not in data and data['G_ema'] is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert type(load_network_pkl(fixture_pkl)['D']) is DualDiscriminator

@@ -61,6 +61,8 @@ def rebuild_network(record, device='cpu'):
     if cls is TriPlaneGenerator:
         recorded_args.check_generator_args(cls, args, kwargs)
         recorded_args.check_generator_attributes(attributes)
+    elif cls is DualDiscriminator:
+        recorded_args.check_discriminator_args(cls, args, kwargs)
     try:
         net = cls(*args, **kwargs)
     except Exception as e:  # recorded arguments are untrusted data: any failure is a bad file

@@ -1,4 +1,5 @@
-"""Checks of the constructor arguments and rendering options a pickle records for its generator.
+"""Checks of the constructor arguments and rendering options a pickle records for its generator
+(and of the discriminator's constructor arguments).
 
 They are untrusted data: a wrong type or value (a depth sample count stored as text, a NaN ray
 bound) would otherwise build a network that renders NaN pictures without a word, and an absurd
@@ -80,6 +81,14 @@ RENDERING = {
     'density_noise': number(0), 'avg_camera_radius': number(0, low_open=True),
     'avg_camera_pivot': PIVOT,
 }
+DISCRIMINATOR = {
+    'c_dim': integer(0, 4096), 'img_resolution': power_of_two(8, 4096),
+    'img_channels': one_of(3), 'architecture': one_of('orig', 'skip', 'resnet'),
+    'cmap_dim': optional(integer(1, 4096)), 'disc_c_noise': number(0),
+    'block_kwargs': DICT, 'mapping_kwargs': DICT, 'epilogue_kwargs': DICT, **CHANNELS,
+}
+EPILOGUE = {'mbstd_group_size': optional(integer(1, 1 << 16)),
+            'mbstd_num_channels': integer(0, 4096)}
 REQUIRED_RENDERING = ('superresolution_module', 'sr_antialias', 'depth_resolution', 'ray_start',
                       'ray_end', 'box_warp')
 
@@ -127,13 +136,26 @@ def check_generator_attributes(values):
         check_rendering_kwargs(values['rendering_kwargs'])
 
 
-def check_generator_args(cls, args, kwargs):
-    """TriPlaneGenerator constructor arguments as recorded, before anything is built."""
+def _bound(cls, args, kwargs):
+    """The recorded arguments by parameter name."""
     try:
-        bound = inspect.signature(cls).bind(*args, **kwargs)
+        return dict(inspect.signature(cls).bind(*args, **kwargs).arguments)
     except TypeError as e:
         raise ValueError(f'recorded arguments do not fit the constructor ({e})') from None
-    values = dict(bound.arguments)
+
+
+def check_discriminator_args(cls, args, kwargs):
+    """DualDiscriminator constructor arguments as recorded, before anything is built (an
+    absurd channel count would allocate without bound, like the generator's)."""
+    values = _bound(cls, args, kwargs)
+    _check(values, DISCRIMINATOR)
+    _check(values.get('mapping_kwargs', {}), MAPPING, 'mapping_kwargs')
+    _check(values.get('epilogue_kwargs', {}), EPILOGUE, 'epilogue_kwargs')
+
+
+def check_generator_args(cls, args, kwargs):
+    """TriPlaneGenerator constructor arguments as recorded, before anything is built."""
+    values = _bound(cls, args, kwargs)
     values.update(values.pop('synthesis_kwargs', {}))
     _check(values, GENERATOR)
     _check(values.get('mapping_kwargs', {}), MAPPING, 'mapping_kwargs')
