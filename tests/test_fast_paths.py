@@ -240,6 +240,31 @@ def test_auto_bounds_white_back_and_overrides(fixture_G, reference):
         assert relative_rms(fast[key], ref[key]) < FP32, key
 
 
+def test_disparity_space_sampling_is_honoured_by_both_paths(fixture_G, reference):
+    """disparity_space_sampling (False in every official config, but a recorded option): depths
+    evenly spaced in 1/depth, the same in the reference and the fast path, with fixed and
+    'auto' bounds, and not the depth-spaced picture."""
+    from eg3d_runtime.rendering.renderer import stratified_depths
+    depths = stratified_depths(torch.zeros(1, 2, 3), 2.0, 4.0, 5, True, disparity=True)
+    assert torch.allclose(1 / depths[0, 0, :, 0], torch.tensor([0.5, 0.4375, 0.375, 0.3125, 0.25]))
+    ws, c, _ = _case(reference, 1)
+    kw = dict(neural_rendering_resolution=24, noise_mode='none', deterministic=True,
+              superresolution=False)
+    # a wide depth range, few samples: disparity and depth spacing differ much
+    wide = {'ray_start': 1.0, 'ray_end': 10.0, 'depth_resolution': 6,
+            'depth_resolution_importance': 0}
+    for bounds in (wide, {'ray_start': 'auto', 'ray_end': 'auto'}):
+        overrides = {**bounds, 'disparity_space_sampling': True}
+        fast, ref = _both(fixture_G, ws, c, rendering_overrides=overrides, **kw)
+        for key in ref:
+            assert relative_rms(fast[key], ref[key]) < FP32, key
+    fast_wide, _ = _both(fixture_G, ws, c, rendering_overrides={**wide,
+                                                                'disparity_space_sampling': True},
+                         **kw)
+    linear, _ = _both(fixture_G, ws, c, rendering_overrides=wide, **kw)
+    assert relative_rms(linear['image_depth'], fast_wide['image_depth']) > 0.01
+
+
 def test_raw_only_frames_are_identical_in_content(fixture_G, reference):
     ws, c, _ = _case(reference, 2)
     kw = dict(neural_rendering_resolution=16, noise_mode='const', deterministic=True,

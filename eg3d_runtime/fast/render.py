@@ -26,7 +26,7 @@ What differs from the reference path, and why it gives the same numbers:
 import torch
 import torch.nn.functional as F
 
-from ..rendering.renderer import ray_box_bounds, sample_pdf
+from ..rendering.renderer import disparity_depths, ray_box_bounds, sample_pdf
 from ..rendering.plane_sampling import PLANE_AXES
 from .parallel import parallel_map
 
@@ -237,6 +237,7 @@ def render_rays(table, decoder, origins, directions, options, deterministic=Fals
     if options.get('clamp_mode', 'softplus') != 'softplus':
         raise ValueError(f"unsupported clamp_mode {options['clamp_mode']!r}")
     ray_start, ray_end = options['ray_start'], options['ray_end']
+    disparity = options.get('disparity_space_sampling', False)
     per_ray = ray_start == ray_end == 'auto'
     if per_ray:
         ray_start, ray_end = auto_bounds(origins, directions, box_warp)
@@ -271,9 +272,15 @@ def render_rays(table, decoder, origins, directions, options, deterministic=Fals
             start, end = ray_start[r0:r1], ray_end[r0:r1]               # [R, 1]
         else:
             start, end = ray_start, ray_end
-        t = start + lin * (end - start)
-        if not deterministic:
-            t = t + torch.rand_like(t) * ((end - start) / (n_coarse - 1))
+        if disparity:
+            s = lin.expand(r1 - r0, n_coarse).contiguous()
+            if not deterministic:
+                s = s + torch.rand_like(s) / (n_coarse - 1)
+            t = disparity_depths(s, start, end)
+        else:
+            t = start + lin * (end - start)
+            if not deterministic:
+                t = t + torch.rand_like(t) * ((end - start) / (n_coarse - 1))
         if not per_ray:
             t = t.expand(r1 - r0, n_coarse) if t.shape[0] != r1 - r0 else t
         t = t.contiguous()

@@ -20,10 +20,25 @@ def ray_box_bounds(origins, directions, box_side):
     return t_near.masked_fill(miss, -1.0), t_far.masked_fill(miss, -2.0)
 
 
-def stratified_depths(origins, ray_start, ray_end, n, deterministic):
-    """[N, M, n, 1] depths: linspace over the bounds plus (unless deterministic) one interval of jitter."""
+def disparity_depths(s, start, end):
+    """Depths at fractions `s` (0 at start, 1 at end) of the way in disparity (1 / depth):
+    `disparity_space_sampling`, samples packed near the camera."""
+    return 1 / ((1 / start) * (1 - s) + (1 / end) * s)
+
+
+def stratified_depths(origins, ray_start, ray_end, n, deterministic, disparity=False):
+    """[N, M, n, 1] depths: linspace over the bounds plus (unless deterministic) one interval of
+    jitter; in disparity rather than depth with `disparity` (the option
+    disparity_space_sampling)."""
     batch, rays = origins.shape[:2]
     steps = torch.linspace(0, 1, n, device=origins.device).reshape(1, 1, n, 1)
+    if disparity:
+        s = steps.repeat(batch, rays, 1, 1)
+        if not deterministic:
+            s = s + torch.rand_like(s) / (n - 1)
+        if torch.is_tensor(ray_start):
+            ray_start, ray_end = ray_start.unsqueeze(-2), ray_end.unsqueeze(-2)
+        return disparity_depths(s, ray_start, ray_end)
     if torch.is_tensor(ray_start):
         start, end = ray_start.unsqueeze(-2), ray_end.unsqueeze(-2)          # [N, M, 1, 1]
         depths = start + steps * (end - start)
@@ -108,7 +123,7 @@ class ImportanceRenderer(nn.Module):
                 ray_start = torch.where(valid, ray_start, ray_start[valid].min())
                 ray_end = torch.where(valid, ray_end, ray_start[valid].max())
         depths = stratified_depths(origins, ray_start, ray_end, options['depth_resolution'],
-                                   deterministic)
+                                   deterministic, options.get('disparity_space_sampling', False))
         colors, densities = self._evaluate(planes, decoder, origins, directions, depths, options)
         n_fine = options.get('depth_resolution_importance', 0)
         if n_fine > 0:
