@@ -554,6 +554,38 @@ def test_first_fast_frame_is_reproducible_from_the_seed(fixture_G, reference, mo
     assert torch.equal(frames[0], frames[1])
 
 
+def test_cache_checks_do_not_read_device_values(fixture_G, reference, monkeypatch):
+    """On CUDA, comparing a w with the cached one would make the host wait for the GPU before
+    every frame. Simulated on the CPU: the caches of planes and folded super-resolution know
+    the same ws tensor again without reading it, take another tensor as new (and render it
+    right), and never call torch.equal."""
+    G = copy.deepcopy(fixture_G)
+    monkeypatch.setattr(fastpath, '_reading_waits', lambda device: True)
+    ws, c0, _ = _case(reference, 0)
+    _, c1, _ = _case(reference, 1)
+    kw = dict(neural_rendering_resolution=16, noise_mode='const', deterministic=True)
+    compared = []
+    equal = torch.equal
+    monkeypatch.setattr(torch, 'equal', lambda *a: compared.append(1) or equal(*a))
+    with torch.no_grad():
+        G.synthesis(ws, c0, **kw)
+        st = fastpath.state(G)
+        planes, folded = st.backbone, st.sr
+        G.synthesis(ws, c1, **kw)                         # camera change, same ws tensor
+        assert st.backbone is planes and st.sr is folded
+        other = ws + 0.1
+        new = G.synthesis(other, c1, **kw)
+        same_values = G.synthesis(other.clone(), c1, **kw)   # another tensor: refolded
+        assert st.sr is not folded
+    assert compared == []
+    monkeypatch.undo()
+    with torch.no_grad():
+        expected = copy.deepcopy(fixture_G).synthesis(other, c1, faithful=True, **kw)
+    for key in expected:
+        assert relative_rms(new[key], expected[key]) < FP32, key
+        assert torch.equal(same_values[key], new[key]), key
+
+
 def test_backbone_makes_no_host_sync_after_the_first_call(fixture_G, reference, monkeypatch):
     """What capturing the backbone in a CUDA graph needs (graphs.py), checked on the CPU with
     CUDA's choice of convolutions: after one call, folding and running the backbone for a new

@@ -172,6 +172,31 @@ def _signature(module):
     return fc.params_signature(module)
 
 
+def _reading_waits(device):
+    """Whether reading a tensor's values on the host waits for the device's queued work."""
+    return device.type == 'cuda'
+
+
+def _held(x):
+    """What a cache keeps of an input tensor to know it again: the tensor it views, where and
+    how, that tensor's version (bumped by in-place changes) and a copy of the values."""
+    base = x if x._base is None else x._base
+    return base, x._version, x.storage_offset(), x.stride(), x.detach().clone()
+
+
+def _holds(held, x):
+    """Whether `x` has the values `held` was made from: the same view of the same unchanged
+    tensor, or (where reading values is cheap) equal values. Where the host would wait for the
+    device to read them (CUDA), another tensor counts as new: a new latent's frame must not wait
+    for the previous work (the viewer passes the same ws tensor while the latent stays)."""
+    base, version, offset, stride, values = held
+    if (x if x._base is None else x._base) is base and x._version == version \
+            and x.storage_offset() == offset and x.stride() == stride \
+            and x.shape == values.shape:
+        return True
+    return not _reading_waits(x.device) and torch.equal(values, x)
+
+
 def planes(G, ws, cache_backbone=False, use_cached_backbone=False, noise_mode='random',
            force_fp32=False):
     """Fast counterpart of G.planes: NCHW planes [N, 3, 32, H, W] (a view of the backbone image)."""
@@ -187,12 +212,12 @@ def planes(G, ws, cache_backbone=False, use_cached_backbone=False, noise_mode='r
                        tuple(ws.shape), conv_dtype(G, ws.device, 'backbone', force_fp32))
                 cached = st.backbone
                 if cached is not None and cached[0] == key and cached[2]._version == cached[3] \
-                        and torch.equal(cached[1], ws):
+                        and _holds(cached[1], ws):
                     img = cached[2]
             if img is None:
                 img = backbone_planes(G, ws, noise_mode, force_fp32)
                 if key is not None:
-                    st.backbone = (key, ws.detach().clone(), img, img._version)
+                    st.backbone = (key, _held(ws), img, img._version)
         if cache_backbone:
             G._last_planes = img
         return img.view(len(img), 3, img.shape[1] // 3, img.shape[-2], img.shape[-1])
@@ -287,7 +312,7 @@ def folded_superresolution(G, ws_last, noise_mode, force_fp32=False):
     sr = G.superresolution
     key = (noise_mode, _signature(sr), device, dtype, opts.winograd, tuple(ws_last.shape))
     cached = st.sr
-    if cached is not None and cached[0] == key and torch.equal(cached[1], ws_last):
+    if cached is not None and cached[0] == key and _holds(cached[1], ws_last):
         return cached[2]
     in_res = sr.input_resolution
     folded = []
@@ -299,7 +324,7 @@ def folded_superresolution(G, ws_last, noise_mode, force_fp32=False):
         folded.append((b0, b1))
     if cached is not None and cached[0] == key and refold_into(cached[2], folded):
         folded = cached[2]
-    st.sr = (key, ws_last.detach().clone(), folded)
+    st.sr = (key, _held(ws_last), folded)
     return folded
 
 
