@@ -122,7 +122,9 @@ def test_trainer_tab_preset_is_a_valid_distillation(tmp_path, capsys):
     command = training_process.train_command(form)
     assert command[1:3] == ['-m', 'eg3d_runtime.train']
     assert train.main([*command[3:], '-n']) == 0
-    assert '-demo-figures256-gpus1-batch8-gamma1' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert '-demo-figures256-gpus1-batch32-gamma1' in out
+    assert '"lr": 0.005' in out and '"cudnn_benchmark": false' in out
 
 
 def test_distill_refuses_a_dataset(tmp_path, capsys):

@@ -38,9 +38,10 @@ PRESETS = {
     'demo': {'cfg': 'demo', 'gpus': 1, 'batch': 8, 'gamma': 1, 'kimg': 40, 'tick': 0.1,
              'snap': 10},
     # The next demo (README "Demo checkpoint"): the procedural renderer distilled into G.
-    'demo distill': {'cfg': 'demo', 'distill': 256, 'gpus': 1, 'batch': 8, 'gamma': 1,
+    # Sized for one GPU (a CPU manages about 8 kimg in 3 hours).
+    'demo distill': {'cfg': 'demo', 'distill': 256, 'gpus': 1, 'batch': 32, 'gamma': 1,
                      'cbase': 4096, 'cmax': 64, 'neural_rendering_resolution_initial': 64,
-                     'kimg': 100, 'tick': 0.2, 'snap': 5},
+                     'glr': 0.005, 'nobench': True, 'kimg': 150, 'tick': 1, 'snap': 25},
     'ffhq 64': dict(_FFHQ),
     'ffhq 64->128 fine-tune': dict(_FFHQ, neural_rendering_resolution_final=128,
                                    resume='ffhq512-64.pkl', kimg=2000),
