@@ -177,11 +177,15 @@ def _reading_waits(device):
     return device.type == 'cuda'
 
 
+def _viewed(x):
+    """The tensor that `x` is a view of (x itself if it is none)."""
+    return x if x._base is None else x._base
+
+
 def _held(x):
     """What a cache keeps of an input tensor to know it again: the tensor it views, where and
     how, that tensor's version (bumped by in-place changes) and a copy of the values."""
-    base = x if x._base is None else x._base
-    return base, x._version, x.storage_offset(), x.stride(), x.detach().clone()
+    return _viewed(x), x._version, x.storage_offset(), x.stride(), x.detach().clone()
 
 
 def _holds(held, x):
@@ -190,7 +194,7 @@ def _holds(held, x):
     device to read them (CUDA), another tensor counts as new: a new latent's frame must not wait
     for the previous work (the viewer passes the same ws tensor while the latent stays)."""
     base, version, offset, stride, values = held
-    if (x if x._base is None else x._base) is base and x._version == version \
+    if _viewed(x) is base and x._version == version \
             and x.storage_offset() == offset and x.stride() == stride \
             and x.shape == values.shape:
         return True
@@ -227,7 +231,7 @@ def plane_table(G, planes5d):
     """PlaneTable for planes [N, 3, C, H, W], cached while the same tensor is used; other planes
     of the same shape are copied into the same table (captured CUDA graphs read it)."""
     st = state(G)
-    base = planes5d._base if planes5d._base is not None else planes5d
+    base = _viewed(planes5d)
     cached = st.table
     if cached is not None and cached[0] is base and cached[1] == base._version \
             and cached[2] == tuple(planes5d.shape):

@@ -32,18 +32,18 @@ def stratified_depths(origins, ray_start, ray_end, n, deterministic, disparity=F
     disparity_space_sampling)."""
     batch, rays = origins.shape[:2]
     steps = torch.linspace(0, 1, n, device=origins.device).reshape(1, 1, n, 1)
+    if torch.is_tensor(ray_start):
+        start, end = ray_start.unsqueeze(-2), ray_end.unsqueeze(-2)          # [N, M, 1, 1]
+    else:
+        start, end = ray_start, ray_end
     if disparity:
         s = steps.repeat(batch, rays, 1, 1)
         if not deterministic:
             s = s + torch.rand_like(s) / (n - 1)
-        if torch.is_tensor(ray_start):
-            ray_start, ray_end = ray_start.unsqueeze(-2), ray_end.unsqueeze(-2)
-        return disparity_depths(s, ray_start, ray_end)
+        return disparity_depths(s, start, end)
     if torch.is_tensor(ray_start):
-        start, end = ray_start.unsqueeze(-2), ray_end.unsqueeze(-2)          # [N, M, 1, 1]
         depths = start + steps * (end - start)
     else:
-        start, end = ray_start, ray_end
         depths = torch.linspace(start, end, n, device=origins.device).reshape(1, 1, n, 1)
         depths = depths.repeat(batch, rays, 1, 1)
     if not deterministic:

@@ -49,6 +49,13 @@ class FigureDataset(torch.utils.data.Dataset):
         self.num_channels, self.label_dim = 3, 25
         self.image_shape, self.label_shape = [3, resolution, resolution], [25]
 
+    @classmethod
+    def from_kwargs(cls, kwargs):
+        """The dataset a run's `training_set_kwargs` describe (runs made before
+        --distill_supersample have none: 2)."""
+        return cls(kwargs['figures'], kwargs['resolution'], kwargs['random_seed'],
+                   kwargs.get('supersample', 2))
+
     def __len__(self):
         return self.figures * VIEWS_PER_FIGURE
 
@@ -58,10 +65,14 @@ class FigureDataset(torch.utils.data.Dataset):
     def get_label_std(self):
         return np.stack([self.get_label(i) for i in range(LABEL_STD_ITEMS)]).std(0)
 
+    def render(self, k, label):
+        """uint8 image [3, R, R] of figure k from the camera `label`."""
+        image = procedural.render_label(figure(k), label, self.resolution, self.supersample)
+        return image.transpose(2, 0, 1).copy()
+
     def __getitem__(self, index):
         k, label = index % self.figures, self.get_label(index)
-        image = procedural.render_label(figure(k), label, self.resolution, self.supersample)
-        return image.transpose(2, 0, 1).copy(), label, k
+        return self.render(k, label), label, k
 
 
 def image_gradients(images):
@@ -123,8 +134,7 @@ class DistillLoop(TrainingLoop):
     cameras the renders' cameras; the grids show figures 0.. (rows) across the yaw range."""
 
     def _open_dataset(self, kwargs):
-        return FigureDataset(kwargs['figures'], kwargs['resolution'], kwargs['random_seed'],
-                             kwargs.get('supersample', 2))
+        return FigureDataset.from_kwargs(kwargs)
 
     def _make_loss(self, kwargs):
         return DistillLoss(self.device, self.G, self.D, augment_pipe=self.augment_pipe,
@@ -146,8 +156,6 @@ class DistillLoop(TrainingLoop):
         labels = np.stack([procedural.orbit_label(yaw) for yaw in
                            np.linspace(-procedural.YAW_RANGE, procedural.YAW_RANGE, gw)] * gh)
         figures = np.repeat(np.arange(gh), gw) % self.dataset.figures
-        images = np.stack([procedural.render_label(figure(k), c, self.dataset.resolution,
-                                                   self.dataset.supersample)
-                           for k, c in zip(figures, labels)]).transpose(0, 3, 1, 2)
+        images = np.stack([self.dataset.render(k, c) for k, c in zip(figures, labels)])
         z = torch.cat([views.latent(int(k), self.G.z_dim) for k in figures])
         return (gw, gh), images, labels, z

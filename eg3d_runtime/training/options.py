@@ -154,8 +154,7 @@ def _distill_dataset_kwargs(opts):
                          'use --metrics none')
     kwargs = distill.training_set_kwargs(opts.distill, opts.distill_resolution, opts.seed,
                                          opts.distill_supersample)
-    return kwargs, distill.FigureDataset(opts.distill, opts.distill_resolution, opts.seed,
-                                         opts.distill_supersample)
+    return kwargs, distill.FigureDataset.from_kwargs(kwargs)
 
 
 def _dataset_kwargs(opts):
