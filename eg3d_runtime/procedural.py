@@ -293,6 +293,50 @@ def _shade(scene, points):
     return scene.colours[np.argmin(total, axis=0)] * (AMBIENT + DIFFUSE * lambert)[:, None]
 
 
+def _sdf_gradient(scene, points, eps=1e-4):
+    """Unit gradient [3, N] of the figure's sdf at points [3, N] (central differences)."""
+    grad = np.empty_like(points)
+    for axis in range(3):
+        step = np.zeros((3, 1), dtype=np.float32)
+        step[axis] = eps
+        grad[axis] = scene.sdf(*(points + step)) - scene.sdf(*(points - step))
+    return grad / np.maximum(np.sqrt(grad[0] ** 2 + grad[1] ** 2 + grad[2] ** 2), 1e-12)
+
+
+def volume_samples(obj, rng, count, surface_spread=(0.004, 0.02), box=0.7):
+    """3D supervision for a radiance field of `obj`: world points [count, 3], their signed
+    distances [count] and colours [count, 3] (volume_targets: the shading of the nearest part
+    under the fixed light, with the normal of the distance field).
+
+    Half the points lie near the surface (points of the bounding ball pulled onto it along the
+    gradient, then moved by Gaussian noise of each scale in `surface_spread`), half are uniform
+    in the cube [-box, box]^3, which holds the renderer's samples from every data camera: the
+    surface is where images are decided, the rest is where stray density must be kept out,
+    including beyond the tri-planes' [-0.5, 0.5]^3, where the decoder sees zero features. Shading depends on position only (fixed
+    light, no specular), so one colour per point is exact for every view."""
+    scene = _Scene(obj)
+    near = count // 2
+    p = rng.normal(size=(3, near)).astype(np.float32)
+    p *= BOUND_RADIUS * rng.uniform(size=near).astype(np.float32) ** (1 / 3) / np.sqrt(
+        (p * p).sum(0))
+    for _ in range(4):                    # projection: the sdf is (close to) a distance
+        p -= scene.sdf(*p) * _sdf_gradient(scene, p)
+    spread = np.asarray(surface_spread, dtype=np.float32)[rng.integers(len(surface_spread),
+                                                                       size=near)]
+    p += rng.normal(size=p.shape).astype(np.float32) * spread
+    far = rng.uniform(-box, box, size=(3, count - near)).astype(np.float32)
+    points = np.concatenate([p, far], axis=1).T.copy()
+    return (points, *volume_targets(obj, points, scene))
+
+
+def volume_targets(obj, points, scene=None):
+    """Signed distance [N] and colour [N, 3] (float32) of the figure at world points [N, 3]:
+    where a view's ray first enters the figure, that colour is the one its render shows."""
+    scene = scene or _Scene(obj)
+    p = np.ascontiguousarray(np.asarray(points, dtype=np.float32).T)
+    return scene.sdf(*p), _shade(scene, p)
+
+
 def render_object(obj, cam2world, intrinsics, resolution, supersample=2):
     """uint8 [R, R, 3] image of `obj` (white background) from an OpenCV cam2world [4, 4] and
     normalised intrinsics [3, 3]; 2x2 supersampled, or one ray per pixel with `supersample=1`

@@ -10,9 +10,19 @@ resized to the neural rendering resolution, plus L1 on image gradients, which ke
 optionally with the adversarial loss of EG3DLoss on top (`--distill_adv`). Run directory, ticks,
 snapshots, stats and grids are TrainingLoop's, so the Trainer tab shows a distillation run like
 any other.
+
+Images teach the shapes slowly: a step sees each figure from one side, through 32 samples a ray
+and a super-resolution. The first `--distill_volume_kimg` kimg therefore supervise the radiance
+field itself: the density and colour the decoder gives at points around each figure against
+the figure's own occupancy and shading (procedural.volume_samples), about 8x cheaper a step on
+a CPU and every side at once. The image loss then trains the super-resolution and refines what
+the renders show.
 """
+from typing import NamedTuple
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .. import procedural, views
 from . import stats
@@ -22,6 +32,11 @@ from .loss import EG3DLoss, resize
 FIGURE_STREAM = 15          # figure k comes from default_rng([FIGURE_STREAM, k])
 VIEWS_PER_FIGURE = 4096     # cameras per figure in one pass over the dataset
 LABEL_STD_ITEMS = 1024      # labels the label std (G's dataset_label_std) is estimated from
+VOLUME_STREAM = 16          # item i's volume samples come from default_rng([random_seed, 16, i])
+VOLUME_POINTS = 8192        # points per figure in a volume step
+OCCUPANCY_SOFTNESS = 0.005  # world units: the occupancy target is sigmoid(-sdf / this)
+COLOUR_BAND = 0.02          # colour is supervised inside the figure and this far outside it
+TRUNCATION_RANGE = (0.6, 1.0)   # psi drawn for half the latents (see DistillLoss._mapping)
 
 
 def figure(seed):
@@ -75,6 +90,44 @@ class FigureDataset(torch.utils.data.Dataset):
         return self.render(k, label), label, k
 
 
+class VolumeSamples(NamedTuple):
+    """A batch of volume supervision: world points [N, P, 3], signed distances [N, P] and
+    colours [N, P, 3] of each sample's figure."""
+    points: torch.Tensor
+    sdf: torch.Tensor
+    colour: torch.Tensor
+
+    def split(self, size):
+        return [VolumeSamples(*parts) for parts in zip(*(t.split(size) for t in self))]
+
+
+class FigureVolumes(torch.utils.data.Dataset):
+    """Item i of a FigureDataset as volume supervision instead of an image: (points [P, 3],
+    sdf [P], colour [P, 3], label [25], figure index) of figure i % figures."""
+
+    def __init__(self, images, points=None):
+        self.images, self.points = images, points or VOLUME_POINTS
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        k = index % self.images.figures
+        rng = np.random.default_rng([self.images.random_seed, VOLUME_STREAM, index])
+        points, sdf, colour = procedural.volume_samples(figure(k), rng, self.points)
+        return points, sdf, colour, self.images.get_label(index), k
+
+
+def start_superresolution_as_upsampling(G):
+    """Zero the super-resolution's toRGB weights, so that a new network's 'image' starts as the
+    upsampled 'image_raw' (the blocks' skip path) and the image stage only has to learn the
+    sharpening, instead of first undoing random colours that the volume stage never sees."""
+    with torch.no_grad():
+        for name, param in G.superresolution.named_parameters():
+            if name.endswith('.torgb.weight'):
+                param.zero_()
+
+
 def image_gradients(images):
     """Horizontal and vertical neighbour differences of images [N, C, H, W]."""
     return images[..., :, 1:] - images[..., :, :-1], images[..., 1:, :] - images[..., :-1, :]
@@ -91,6 +144,19 @@ def reconstruction_losses(fake, real_img):
     return {'l1': l1, 'edges': edges}
 
 
+def volume_losses(out, samples, step):
+    """{'occupancy', 'colour'} per sample [N] from the decoder's output at the samples' points
+    (run_model's 'sigma' [N, P, 1], 'rgb' [N, P, C]): L1 of the opacity of one depth `step`
+    (the renderer's coarse spacing) against the occupancy, and L1 of the first three colour
+    features against the shading where the figure is."""
+    alpha = 1 - torch.exp(-F.softplus(out['sigma'][..., 0] - 1) * step)
+    occupancy = torch.sigmoid(-samples.sdf / OCCUPANCY_SOFTNESS)
+    weight = torch.sigmoid((COLOUR_BAND - samples.sdf) / OCCUPANCY_SOFTNESS)
+    colour = ((out['rgb'][..., :3] - samples.colour).abs().sum(-1) * weight).sum(1) \
+        / weight.sum(1).clamp(min=1)
+    return {'occupancy': (alpha - occupancy).abs().mean(1), 'colour': colour}
+
+
 class DistillLoss(EG3DLoss):
     """EG3DLoss whose generator objective is reconstruction of the renders (real_img, drawn
     with gen_z's figures from gen_c's cameras) plus `adversarial_weight` times the adversarial
@@ -101,7 +167,19 @@ class DistillLoss(EG3DLoss):
         super().__init__(device, G, D, augment_pipe=augment_pipe, **kwargs)
         self.adversarial_weight = adversarial_weight
 
+    def _mapping(self, z, c_cond, update_emas):
+        """The latents' ws, half of them truncated toward w_avg with psi ~ U(TRUNCATION_RANGE):
+        the figure stays the same, so psi below 1 in the viewer still shows crisp figures."""
+        ws = super()._mapping(z, c_cond, update_emas)
+        psi = torch.empty([len(ws), 1, 1], device=ws.device).uniform_(*TRUNCATION_RANGE)
+        psi = torch.where(torch.rand_like(psi) < 0.5, psi, torch.ones_like(psi))
+        return self.G.backbone.mapping.w_avg.lerp(ws, psi)
+
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
+        if isinstance(real_img, VolumeSamples):     # the volume stage: G's main phase only
+            if phase in ('Gmain', 'Gboth'):
+                self._fit_volume(real_img, gen_z, gen_c, gain, cur_nimg)
+            return
         if phase in ('Gmain', 'Gboth'):
             self._reconstruct(real_img, gen_z, gen_c, gain, cur_nimg)
             phase = 'Greg' if phase == 'Gboth' else None
@@ -109,6 +187,20 @@ class DistillLoss(EG3DLoss):
             phase = None
         if phase is not None:
             super().accumulate_gradients(phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg)
+
+    def _fit_volume(self, samples, gen_z, gen_c, gain, cur_nimg):
+        rk = self.G.rendering_kwargs
+        p_swap = self.schedules(cur_nimg)['gpc_swap_prob']
+        ws = self._mapping(gen_z, self._conditioning(gen_c, p_swap), update_emas=True)
+        out = self.G.sample_mixed(samples.points, torch.zeros_like(samples.points), ws,
+                                  faithful=True)
+        losses = volume_losses(out, samples,
+                               (rk['ray_end'] - rk['ray_start']) / rk['depth_resolution'])
+        for name, value in losses.items():
+            stats.report('Loss/distill/' + name, value)
+        loss = losses['occupancy'] + losses['colour']
+        stats.report('Loss/G/loss', loss)
+        loss.mean().mul(gain).backward()
 
     def _reconstruct(self, real_img, gen_z, gen_c, gain, cur_nimg):
         s = self.schedules(cur_nimg)
@@ -131,7 +223,16 @@ class DistillLoss(EG3DLoss):
 
 class DistillLoop(TrainingLoop):
     """TrainingLoop on a FigureDataset: each batch's latents are its figures' seeds and its
-    cameras the renders' cameras; the grids show figures 0.. (rows) across the yaw range."""
+    cameras the renders' cameras; the grids show figures 0.. (rows) across the yaw range.
+    Until `distill.volume_kimg` the batches are FigureVolumes items instead of images."""
+
+    def __init__(self, run_dir, options, **kwargs):
+        self.volume_nimg = options['distill'].get('volume_kimg', 0) * 1000
+        self._volume_loader = None
+        super().__init__(run_dir, options, **kwargs)
+        if kwargs.get('resume') is None:
+            start_superresolution_as_upsampling(self.G)
+            self.G_ema.load_state_dict(self.G.state_dict())
 
     def _open_dataset(self, kwargs):
         return FigureDataset.from_kwargs(kwargs)
@@ -141,10 +242,28 @@ class DistillLoop(TrainingLoop):
                            adversarial_weight=self.o['distill']['adversarial_weight'], **kwargs)
 
     def _next_batch(self):
-        images, labels, figures = next(self.loader)
+        if self.cur_nimg < self.volume_nimg:
+            *samples, labels, figures = next(self._volumes())
+            samples = VolumeSamples(*(t.to(self.device) for t in samples))
+            batch = samples.split(self.batch_gpu), labels.to(self.device).split(self.batch_gpu)
+        else:
+            images, labels, figures = next(self.loader)
+            batch = self._on_device(images, labels)
         self._batch_z = torch.cat([views.latent(int(k), self.G.z_dim) for k in figures])
         self._batch_c = labels
-        return self._on_device(images, labels)
+        return batch
+
+    def _objective_start_nimg(self):
+        """The image stage ramps G_ema up anew, like a new run: its super-resolution starts
+        there, and an EMA reaching back into the volume stage would hide it for kimg."""
+        return self.volume_nimg if self.cur_nimg >= self.volume_nimg else 0
+
+    def _volumes(self):
+        """The volume stage's loader (FigureVolumes in the same batch order as the images),
+        made on first use so that a run resumed past the stage never starts its workers."""
+        if self._volume_loader is None:
+            self._volume_loader = self._make_loader(FigureVolumes(self.dataset))
+        return self._volume_loader
 
     def _generator_inputs(self, batch_idx):
         z = self._batch_z.to(self.device).split(self.batch_gpu)

@@ -126,14 +126,7 @@ class TrainingLoop:
         self.dataset = self._open_dataset(_without_class_name(options['training_set_kwargs']))
         self.log(f'\nNum images:  {len(self.dataset)}\nImage shape: {list(self.dataset.image_shape)}'
                  f'\nLabel shape: {list(self.dataset.label_shape)}\n')
-        loader_kwargs = dict(options.get('data_loader_kwargs', {}))
-        if loader_kwargs.get('num_workers', 0) == 0:
-            loader_kwargs.pop('prefetch_factor', None)
-        loader_kwargs['pin_memory'] = loader_kwargs.get('pin_memory', False) and self.device.type == 'cuda'
-        self.loader = iter(torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=_rank_batches(self.dataset, self.batch_size, self.num_gpus,
-                                                      rank, options['random_seed']),
-            **loader_kwargs))
+        self.loader = self._make_loader(self.dataset)
 
         self.log('Constructing networks...')
         common = dict(c_dim=self.dataset.label_dim, img_resolution=self.dataset.resolution,
@@ -171,6 +164,17 @@ class TrainingLoop:
 
     def _open_dataset(self, kwargs):
         return ImageFolderDataset(**kwargs)
+
+    def _make_loader(self, dataset):
+        """An endless iterator over this rank's batches of `dataset` (data_loader_kwargs)."""
+        loader_kwargs = dict(self.o.get('data_loader_kwargs', {}))
+        if loader_kwargs.get('num_workers', 0) == 0:
+            loader_kwargs.pop('prefetch_factor', None)
+        loader_kwargs['pin_memory'] = loader_kwargs.get('pin_memory', False) and self.device.type == 'cuda'
+        return iter(torch.utils.data.DataLoader(
+            dataset, batch_sampler=_rank_batches(dataset, self.batch_size, self.num_gpus,
+                                                 self.rank, self.o['random_seed']),
+            **loader_kwargs))
 
     def _make_loss(self, kwargs):
         return EG3DLoss(self.device, self.G, self.D, augment_pipe=self.augment_pipe, **kwargs)
@@ -259,7 +263,7 @@ class TrainingLoop:
     def _update_ema(self):
         ema_nimg, rampup = self.o['ema_kimg'] * 1000, self.o.get('ema_rampup', 0.05)
         if rampup is not None:
-            ema_nimg = min(ema_nimg, self.cur_nimg * rampup)
+            ema_nimg = min(ema_nimg, (self.cur_nimg - self._objective_start_nimg()) * rampup)
         beta = 0.5 ** (self.batch_size / max(ema_nimg, 1e-8))
         with torch.no_grad():
             for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
@@ -268,6 +272,10 @@ class TrainingLoop:
                 b_ema.copy_(b)
         self.G_ema.neural_rendering_resolution = self.G.neural_rendering_resolution
         self.G_ema.rendering_kwargs = self.G.rendering_kwargs.copy()
+
+    def _objective_start_nimg(self):
+        """Images at which the current objective began: the EMA's rampup counts from there."""
+        return 0
 
     def _update_ada(self, batch_idx):
         if self.ada_stats is None or batch_idx % self.o.get('ada_interval', 4) != 0:

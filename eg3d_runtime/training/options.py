@@ -60,6 +60,9 @@ def build_parser():
       'faster renders, aliased edges)')
     a('--distill_adv', type=_ranged(float, 0), default=0,
       help='Weight of the adversarial loss added to the reconstruction loss of --distill')
+    a('--distill_volume_kimg', type=_ranged(float, 0), default=0,
+      help='--distill fits the density and colour at points around the figures (no renders) '
+      'for this many kimg before the image loss takes over')
     a('--gpus', required=True, type=_ranged(int, 1), help='Number of processes (GPUs)')
     a('--batch', required=True, type=_ranged(int, 1), help='Total batch size')
     a('--gamma', required=True, type=_ranged(float, 0), help='R1 regularization weight')
@@ -267,7 +270,8 @@ def build_options(opts):
     if opts.inception is not None:
         c['inception_path'] = opts.inception
     if opts.distill is not None:
-        c['distill'] = {'adversarial_weight': opts.distill_adv}
+        c['distill'] = {'adversarial_weight': opts.distill_adv,
+                        'volume_kimg': opts.distill_volume_kimg}
     return c, dataset
 
 

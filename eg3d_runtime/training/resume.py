@@ -98,7 +98,8 @@ def resume_args(run_dir):
             args.update(distill=c['training_set_kwargs']['figures'],
                         distill_resolution=c['training_set_kwargs']['resolution'],
                         distill_supersample=c['training_set_kwargs'].get('supersample', 2),
-                        distill_adv=c['distill']['adversarial_weight'])
+                        distill_adv=c['distill']['adversarial_weight'],
+                        distill_volume_kimg=c['distill'].get('volume_kimg', 0))
         if c.get('augment_kwargs'):
             args['aug'] = 'ada' if 'ada_target' in c else 'fixed'
             args['target' if 'ada_target' in c else 'p'] = c.get('ada_target', c.get('augment_p'))
