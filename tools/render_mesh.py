@@ -3,8 +3,8 @@ network, seen from the data cameras of procedural.orbit_label at a few yaws, sid
 
     python tools/render_mesh.py shapes/seed0000.ply docs/demo-mesh.png [--yaws=-0.8,0,0.8]
 
-Dense marching-cubes meshes have vertices closer together than the pixels, so each vertex is
-drawn as one pixel with a depth test (no rasteriser needed): its colour (vertex colours when
+Dense marching-cubes meshes have vertices about as close together as the pixels, so each vertex
+is drawn as a 2x2 pixel dot with a depth test (no rasteriser needed): its colour (vertex colours when
 the file has them, else grey) under the data's light (procedural.LIGHT), with the vertex normal.
 """
 import argparse
@@ -36,12 +36,19 @@ def render_view(mesh, label, size):
     colours = mesh.visual.vertex_colors[:, :3] / 255.0 if mesh.visual.kind == 'vertex' else \
         np.full((len(mesh.vertices), 3), 0.8)
     rgb = np.clip(colours * shade[:, None], 0, 1)
-    # Nearest vertex per pixel: sort far to near, so the nearest one is written last.
-    order = np.argsort(-depth[visible])
-    index = np.nonzero(visible)[0][order]
-    image = np.full((size, size, 3), BACKGROUND, np.uint8)
-    image[y[index], x[index]] = np.rint(rgb[index] * 255).astype(np.uint8)
-    return image
+    # Each vertex covers its pixel and the three below and to the right, which closes the gaps
+    # of meshes whose vertices are about a pixel apart; a depth buffer keeps the nearest.
+    index = np.nonzero(visible)[0]
+    pixels = np.concatenate([(y[index] + dy) * (size + 1) + x[index] + dx
+                             for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1))])
+    vertex = np.tile(index, 4)
+    nearest = np.full((size + 1) ** 2, np.inf)
+    np.minimum.at(nearest, pixels, depth[vertex])
+    front = depth[vertex] == nearest[pixels]
+    image = np.full(((size + 1) ** 2, 3), BACKGROUND, np.uint8)
+    image[pixels[front]] = np.rint(rgb[vertex[front]] * 255).astype(np.uint8)
+    image = image.reshape(size + 1, size + 1, 3)
+    return image[:size, :size]
 
 
 def render_views(mesh, yaws, size):
