@@ -11,7 +11,7 @@ from pathlib import Path
 from eg3d_runtime.files import atomic_open, cache_dir
 
 NGC_URL = 'https://api.ngc.nvidia.com/v2/models/nvidia/research/eg3d/versions/1/files/'
-# The bundled demo network (`--cfg demo` trained by eg3d_runtime.train on the procedural toys;
+# The bundled demo network (`--cfg demo` distilled by eg3d_runtime.train from the procedural toys;
 # README "Demo checkpoint" says how); `make run` opens it.
 DEMO = Path(__file__).resolve().parent / 'demo.pkl'
 

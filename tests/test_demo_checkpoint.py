@@ -1,39 +1,59 @@
-"""The bundled demo checkpoint: small, complete, and its latents are solid objects at the
-centre of the volume that the renderer shows from every side."""
+"""The bundled demo checkpoint (issue 15): small, complete, in the official format; seed k is toy
+figure k, seeds differ and turn in 3D; seed 0's mesh is one closed figure."""
 import numpy as np
-import torch
+import pytest
 
 from checkpoints import DEMO
-from eg3d_runtime import cameras, load_network_pkl
+from eg3d_runtime import demo_quality, load_network_pkl
+from eg3d_runtime.shapes.export import export_shape
+from eg3d_runtime.shapes.options import ShapeOptions
 
 
-def test_demo_checkpoint_is_small_and_complete():
-    assert DEMO.stat().st_size < 30 * 2**20
+@pytest.fixture(scope='module')
+def G():
+    return load_network_pkl(DEMO, keys=('G_ema',))['G_ema']
+
+
+@pytest.fixture(scope='module')
+def views(G):
+    """demo_quality's 8 seeds x 3 yaws of the network and of the figures it was distilled from."""
+    return demo_quality.render_views(G), demo_quality.render_figures()
+
+
+def test_demo_checkpoint_is_small_complete_and_official():
+    assert DEMO.stat().st_size <= 25 * 2**20
     nets = load_network_pkl(DEMO)
     assert {'G', 'D', 'G_ema'} <= set(nets)
-    assert nets['G_ema'].img_resolution == 64
+    G = nets['G_ema']
+    assert G.img_resolution == 128 and G.neural_rendering_resolution == 64
+    # Classes the official code has: its loader opens the file (no class of ours inside).
+    assert G.rendering_kwargs['superresolution_module'] == \
+        'training.superresolution.SuperresolutionHybrid2X'
     assert nets['progress']['cur_nimg'] > 0
 
 
-def test_demo_latents_are_objects_seen_from_every_side():
-    G = load_network_pkl(DEMO, keys=('G_ema',))['G_ema']
-    z = torch.from_numpy(np.random.RandomState(0).randn(4, G.z_dim)).float()
-    ws = G.mapping(z, cameras.orbit_camera_for(G.rendering_kwargs).repeat(4, 1))
-    # Density: an object in the middle of the box, empty space in its corners.
-    inner = (torch.rand(4, 2000, 3) - 0.5) * 0.2
-    corners = torch.tensor([[x, y, z] for x in (-.45, .45) for y in (-.45, .45)
-                            for z in (-.45, .45)]).repeat(4, 250, 1)
-    sigma = G.sample_mixed(torch.cat([inner, corners], 1), torch.zeros(4, 4000, 3), ws)['sigma']
-    density = torch.nn.functional.softplus(sigma - 1)[..., 0]
-    assert float(density[:, :2000].mean()) > 10 * float(density[:, 2000:].mean())
-    radius = G.rendering_kwargs['avg_camera_radius']
-    for yaw in (-0.8, 0.0, 0.8):
-        c = cameras.orbit_camera_for(G.rendering_kwargs, yaw=yaw).repeat(4, 1)
-        out = G.synthesis(ws, c, noise_mode='const', deterministic=True)
-        depth, image = out['image_depth'][:, 0], out['image']
-        h, w = depth.shape[1:]
-        centre = float(depth[:, h // 3:2 * h // 3, w // 3:2 * w // 3].median())
-        assert radius - 0.45 < centre < radius + 0.1        # the surface near the origin
-        # Not a blank frame: the middle of the image differs from the white background.
-        r = image.shape[-1]
-        assert float((image[:, :, r // 3:2 * r // 3, r // 3:2 * r // 3] - 1).abs().mean()) > 0.2
+def test_seed_k_is_toy_figure_k(views):
+    network, figures = views
+    error = np.abs(network.astype(float) - figures).mean((2, 3, 4))     # [yaw, seed]
+    # Against another seed's figure the error is larger for every seed and view.
+    others = np.abs(network.astype(float) - np.roll(figures, 1, axis=1)).mean((2, 3, 4))
+    assert error.mean() < 15 and error.max() < 20, error
+    assert (others > 1.4 * error).all(), (error, others)
+
+
+def test_seeds_differ_and_turn_in_3d(views):
+    """Issue 15's measures as made (README "Demo checkpoint": 19.1 / 7.1 / 65): seed diversity
+    above its target of 10; view change and sharpness below their targets (8, 600), held here
+    so that a new demo does not fall back."""
+    numbers = demo_quality.measure(views[0])
+    assert numbers['seed diversity'] >= 15 and numbers['view change'] >= 6.5, numbers
+    assert numbers['sharpness'] >= 50, numbers
+
+
+def test_seed_0_mesh_is_one_closed_figure(G, tmp_path):
+    path = tmp_path / 'seed0.ply'
+    export_shape(G, 0, path, ShapeOptions(resolution=128))
+    import trimesh
+    mesh = trimesh.load(path)
+    assert mesh.is_watertight and len(mesh.split(only_watertight=False)) == 1
+    assert 0.2 < mesh.extents.max() < 0.9        # the figure, not the box or a speck

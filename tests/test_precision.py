@@ -146,7 +146,9 @@ def test_force_fp32_overrides_an_auto_bf16_choice(G, monkeypatch):
     assert fastpath.precision_in_use(G, 'cpu')['superresolution'] == 'bf16'
     assert fastpath.precision_in_use(G, 'cpu', force_fp32=True) == {
         'backbone': 'fp32', 'superresolution': 'fp32'}
-    assert relative_rms(auto['image'], ref['image']) > 1e-4          # auto ran bf16
+    # auto ran bf16: its image differs from fp32 by far more than the forced run's
+    assert relative_rms(auto['image'], ref['image']) > \
+        max(10 * relative_rms(forced['image'], ref['image']), 1e-6)
     for key in ref:
         assert relative_rms(forced[key], ref[key]) <= 1e-5, key
     # the backbone too, and G.planes

@@ -111,8 +111,9 @@ class SuperresolutionHybridDeepfp32(_Superresolution):
 
 class SuperresolutionDemo2X(_Superresolution):
     """64 outputs from a 32 neural rendering with narrow blocks: the CPU-sized `--cfg demo`
-    network (not an official class; official code opens it through the embedded source).
-    checkpoints/demo.pkl was trained with the plain raw image, so it keeps that."""
+    network at 64 px (not an official class; official code opens it through the embedded
+    source). Networks made with it (the GAN demo) were trained with the plain raw image, so it
+    keeps that."""
     img_resolution, input_resolution = 64, 32
     raw_includes_block0_rgb = False
     blocks = ((SynthesisBlockNoUp, None, 32, 32), (SynthesisBlock, 32, 16, 64))

@@ -34,7 +34,7 @@ def demo_data():
 _FFHQ = {'cfg': 'ffhq', 'gpus': 8, 'batch': 32, 'gamma': 1, 'gen_pose_cond': True}
 PRESETS = {
     # Curves every ~100 images (about a minute on a laptop CPU), a snapshot every 1 kimg (one
-    # file name per kimg), the settings that trained checkpoints/demo.pkl.
+    # file name per kimg): the GAN that was the demo before the distilled checkpoints/demo.pkl.
     'demo': {'cfg': 'demo', 'gpus': 1, 'batch': 8, 'gamma': 1, 'kimg': 40, 'tick': 0.1,
              'snap': 10},
     # The recipe of checkpoints/demo.pkl (README "Demo checkpoint"): the procedural renderer
