@@ -312,8 +312,9 @@ def volume_samples(obj, rng, count, surface_spread=(0.004, 0.02), box=0.7):
     gradient, then moved by Gaussian noise of each scale in `surface_spread`), half are uniform
     in the cube [-box, box]^3, which holds the renderer's samples from every data camera: the
     surface is where images are decided, the rest is where stray density must be kept out,
-    including beyond the tri-planes' [-0.5, 0.5]^3, where the decoder sees zero features. Shading depends on position only (fixed
-    light, no specular), so one colour per point is exact for every view."""
+    including beyond the tri-planes' [-0.5, 0.5]^3, where the decoder sees zero features.
+    Shading depends on position only (fixed light, no specular), so one colour per point is
+    exact for every view."""
     scene = _Scene(obj)
     near = count // 2
     p = rng.normal(size=(3, near)).astype(np.float32)
@@ -325,16 +326,19 @@ def volume_samples(obj, rng, count, surface_spread=(0.004, 0.02), box=0.7):
                                                                        size=near)]
     p += rng.normal(size=p.shape).astype(np.float32) * spread
     far = rng.uniform(-box, box, size=(3, count - near)).astype(np.float32)
-    points = np.concatenate([p, far], axis=1).T.copy()
-    return (points, *volume_targets(obj, points, scene))
+    points = np.concatenate([p, far], axis=1)
+    return (points.T.copy(), *_targets(scene, points))
 
 
-def volume_targets(obj, points, scene=None):
+def volume_targets(obj, points):
     """Signed distance [N] and colour [N, 3] (float32) of the figure at world points [N, 3]:
     where a view's ray first enters the figure, that colour is the one its render shows."""
-    scene = scene or _Scene(obj)
-    p = np.ascontiguousarray(np.asarray(points, dtype=np.float32).T)
-    return scene.sdf(*p), _shade(scene, p)
+    return _targets(_Scene(obj), np.ascontiguousarray(np.asarray(points, dtype=np.float32).T))
+
+
+def _targets(scene, points):
+    """volume_targets for points [3, N] of a _Scene."""
+    return scene.sdf(*points), _shade(scene, points)
 
 
 def render_object(obj, cam2world, intrinsics, resolution, supersample=2):

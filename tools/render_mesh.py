@@ -4,8 +4,9 @@ network, seen from the data cameras of procedural.orbit_label at a few yaws, sid
     python tools/render_mesh.py shapes/seed0000.ply docs/demo-mesh.png [--yaws=-0.8,0,0.8]
 
 Dense marching-cubes meshes have vertices about as close together as the pixels, so each vertex
-is drawn as a 2x2 pixel dot with a depth test (no rasteriser needed): its colour (vertex colours when
-the file has them, else grey) under the data's light (procedural.LIGHT), with the vertex normal.
+is drawn as a 2x2 pixel dot with a depth test (no rasteriser needed): its colour (vertex colours
+when the file has them, else grey) under the data's light (procedural.LIGHT), with the vertex
+normal.
 """
 import argparse
 import sys
