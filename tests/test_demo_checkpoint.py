@@ -37,17 +37,17 @@ def test_seed_k_is_toy_figure_k(views):
     error = np.abs(network.astype(float) - figures).mean((2, 3, 4))     # [yaw, seed]
     # Against another seed's figure the error is larger for every seed and view.
     others = np.abs(network.astype(float) - np.roll(figures, 1, axis=1)).mean((2, 3, 4))
-    assert error.mean() < 15 and error.max() < 20, error
-    assert (others > 1.4 * error).all(), (error, others)
+    assert error.mean() < 12 and error.max() < 17, error
+    assert (others > 1.8 * error).all(), (error, others)
 
 
 def test_seeds_differ_and_turn_in_3d(views):
-    """Issue 15's measures as made (README "Demo checkpoint": 19.1 / 7.1 / 65): seed diversity
-    above its target of 10; view change and sharpness below their targets (8, 600), held here
+    """Issue 15's measures as made (README "Demo checkpoint": 21.8 / 8.4 / 240): seed diversity
+    and view change above their targets (10, 8); sharpness below its target (600), held here
     so that a new demo does not fall back."""
     numbers = demo_quality.measure(views[0])
-    assert numbers['seed diversity'] >= 15 and numbers['view change'] >= 6.5, numbers
-    assert numbers['sharpness'] >= 50, numbers
+    assert numbers['seed diversity'] >= 15 and numbers['view change'] >= 8, numbers
+    assert numbers['sharpness'] >= 200, numbers
 
 
 def test_seed_0_mesh_is_one_closed_figure(G, tmp_path):

@@ -100,6 +100,25 @@ class TriPlaneGenerator(nn.Module):
                                       cache_backbone, use_cached_backbone, deterministic,
                                       rendering_overrides, superresolution,
                                       force_fp32=synthesis_kwargs.get('force_fp32', False))
+        feature_image, depth_image = self.neural_rendering(
+            ws, c, neural_rendering_resolution, noise_mode, cache_backbone, use_cached_backbone,
+            deterministic, update_emas, rendering_overrides, **synthesis_kwargs)
+        rgb_image = feature_image[:, :3]
+        if not superresolution:
+            return {'image_raw': rgb_image, 'image_depth': depth_image}
+        # The official super-resolution may add its block0 RGB to image_raw in place (see
+        # raw_includes_block0_rgb in superresolution.py); return_raw gives that image_raw.
+        sr_image, raw_image = self.superresolution(
+            rgb_image, feature_image.contiguous(), ws, return_raw=True,
+            noise_mode=self.rendering_kwargs['superresolution_noise_mode'], **synthesis_kwargs)
+        return {'image': sr_image, 'image_raw': raw_image, 'image_depth': depth_image}
+
+    def neural_rendering(self, ws, c, neural_rendering_resolution=None, noise_mode='random',
+                         cache_backbone=False, use_cached_backbone=False, deterministic=False,
+                         update_emas=False, rendering_overrides=None, **synthesis_kwargs):
+        """The reference path up to the super-resolution: the feature image [N, 32, R, R]
+        (its first three channels are image_raw before the super-resolution) and the depth
+        image [N, 1, R, R] at neural rendering resolution R."""
         options = {**self.rendering_kwargs, **(rendering_overrides or {})}
         nrr = neural_rendering_resolution or self.neural_rendering_resolution
         cam2world = c[:, :16].view(-1, 4, 4)
@@ -115,15 +134,7 @@ class TriPlaneGenerator(nn.Module):
                                            **extra)
         feature_image = features.permute(0, 2, 1).reshape(n, features.shape[-1], nrr, nrr)
         depth_image = depth.permute(0, 2, 1).reshape(n, 1, nrr, nrr)
-        rgb_image = feature_image[:, :3]
-        if not superresolution:
-            return {'image_raw': rgb_image, 'image_depth': depth_image}
-        # The official super-resolution may add its block0 RGB to image_raw in place (see
-        # raw_includes_block0_rgb in superresolution.py); return_raw gives that image_raw.
-        sr_image, raw_image = self.superresolution(
-            rgb_image, feature_image.contiguous(), ws, return_raw=True,
-            noise_mode=self.rendering_kwargs['superresolution_noise_mode'], **synthesis_kwargs)
-        return {'image': sr_image, 'image_raw': raw_image, 'image_depth': depth_image}
+        return feature_image, depth_image
 
     def sample_mixed(self, coordinates, directions, ws, noise_mode='random', faithful=False,
                      **synthesis_kwargs):

@@ -63,6 +63,11 @@ def build_parser():
     a('--distill_volume_kimg', type=_ranged(float, 0), default=0,
       help='--distill fits the density and colour at points around the figures (no renders) '
       'for this many kimg before the image loss takes over')
+    a('--distill_sr_kimg', type=_ranged(float, 0), default=0,
+      help='--distill trains only the super-resolution, on renders of the frozen field, in the '
+      'last this many kimg of the run')
+    a('--distill_sr_lr', type=_ranged(float, 0), help='G learning rate of --distill_sr_kimg '
+      '(default: --glr)')
     a('--gpus', required=True, type=_ranged(int, 1), help='Number of processes (GPUs)')
     a('--batch', required=True, type=_ranged(int, 1), help='Total batch size')
     a('--gamma', required=True, type=_ranged(float, 0), help='R1 regularization weight')
@@ -271,7 +276,8 @@ def build_options(opts):
         c['inception_path'] = opts.inception
     if opts.distill is not None:
         c['distill'] = {'adversarial_weight': opts.distill_adv,
-                        'volume_kimg': opts.distill_volume_kimg}
+                        'volume_kimg': opts.distill_volume_kimg,
+                        'sr_kimg': opts.distill_sr_kimg, 'sr_lr': opts.distill_sr_lr}
     return c, dataset
 
 
