@@ -94,15 +94,18 @@ class FigureDataset(torch.utils.data.Dataset):
         return self.render(k, label), label, k
 
 
+def split_batch(batch, size):
+    """A NamedTuple of tensors (VolumeSamples, SuperresolutionViews) cut into micro-batches of
+    `size` along the first dimension."""
+    return [type(batch)(*parts) for parts in zip(*(t.split(size) for t in batch))]
+
+
 class VolumeSamples(NamedTuple):
     """A batch of volume supervision: world points [N, P, 3], signed distances [N, P] and
     colours [N, P, 3] of each sample's figure."""
     points: torch.Tensor
     sdf: torch.Tensor
     colour: torch.Tensor
-
-    def split(self, size):
-        return [VolumeSamples(*parts) for parts in zip(*(t.split(size) for t in self))]
 
 
 class FigureVolumes(torch.utils.data.Dataset):
@@ -129,9 +132,6 @@ class SuperresolutionViews(NamedTuple):
     features: torch.Tensor
     ws: torch.Tensor
     target: torch.Tensor
-
-    def split(self, size):
-        return [SuperresolutionViews(*parts) for parts in zip(*(t.split(size) for t in self))]
 
     def take(self, index):
         return SuperresolutionViews(*(t[index] for t in self))
@@ -296,13 +296,14 @@ class DistillLoop(TrainingLoop):
         in_sr_stage = self.cur_nimg >= self.sr_start_nimg
         for group, lr in self._g_lrs:       # distill.sr_lr in the super-resolution stage
             group['lr'] = lr * (self._sr_lr_scale if in_sr_stage else 1)
-        if self.cur_nimg < self.volume_nimg:
-            *samples, labels, figures = next(self._volumes())
-            samples = VolumeSamples(*(t.to(self.device) for t in samples))
-            batch = samples.split(self.batch_gpu), labels.to(self.device).split(self.batch_gpu)
-        elif in_sr_stage:
-            views, labels, figures = self._superresolution_batch()
-            batch = views.split(self.batch_gpu), labels.to(self.device).split(self.batch_gpu)
+        if self.cur_nimg < self.volume_nimg or in_sr_stage:
+            if in_sr_stage:
+                samples, labels, figures = self._superresolution_batch()
+            else:
+                *samples, labels, figures = next(self._volumes())
+                samples = VolumeSamples(*(t.to(self.device) for t in samples))
+            batch = (split_batch(samples, self.batch_gpu),
+                     labels.to(self.device).split(self.batch_gpu))
         else:
             images, labels, figures = next(self.loader)
             batch = self._on_device(images, labels)
@@ -365,5 +366,4 @@ class DistillLoop(TrainingLoop):
                            np.linspace(-procedural.YAW_RANGE, procedural.YAW_RANGE, gw)] * gh)
         figures = np.repeat(np.arange(gh), gw) % self.dataset.figures
         images = np.stack([self.dataset.render(k, c) for k, c in zip(figures, labels)])
-        z = torch.cat([views.latent(int(k), self.G.z_dim) for k in figures])
-        return (gw, gh), images, labels, z
+        return (gw, gh), images, labels, self._latents(figures)
