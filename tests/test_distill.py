@@ -296,6 +296,30 @@ def test_stages_follow_one_another(volume_run):
         torch.testing.assert_close(ema, param, rtol=0, atol=2e-3)
 
 
+def test_superresolution_stage_rate_does_not_depend_on_glr(tmp_path):
+    """--distill_sr_lr is the stage's rate whatever --glr is, 0 included (it was derived as a
+    multiple of --glr, so --glr 0 gave nan)."""
+    opts = train.build_parser().parse_args([
+        '--outdir', str(tmp_path), *TINY, '--kimg', '0.008', '--distill_sr_kimg', '0.004',
+        '--distill_sr_lr', '0.01', '--glr', '0'])
+    c, _dataset = train.build_options(opts)
+    run_files.write_training_options(str(tmp_path), c)
+    loop = DistillLoop(str(tmp_path), c)
+    ratio = c['G_reg_interval'] / (c['G_reg_interval'] + 1)
+
+    def g_lrs():
+        return [group['lr'] for phase in loop.phases if phase.name[0] == 'G'
+                for group in phase.opt.param_groups]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(distill, 'SR_VIEWS', 2)
+        loop.cur_nimg = loop.sr_start_nimg
+        loop._next_batch()
+        assert g_lrs() == pytest.approx([0.01 * ratio] * len(g_lrs()))
+        loop.cur_nimg = 0
+        loop._next_batch()
+        assert set(g_lrs()) == {0}
+
+
 def test_superresolution_stage_trains_it_alone_on_renders_of_the_frozen_field(volume_run):
     loop, trained = volume_run[3], volume_run[5]
     assert len(trained) == SR_STEPS

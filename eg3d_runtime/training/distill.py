@@ -278,8 +278,11 @@ class DistillLoop(TrainingLoop):
         self._volume_loader = self._sr_views = None
         super().__init__(run_dir, options, **kwargs)
         sr_lr = options['distill'].get('sr_lr')
-        self._sr_lr_scale = 1 if sr_lr is None else sr_lr / options['G_opt_kwargs']['lr']
-        self._g_lrs = [(group, group['lr']) for phase in self.phases if phase.name[0] == 'G'
+        # (param group, its lr, its lr in the super-resolution stage), both with the phase's
+        # lazy-regularisation factor
+        self._g_lrs = [(group, group['lr'],
+                        group['lr'] if sr_lr is None else sr_lr * phase.lr_ratio)
+                       for phase in self.phases if phase.name[0] == 'G'
                        for group in phase.opt.param_groups]
         if kwargs.get('resume') is None:
             start_superresolution_as_upsampling(self.G)
@@ -294,8 +297,8 @@ class DistillLoop(TrainingLoop):
 
     def _next_batch(self):
         in_sr_stage = self.cur_nimg >= self.sr_start_nimg
-        for group, lr in self._g_lrs:       # distill.sr_lr in the super-resolution stage
-            group['lr'] = lr * (self._sr_lr_scale if in_sr_stage else 1)
+        for group, lr, sr_lr in self._g_lrs:
+            group['lr'] = sr_lr if in_sr_stage else lr
         if self.cur_nimg < self.volume_nimg or in_sr_stage:
             if in_sr_stage:
                 samples, labels, figures = self._superresolution_batch()

@@ -64,8 +64,12 @@ def copy_params_and_buffers(src, dst, source_name):
 
 
 class _Phase:
-    def __init__(self, name, module, opt, interval):
+    """One optimisation phase; `lr_ratio` is the lazy-regularisation factor already applied to
+    its optimiser's learning rate (1 without a separate regularisation phase)."""
+
+    def __init__(self, name, module, opt, interval, lr_ratio=1):
         self.name, self.module, self.opt, self.interval = name, module, opt, interval
+        self.lr_ratio = lr_ratio
         self.seconds = None
 
 
@@ -84,7 +88,8 @@ def _phases(G, D, options):
         ratio = interval / (interval + 1)
         kwargs = dict(kwargs, lr=kwargs['lr'] * ratio, betas=[b ** ratio for b in kwargs['betas']])
         opt = torch.optim.Adam(params, **kwargs)
-        phases += [_Phase(name + 'main', module, opt, 1), _Phase(name + 'reg', module, opt, interval)]
+        phases += [_Phase(name + 'main', module, opt, 1, ratio),
+                   _Phase(name + 'reg', module, opt, interval, ratio)]
     return phases
 
 
