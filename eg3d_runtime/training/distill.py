@@ -217,13 +217,8 @@ class DistillLoss(EG3DLoss):
         ws = self._mapping(gen_z, self._conditioning(gen_c, p_swap), update_emas=True)
         out = self.G.sample_mixed(samples.points, torch.zeros_like(samples.points), ws,
                                   faithful=True)
-        losses = volume_losses(out, samples,
-                               (rk['ray_end'] - rk['ray_start']) / rk['depth_resolution'])
-        for name, value in losses.items():
-            stats.report('Loss/distill/' + name, value)
-        loss = losses['occupancy'] + losses['colour']
-        stats.report('Loss/G/loss', loss)
-        loss.mean().mul(gain).backward()
+        self._backward(volume_losses(
+            out, samples, (rk['ray_end'] - rk['ray_start']) / rk['depth_resolution']), gain)
 
     def render_views(self, z, c, cur_nimg):
         """(feature images, last ws) of latents z from cameras c, rendered without gradients:
@@ -238,12 +233,8 @@ class DistillLoss(EG3DLoss):
         image, raw = self.G.superresolution(
             views.features[:, :3], views.features, views.ws, return_raw=True,
             noise_mode=self.G.rendering_kwargs['superresolution_noise_mode'])
-        losses = reconstruction_losses({'image': image, 'image_raw': raw}, views.target)
-        for name, value in losses.items():
-            stats.report('Loss/distill/' + name, value)
-        loss = losses['l1'] + losses['edges']
-        stats.report('Loss/G/loss', loss)
-        loss.mean().mul(gain).backward()
+        self._backward(reconstruction_losses({'image': image, 'image_raw': raw}, views.target),
+                       gain)
 
     def _reconstruct(self, real_img, gen_z, gen_c, gain, cur_nimg):
         s = self.schedules(cur_nimg)
@@ -252,14 +243,21 @@ class DistillLoss(EG3DLoss):
         fake = self.run_G(gen_z, gen_c, s['gpc_swap_prob'], s['neural_rendering_resolution'],
                           update_emas=self.adversarial_weight == 0)
         losses = reconstruction_losses(fake, real_img)
-        for name, value in losses.items():
-            stats.report('Loss/distill/' + name, value)
-        loss = losses['l1'] + losses['edges']
+        adversarial = 0
         if self.adversarial_weight > 0:
             logits = self.run_D(fake, gen_c, s['blur_sigma'])
             stats.report('Loss/scores/fake', logits)
             stats.report('Loss/signs/fake', logits.sign())
-            loss = loss + self.adversarial_weight * torch.nn.functional.softplus(-logits).flatten()
+            adversarial = self.adversarial_weight * torch.nn.functional.softplus(-logits).flatten()
+        self._backward(losses, gain, adversarial)
+
+    @staticmethod
+    def _backward(losses, gain, extra=0):
+        """Report each distillation loss, then backpropagate their sum (plus `extra`, the
+        adversarial term) as G's loss."""
+        for name, value in losses.items():
+            stats.report('Loss/distill/' + name, value)
+        loss = sum(losses.values()) + extra
         stats.report('Loss/G/loss', loss)
         loss.mean().mul(gain).backward()
 
@@ -333,22 +331,21 @@ class DistillLoop(TrainingLoop):
         they come from does not change in the stage)."""
         if self._sr_views is None:
             self.log(f'Rendering {SR_VIEWS} views for the super-resolution stage...')
-            torch.manual_seed(self.o['random_seed'] * self.num_gpus + self.rank)
+            seed = self.o['random_seed'] * self.num_gpus + self.rank
+            torch.manual_seed(seed)
             loader = torch.utils.data.DataLoader(
                 torch.utils.data.Subset(self.dataset, range(min(SR_VIEWS, len(self.dataset)))),
                 batch_size=self.batch_gpu, num_workers=self.o['data_loader_kwargs'].get(
                     'num_workers', 0))
             parts = []
             for images, labels, figures in loader:
-                c = labels.to(self.device)
+                (target,), (c,) = self._on_device(images, labels)   # one chunk of batch_gpu
                 features, ws = self.loss.render_views(self._latents(figures), c, self.cur_nimg)
-                target = images.to(self.device).to(torch.float32) / 127.5 - 1
                 parts.append((SuperresolutionViews(features, ws, target), c, figures))
             rendered, labels, figures = zip(*parts)
             self._sr_views = (SuperresolutionViews(*map(torch.cat, zip(*rendered))),
                               torch.cat(labels), torch.cat(figures))
-            self._sr_generator = torch.Generator().manual_seed(
-                self.o['random_seed'] * self.num_gpus + self.rank)
+            self._sr_generator = torch.Generator().manual_seed(seed)
         rendered, labels, figures = self._sr_views
         index = torch.randint(len(figures), [self.batch_size // self.num_gpus],
                               generator=self._sr_generator)
