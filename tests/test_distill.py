@@ -298,7 +298,7 @@ def test_stages_follow_one_another(volume_run):
 
 def test_superresolution_stage_rate_does_not_depend_on_glr(tmp_path):
     """--distill_sr_lr is the stage's rate whatever --glr is, 0 included (it was derived as a
-    multiple of --glr, so --glr 0 gave nan)."""
+    multiple of --glr, so --glr 0 gave nan); Adam has momentum in the stage only."""
     opts = train.build_parser().parse_args([
         '--outdir', str(tmp_path), *TINY, '--kimg', '0.008', '--distill_sr_kimg', '0.004',
         '--distill_sr_lr', '0.01', '--glr', '0'])
@@ -307,17 +307,19 @@ def test_superresolution_stage_rate_does_not_depend_on_glr(tmp_path):
     loop = DistillLoop(str(tmp_path), c)
     ratio = c['G_reg_interval'] / (c['G_reg_interval'] + 1)
 
-    def g_lrs():
-        return [group['lr'] for phase in loop.phases if phase.name[0] == 'G'
+    def g_settings(key):
+        return [group[key] for phase in loop.phases if phase.name[0] == 'G'
                 for group in phase.opt.param_groups]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(distill, 'SR_VIEWS', 2)
         loop.cur_nimg = loop.sr_start_nimg
         loop._next_batch()
-        assert g_lrs() == pytest.approx([0.01 * ratio] * len(g_lrs()))
+        assert g_settings('lr') == pytest.approx([0.01 * ratio] * len(g_settings('lr')))
+        assert {tuple(b) for b in g_settings('betas')} == {(0.9 ** ratio, 0.99 ** ratio)}
         loop.cur_nimg = 0
         loop._next_batch()
-        assert set(g_lrs()) == {0}
+        assert set(g_settings('lr')) == {0}
+        assert {tuple(b) for b in g_settings('betas')} == {(0.0, 0.99 ** ratio)}
 
 
 def test_superresolution_stage_trains_it_alone_on_renders_of_the_frozen_field(volume_run):
