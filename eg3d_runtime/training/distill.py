@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from .. import procedural, views
 from . import stats
-from .loop import TrainingLoop
+from .loop import TrainingLoop, lazy_regularised
 from .loss import EG3DLoss, resize
 
 FIGURE_STREAM = 15          # figure k comes from default_rng([FIGURE_STREAM, k])
@@ -279,12 +279,12 @@ class DistillLoop(TrainingLoop):
         self._volume_loader = self._sr_views = None
         super().__init__(run_dir, options, **kwargs)
         sr_lr = options['distill'].get('sr_lr')
-        # (param group, its settings, its settings in the super-resolution stage), all with the
-        # phase's lazy-regularisation factor
+        if sr_lr is None:
+            sr_lr = options['G_opt_kwargs']['lr']
+        # (param group, its settings, its settings in the super-resolution stage)
         self._g_settings = [
             (group, {'lr': group['lr'], 'betas': group['betas']},
-             {'lr': group['lr'] if sr_lr is None else sr_lr * phase.lr_ratio,
-              'betas': tuple(b ** phase.lr_ratio for b in SR_ADAM_BETAS)})
+             lazy_regularised(sr_lr, SR_ADAM_BETAS, phase.reg_ratio))
             for phase in self.phases if phase.name[0] == 'G' for group in phase.opt.param_groups]
         if kwargs.get('resume') is None:
             start_superresolution_as_upsampling(self.G)

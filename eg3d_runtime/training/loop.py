@@ -63,13 +63,19 @@ def copy_params_and_buffers(src, dst, source_name):
                 tensor.copy_(src_tensors[name].to(tensor.device))
 
 
-class _Phase:
-    """One optimisation phase; `lr_ratio` is the lazy-regularisation factor already applied to
-    its optimiser's learning rate (1 without a separate regularisation phase)."""
+def lazy_regularised(lr, betas, ratio):
+    """Adam's lr and betas for a phase whose regularisation runs lazily, as the official code
+    sets them: `ratio` = interval / (interval + 1), 1 for none."""
+    return {'lr': lr * ratio, 'betas': [b ** ratio for b in betas]}
 
-    def __init__(self, name, module, opt, interval, lr_ratio=1):
+
+class _Phase:
+    """One optimisation phase; `reg_ratio` is the lazy-regularisation ratio its optimiser's
+    settings were made with (lazy_regularised; 1 without a separate regularisation phase)."""
+
+    def __init__(self, name, module, opt, interval, reg_ratio=1):
         self.name, self.module, self.opt, self.interval = name, module, opt, interval
-        self.lr_ratio = lr_ratio
+        self.reg_ratio = reg_ratio
         self.seconds = None
 
 
@@ -86,7 +92,7 @@ def _phases(G, D, options):
             phases.append(_Phase(name + 'both', module, torch.optim.Adam(params, **kwargs), 1))
             continue
         ratio = interval / (interval + 1)
-        kwargs = dict(kwargs, lr=kwargs['lr'] * ratio, betas=[b ** ratio for b in kwargs['betas']])
+        kwargs = dict(kwargs, **lazy_regularised(kwargs['lr'], kwargs['betas'], ratio))
         opt = torch.optim.Adam(params, **kwargs)
         phases += [_Phase(name + 'main', module, opt, 1, ratio),
                    _Phase(name + 'reg', module, opt, interval, ratio)]
