@@ -10,8 +10,8 @@ import torch
 from eg3d_runtime import demo_quality, procedural, train, views
 from eg3d_runtime.training import distill, run_files
 from eg3d_runtime.training.distill import (DistillLoop, FigureDataset, FigureVolumes,
-                                           VolumeSamples, figure, reconstruction_losses,
-                                           volume_losses)
+                                           VolumeSamples, edge_band, figure,
+                                           reconstruction_losses, volume_losses)
 from viz.trainer import training_process
 
 TINY = ['--cfg', 'demo', '--distill', '2', '--distill_resolution', '64',
@@ -99,7 +99,7 @@ def test_resume_continues_a_distillation(distilled):
     assert '--distill_supersample=1' in args
     c, dataset = train.build_options(train.build_parser().parse_args(args))
     assert c['distill'] == {'adversarial_weight': 0, 'volume_kimg': 0, 'sr_kimg': 0,
-                            'sr_lr': None}
+                            'sr_lr': None, 'sr_edge_weight': 0}
     assert c['resume_pkl'].endswith('000000.pkl')
     assert dataset.supersample == 1
 
@@ -219,6 +219,20 @@ def test_volume_losses_favour_the_figure():
     assert float(right['colour']) < 1e-6 < 0.1 < float(grey['colour'])
 
 
+def test_edge_band_is_the_two_pixels_either_side_of_a_step():
+    images = torch.full([2, 3, 12, 12], -1.0)
+    images[0, 1, :, 6:] = 1                      # a vertical step between columns 5 and 6
+    images[1, :, 5, 5] = -1 + 0.4 * distill.EDGE_STEP   # too small a step to count
+    band = edge_band(images)
+    assert band.shape == (2, 1, 12, 12)
+    assert torch.equal(band[0, 0], torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0.]).expand(12, 12))
+    assert not band[1].any()
+    # on a toy figure: its outline, eyes and beak, a small part of the image
+    figure_image = torch.from_numpy(procedural.render_label(
+        figure(0), procedural.orbit_label(0.3), 128)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    assert 0.03 < float(edge_band(figure_image).mean()) < 0.25
+
+
 @pytest.fixture(scope='module')
 def volume_run(tmp_path_factory):
     """The tiny distillation with a volume stage of VOLUME_STEPS steps, one image step, then a
@@ -230,7 +244,8 @@ def volume_run(tmp_path_factory):
     opts = train.build_parser().parse_args([
         '--outdir', run_dir, *TINY, '--kimg', str(volume_kimg + sr_kimg + 0.004),
         '--tick', '0.004', '--distill_volume_kimg', str(volume_kimg),
-        '--distill_sr_kimg', str(sr_kimg), '--distill_sr_lr', '0.01', '--glr', '0.03'])
+        '--distill_sr_kimg', str(sr_kimg), '--distill_sr_lr', '0.01', '--glr', '0.03',
+        '--distill_sr_edge_weight', '4'])
     c, _dataset = train.build_options(opts)
     run_files.write_training_options(run_dir, c)
     torch.manual_seed(0)
@@ -284,6 +299,9 @@ def test_stages_follow_one_another(volume_run):
     stages = [('images' if count(t, 'Loss/distill/l1') else 'volume'
                if count(t, 'Loss/distill/occupancy') else None) for t in ticks]
     assert stages == ['volume'] * VOLUME_STEPS + ['images'] * (1 + SR_STEPS)
+    # the edge band's extra L1 is in the super-resolution stage only
+    assert [count(t, 'Loss/distill/edge_band') > 0 for t in ticks] == \
+        [False] * (VOLUME_STEPS + 1) + [True] * SR_STEPS
     # --glr 0.03 until the super-resolution stage, --distill_sr_lr 0.01 in it (times the
     # official ratio of lazy regularisation)
     ratio = loop.o['G_reg_interval'] / (loop.o['G_reg_interval'] + 1)
@@ -362,3 +380,4 @@ def test_resume_keeps_the_volume_stage(volume_run):
     args = train.resume_args(volume_run[0])
     assert f'--distill_volume_kimg={VOLUME_STEPS * 0.004}' in args
     assert f'--distill_sr_kimg={SR_STEPS * 0.004}' in args and '--distill_sr_lr=0.01' in args
+    assert '--distill_sr_edge_weight=4.0' in args

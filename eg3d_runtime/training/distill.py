@@ -19,7 +19,8 @@ a CPU and every side at once. The image loss then trains the super-resolution an
 the renders show. The last `--distill_sr_kimg` kimg train the super-resolution alone, whose sharp
 edges take many steps to learn: the field is frozen there, so SR_VIEWS renders of it, made once,
 stay exact, and a step costs the super-resolution only (about 4x cheaper than an image step on
-a CPU); Adam has momentum there (SR_ADAM_BETAS).
+a CPU); Adam has momentum there (SR_ADAM_BETAS), and `--distill_sr_edge_weight` makes the
+image L1 count more where the sharpness is, next to the targets' edges (edge_band).
 """
 from typing import NamedTuple
 
@@ -44,6 +45,7 @@ SR_VIEWS = 512              # dataset items rendered once for the super-resoluti
 # Adam's betas in the super-resolution stage: with momentum (the official GAN setting has
 # beta1 = 0), which sharpened much faster per step when measured (README, Demo checkpoint)
 SR_ADAM_BETAS = (0.9, 0.99)
+EDGE_STEP = 0.2             # a neighbour difference ([-1, 1] units) above this is an edge
 
 
 def figure(seed):
@@ -155,6 +157,16 @@ def image_gradients(images):
     return images[..., :, 1:] - images[..., :, :-1], images[..., 1:, :] - images[..., :-1, :]
 
 
+def edge_band(images):
+    """[N, 1, H, W] mask of images [N, C, H, W]: 1 on the two pixels either side of an edge (a
+    neighbour difference above EDGE_STEP in any channel): silhouettes, eyes, beak, where the toy
+    figures' sharpness is and where the super-resolution's L1 error stays largest."""
+    dx, dy = (d.abs().amax(1, keepdim=True) > EDGE_STEP for d in image_gradients(images))
+    on_edge = (F.pad(dx, (0, 1)) | F.pad(dx, (1, 0)) | F.pad(dy, (0, 0, 0, 1))
+               | F.pad(dy, (0, 0, 1, 0)))
+    return F.max_pool2d(on_edge.to(images.dtype), 3, stride=1, padding=1)
+
+
 def reconstruction_losses(fake, real_img):
     """{'l1', 'edges'} per sample [N]: L1 of `image` against the target and of `image_raw`
     against it resized to the raw resolution; L1 of the image gradients."""
@@ -182,12 +194,15 @@ def volume_losses(out, samples, step):
 class DistillLoss(EG3DLoss):
     """EG3DLoss whose generator objective is reconstruction of the renders (real_img, drawn
     with gen_z's figures from gen_c's cameras) plus `adversarial_weight` times the adversarial
-    loss; the discriminator phases run only when that weight is above 0. Density
-    regularisation is EG3DLoss's."""
+    loss; the discriminator phases run only when that weight is above 0. In the
+    super-resolution stage the image L1 counts `sr_edge_weight` times more in the targets'
+    edge_band. Density regularisation is EG3DLoss's."""
 
-    def __init__(self, device, G, D, augment_pipe=None, adversarial_weight=0.0, **kwargs):
+    def __init__(self, device, G, D, augment_pipe=None, adversarial_weight=0.0,
+                 sr_edge_weight=0.0, **kwargs):
         super().__init__(device, G, D, augment_pipe=augment_pipe, **kwargs)
         self.adversarial_weight = adversarial_weight
+        self.sr_edge_weight = sr_edge_weight
 
     def _mapping(self, z, c_cond, update_emas):
         """The latents' ws, half of them truncated toward w_avg with psi ~ U(TRUNCATION_RANGE):
@@ -236,8 +251,11 @@ class DistillLoss(EG3DLoss):
         image, raw = self.G.superresolution(
             views.features[:, :3], views.features, views.ws, return_raw=True,
             noise_mode=self.G.rendering_kwargs['superresolution_noise_mode'])
-        self._backward(reconstruction_losses({'image': image, 'image_raw': raw}, views.target),
-                       gain)
+        losses = reconstruction_losses({'image': image, 'image_raw': raw}, views.target)
+        if self.sr_edge_weight > 0:
+            losses['edge_band'] = self.sr_edge_weight * (
+                (image - views.target).abs() * edge_band(views.target)).mean([1, 2, 3])
+        self._backward(losses, gain)
 
     def _reconstruct(self, real_img, gen_z, gen_c, gain, cur_nimg):
         s = self.schedules(cur_nimg)
@@ -295,7 +313,8 @@ class DistillLoop(TrainingLoop):
 
     def _make_loss(self, kwargs):
         return DistillLoss(self.device, self.G, self.D, augment_pipe=self.augment_pipe,
-                           adversarial_weight=self.o['distill']['adversarial_weight'], **kwargs)
+                           adversarial_weight=self.o['distill']['adversarial_weight'],
+                           sr_edge_weight=self.o['distill'].get('sr_edge_weight', 0.0), **kwargs)
 
     def _next_batch(self):
         in_sr_stage = self.cur_nimg >= self.sr_start_nimg

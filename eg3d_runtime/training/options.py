@@ -68,6 +68,9 @@ def build_parser():
       'last this many kimg of the run')
     a('--distill_sr_lr', type=_ranged(float, 0), help='G learning rate of --distill_sr_kimg '
       '(default: --glr)')
+    a('--distill_sr_edge_weight', type=_ranged(float, 0), default=0,
+      help='In --distill_sr_kimg, the image L1 counts 1 + this many times within one pixel of '
+      'the targets\' edges')
     a('--gpus', required=True, type=_ranged(int, 1), help='Number of processes (GPUs)')
     a('--batch', required=True, type=_ranged(int, 1), help='Total batch size')
     a('--gamma', required=True, type=_ranged(float, 0), help='R1 regularization weight')
@@ -277,7 +280,8 @@ def build_options(opts):
     if opts.distill is not None:
         c['distill'] = {'adversarial_weight': opts.distill_adv,
                         'volume_kimg': opts.distill_volume_kimg,
-                        'sr_kimg': opts.distill_sr_kimg, 'sr_lr': opts.distill_sr_lr}
+                        'sr_kimg': opts.distill_sr_kimg, 'sr_lr': opts.distill_sr_lr,
+                        'sr_edge_weight': opts.distill_sr_edge_weight}
     return c, dataset
 
 

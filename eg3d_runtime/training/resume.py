@@ -100,7 +100,8 @@ def resume_args(run_dir):
                         distill_supersample=c['training_set_kwargs'].get('supersample', 2),
                         distill_adv=c['distill']['adversarial_weight'],
                         distill_volume_kimg=c['distill'].get('volume_kimg', 0),
-                        distill_sr_kimg=c['distill'].get('sr_kimg', 0))
+                        distill_sr_kimg=c['distill'].get('sr_kimg', 0),
+                        distill_sr_edge_weight=c['distill'].get('sr_edge_weight', 0))
             if c['distill'].get('sr_lr') is not None:
                 args['distill_sr_lr'] = c['distill']['sr_lr']
         if c.get('augment_kwargs'):
