@@ -128,7 +128,8 @@ def test_trainer_tab_preset_is_a_valid_distillation(tmp_path, capsys):
     assert train.main([*command[3:], '-n']) == 0
     out = capsys.readouterr().out
     assert '-demo-figures64-gpus1-batch8-gamma1' in out
-    assert '"lr": 0.01' in out and '"volume_kimg": 10' in out and '"sr_kimg": 20' in out
+    assert '"lr": 0.01' in out and '"volume_kimg": 10' in out and '"sr_kimg": 16' in out
+    assert '"sr_edge_weight": 4' in out
     assert '"decoder_lr_mul": 10' in out
 
 
