@@ -69,8 +69,8 @@ def build_parser():
     a('--distill_sr_lr', type=_ranged(float, 0), help='G learning rate of --distill_sr_kimg '
       '(default: --glr)')
     a('--distill_sr_edge_weight', type=_ranged(float, 0), default=0,
-      help='In --distill_sr_kimg, the image L1 counts 1 + this many times within one pixel of '
-      'the targets\' edges')
+      help='In --distill_sr_kimg, the image L1 counts 1 + this many times on the two pixels '
+      'either side of the targets\' edges')
     a('--gpus', required=True, type=_ranged(int, 1), help='Number of processes (GPUs)')
     a('--batch', required=True, type=_ranged(int, 1), help='Total batch size')
     a('--gamma', required=True, type=_ranged(float, 0), help='R1 regularization weight')

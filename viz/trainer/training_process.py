@@ -38,7 +38,7 @@ PRESETS = {
     'demo': {'cfg': 'demo', 'gpus': 1, 'batch': 8, 'gamma': 1, 'kimg': 40, 'tick': 0.1,
              'snap': 10},
     # The recipe of checkpoints/demo.pkl (README "Demo checkpoint"): the procedural renderer
-    # distilled into G: volume, image and super-resolution stages, about 2 h 45 min on 2 CPU cores.
+    # distilled into G: volume, image and super-resolution stages, about 2 h 50 min on 2 CPU cores.
     'demo distill': {'cfg': 'demo', 'distill': 64, 'gpus': 1, 'batch': 8, 'gamma': 1,
                      'cbase': 4096, 'cmax': 64, 'neural_rendering_resolution_initial': 64,
                      'glr': 0.01, 'decoder_lr_mul': 10, 'distill_volume_kimg': 10,
