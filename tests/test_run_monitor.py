@@ -1,7 +1,10 @@
 """Reading run directories that are live, odd or broken never fails (no window needed)."""
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -148,3 +151,47 @@ def test_train_command_and_output_dir(tmp_path):
     assert find_output_dir(out) is None
     out.write_text(json.dumps({'a': 1}) + '\nOutput directory: /runs/00003-x\nTraining...\n')
     assert str(find_output_dir(out)) == '/runs/00003-x'
+
+
+def _quiet(run, seconds=600):
+    """Date the run's files back `seconds`, as if nothing had written them since."""
+    then = time.time() - seconds
+    for name in ('stats.jsonl', 'log.txt'):
+        os.utime(run / name, (then, then))
+
+
+def test_a_killed_run_is_reported_interrupted_not_running(tmp_path):
+    """A run SIGKILLed mid-way never writes its last word: once it is quiet and no process has
+    its log open, it is 'interrupted' (Resume, not Stop), not 'running' for ever."""
+    run = official_run(tmp_path)
+    assert RunMonitor(run).poll().status == 'running'      # recent files: alive
+    _quiet(run)
+    assert RunMonitor(run).poll().status == 'interrupted'
+
+
+def test_a_quiet_run_whose_log_is_held_open_is_still_running(tmp_path):
+    """A slow tick (minutes on a CPU) is not a dead run: the trainer keeps log.txt open."""
+    run = official_run(tmp_path)
+    _quiet(run)
+    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time\n'
+                               'f = open(sys.argv[1], "a"); print("open", flush=True)\n'
+                               'time.sleep(60)', str(run / 'log.txt')], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'open'
+        assert run_reader.held_open(run / 'log.txt') is True
+        _quiet(run)
+        assert RunMonitor(run).poll().status == 'running'
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run_reader.held_open(run / 'log.txt') is False
+
+
+def test_without_proc_a_quiet_run_stays_running(tmp_path, monkeypatch):
+    """Where /proc cannot tell (not Linux: held_open gives None), nothing is guessed."""
+    assert run_reader.held_open(tmp_path / 'log.txt', proc=tmp_path / 'no-proc') is None
+    run = official_run(tmp_path)
+    _quiet(run)
+    monkeypatch.setattr(run_reader, 'held_open', lambda path: None)
+    assert RunMonitor(run).poll().status == 'running'

@@ -13,13 +13,15 @@ from . import run_reader
 
 SETTLED_SECONDS = 2.0       # a snapshot unchanged this long is completely written
 MAX_GRID_SIDE = 1024        # fakes grids (up to 7680 px) are shown downscaled
+QUIET_SECONDS = 60          # a 'running' log silent this long is checked for a live writer
+HOLDER_RECHECK_SECONDS = 5  # how often that check (a walk over /proc) is repeated
 
 
 @dataclass(frozen=True)
 class RunState:
     run_dir: Path
     exists: bool = False
-    status: str = 'waiting'            # missing, running, stopped, finished, crashed
+    status: str = 'waiting'    # missing, running, interrupted, stopping, stopped, finished, crashed
     error: str | None = None
     stats: dict = field(default_factory=dict)      # stat name -> (kimg, values)
     metrics: dict = field(default_factory=dict)    # 'metric/result' -> (kimg, values)
@@ -75,6 +77,15 @@ def run_status(exists, lines):
     return ('finished' if ended else 'running'), None
 
 
+def writer_gone(log_path, last_update, now):
+    """True when a run whose log says 'running' has been quiet QUIET_SECONDS and no process
+    on this machine has its log.txt open: killed (SIGKILL, power loss) before it could write
+    its last word. Unknown (no /proc) and merely slow runs count as alive."""
+    if last_update is None or now - last_update < QUIET_SECONDS:
+        return False
+    return run_reader.held_open(log_path) is False
+
+
 def load_grid(path):
     """A fakes grid as uint8 RGB, downscaled to at most MAX_GRID_SIDE (None if unreadable)."""
     try:
@@ -98,6 +109,7 @@ class RunMonitor:
         self._series = {}
         self._metrics = {}
         self._grid = None                     # (path, mtime, image)
+        self._writer_check = (-HOLDER_RECHECK_SECONDS, False)   # (when, writer gone)
 
     def _poll_metrics(self):
         for path in self.run_dir.glob('metric-*.jsonl'):
@@ -125,6 +137,15 @@ class RunMonitor:
         image = self._grid[2]
         return None if image is None else (path, image)
 
+    def _writer_gone(self, last_update):
+        """writer_gone for this run, walking /proc at most every HOLDER_RECHECK_SECONDS."""
+        now = time.time()
+        when, gone = self._writer_check
+        if now - when >= HOLDER_RECHECK_SECONDS:
+            gone = writer_gone(self.run_dir / 'log.txt', last_update, now)
+            self._writer_check = (now, gone)
+        return gone
+
     def poll(self):
         exists = self.run_dir.is_dir()
         if self.stats.poll():
@@ -140,12 +161,15 @@ class RunMonitor:
                 mtimes.append((self.run_dir / name).stat().st_mtime)
             except OSError:
                 pass
+        last_update = max(mtimes, default=None)
+        if status == 'running' and self._writer_gone(last_update):
+            status = 'interrupted'
         return RunState(
             run_dir=self.run_dir, exists=exists, status=status, error=error,
             stats=self._series, metrics=self._metrics,
             snapshots=tuple(run_reader.list_snapshots(self.run_dir)),
             fakes=run_reader.list_fakes(self.run_dir), log_tail=tuple(lines), kimg=kimg,
-            total_kimg=total, eta_seconds=eta, last_update=max(mtimes, default=None),
+            total_kimg=total, eta_seconds=eta, last_update=last_update,
             bad_lines=self.stats.bad_lines + sum(t.bad_lines for t in self.metric_tails.values()),
             fakes_image=self._poll_grid())
 

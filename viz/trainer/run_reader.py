@@ -7,6 +7,7 @@ No GUI imports: the Trainer tab calls these from a background thread. File names
 formats come from eg3d_runtime.training.run_files, where the trainer writes them.
 """
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,27 @@ from eg3d_runtime.training.run_files import (FAKES_SUFFIXES, fakes_kimg, parse_s
                                              snapshot_kimg)
 
 TRACEBACK = 'Traceback (most recent call last):'
+
+
+def held_open(path, proc=Path('/proc')):
+    """Whether a process on this machine has `path` open (a live trainer keeps its log.txt
+    open to the end), from /proc/PID/fd: True, False, or None where there is no /proc to
+    tell (not Linux). Processes whose descriptors this user may not read are not seen."""
+    if not (proc / 'self' / 'fd').is_dir():
+        return None
+    target = os.path.realpath(path)
+    for fd_dir in proc.glob('[0-9]*/fd'):
+        try:
+            links = [entry.path for entry in os.scandir(fd_dir)]
+        except OSError:       # another user's process, or one that just ended
+            continue
+        for link in links:
+            try:
+                if os.readlink(link) == target:
+                    return True
+            except OSError:
+                pass
+    return False
 
 
 class JsonlTail:

@@ -165,7 +165,9 @@ class TrainerWidget:
             quiet = time.time() - (state.last_update or time.time())
             imgui.text(state.status + (' (started here)' if running else '')
                        + (f', no update for {format_time(quiet)}'
-                          if state.status == 'running' and quiet > 60 else ''))
+                          if state.status in ('running', 'interrupted') and quiet > 60 else '')
+                       + (': no process on this machine is writing it'
+                          if state.status == 'interrupted' else ''))
             if state.error:
                 imgui.set_cursor_pos_x(viz.label_w)
                 imgui.text_colored(RED, state.error)
