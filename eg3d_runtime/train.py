@@ -149,19 +149,25 @@ def _torchrun_main(opts, c, dataset, rank, world_size):
     """Under torchrun: rank 0 creates the run directory and tells the others its name."""
     device = _device_for(int(os.environ.get('LOCAL_RANK', rank)))
     torch.distributed.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
-    holder = [None]
-    if rank == 0:
-        holder[0] = run_files.create_run_dir(opts.outdir, opts.cfg,
-                                             c['training_set_kwargs']['path'], opts.gpus,
-                                             opts.batch, opts.gamma, opts.desc)
+    try:
+        holder = [None]
+        if rank == 0:
+            holder[0] = run_files.create_run_dir(opts.outdir, opts.cfg,
+                                                 c['training_set_kwargs']['path'], opts.gpus,
+                                                 opts.batch, opts.gamma, opts.desc)
+            c['run_dir'] = holder[0]
+            _print_options(c, dataset)
+            run_files.write_training_options(holder[0], c)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, _request_stop(holder[0]))
+        torch.distributed.broadcast_object_list(holder, src=0)
         c['run_dir'] = holder[0]
-        _print_options(c, dataset)
-        run_files.write_training_options(holder[0], c)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, _request_stop(holder[0]))
-    torch.distributed.broadcast_object_list(holder, src=0)
-    c['run_dir'] = holder[0]
-    run_process(rank, c, opts.resume_restart, init_method='env://', world_size=world_size)
+        run_process(rank, c, opts.resume_restart, init_method='env://', world_size=world_size)
+    finally:
+        # An error before run_process (which ends the group itself) must not leave gloo's
+        # threads to be torn down at exit: that aborts the process and hides the message.
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     return 0
 
 
