@@ -13,7 +13,7 @@ from . import run_reader
 
 SETTLED_SECONDS = 2.0       # a snapshot unchanged this long is completely written
 MAX_GRID_SIDE = 1024        # fakes grids (up to 7680 px) are shown downscaled
-QUIET_SECONDS = 60          # a 'running' log silent this long is checked for a live writer
+QUIET_SECONDS = 60          # a 'running' log silent this long: shown as quiet, writer checked
 HOLDER_RECHECK_SECONDS = 5  # how often that check (a walk over /proc) is repeated
 
 

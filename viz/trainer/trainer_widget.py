@@ -11,7 +11,7 @@ from eg3d_runtime.training.run_files import format_time
 
 from . import training_process as tp
 from ..gui_helpers import button, label
-from .run_monitor import MonitorThread
+from .run_monitor import QUIET_SECONDS, MonitorThread
 from .trainer_views import CurvesView, FakesView
 
 RED = imgui.ImVec4(1, 0.4, 0.4, 1)
@@ -165,7 +165,8 @@ class TrainerWidget:
             quiet = time.time() - (state.last_update or time.time())
             imgui.text(state.status + (' (started here)' if running else '')
                        + (f', no update for {format_time(quiet)}'
-                          if state.status in ('running', 'interrupted') and quiet > 60 else '')
+                          if state.status in ('running', 'interrupted')
+                          and quiet > QUIET_SECONDS else '')
                        + (': no process on this machine is writing it'
                           if state.status == 'interrupted' else ''))
             if state.error:
