@@ -98,6 +98,17 @@ def test_clamp_and_random_noise_statistics():
         a = fastconv.fold_layer(layer, w[0], 'random')(torch.zeros(16, 16, 16))
         b = fastconv.fold_layer(layer, w[0], 'random')(torch.zeros(16, 16, 16))
     assert not torch.equal(a, b)          # noise is drawn per call
+    # ... on the calling thread, so that a seed fixes it when strips run on the workers
+    wide = SynthesisLayer(64, 64, 512, 128).eval()
+    wide.noise_strength.data.fill_(1.0)
+    conv = fastconv.fold_layer(wide, w[0], 'random', 'winograd')
+    x = torch.randn(128, 128, 64)
+    seeded = []
+    for _ in range(2):
+        torch.manual_seed(4)
+        with torch.no_grad():
+            seeded.append(conv(x))
+    assert torch.equal(*seeded)
 
 
 def test_torgb_and_skip_upsampling():
@@ -217,12 +228,32 @@ def test_batch_and_random_sampling(fixture_G, reference):
                       deterministic=True)
     for key in ref:
         assert relative_rms(fast[key], ref[key]) < FP32, key
-    # stratified jitter: not the same random numbers, but the same distribution of images
-    with torch.no_grad():
-        torch.manual_seed(0)
-        jit = fixture_G.synthesis(ws0, c0, neural_rendering_resolution=32, noise_mode='const',
-                                  superresolution=False)
-    assert relative_rms(jit['image_raw'], ref['image_raw'][:1]) < 0.1
+
+
+def test_random_sampling_draws_the_reference_numbers(fixture_G, reference):
+    """Stochastic sampling draws its jitter and importance samples up front, in the reference
+    renderer's order: a seed fixes the frame however the rays are chunked over the worker
+    threads (before, each chunk drew its own in whatever order the threads ran, and shared one
+    jitter among its rays), and it is the faithful path's frame for that seed."""
+    ws = torch.cat([_case(reference, 0)[0], _case(reference, 2)[0]])
+    c = torch.cat([_case(reference, 0)[1], _case(reference, 2)[1]])
+    opts = fastpath.options(fixture_G)
+    chunk_points = opts.chunk_points
+    opts.chunk_points = 2048                     # many chunks for the workers to race over
+    frames = []
+    try:
+        for faithful in (False, False, True):
+            torch.manual_seed(7)
+            with torch.no_grad():
+                frames.append(fixture_G.synthesis(
+                    ws, c, neural_rendering_resolution=32, noise_mode='const',
+                    superresolution=False, faithful=faithful))
+    finally:
+        opts.chunk_points = chunk_points
+    fast, again, faithful = frames
+    for key in faithful:
+        assert torch.equal(fast[key], again[key]), key
+        assert relative_rms(fast[key], faithful[key]) < FP32, key
 
 
 def test_auto_bounds_white_back_and_overrides(fixture_G, reference):

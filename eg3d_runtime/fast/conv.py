@@ -209,15 +209,19 @@ class FixedConv:
         self.conv_bias = (self.bias.repeat(4) if kind == 'up3' else self.bias).to(dtype)
 
     # -- epilogue ---------------------------------------------------------------------------
-    def _epilogue(self, y, r0=0):
-        """In place on output rows [r0, r0 + y.shape[0]) of an NHWC image (bias not included)."""
-        if self.noise is not None:
-            rows = y.shape[0]
-            if isinstance(self.noise, str):
-                y.add_(torch.randn(rows, y.shape[1], 1, device=y.device, dtype=y.dtype),
-                       alpha=self.noise_strength)
-            else:
-                y.add_(self.noise[r0:r0 + rows, :, None].to(y.dtype))
+    def _noise_map(self, h, w, device):
+        """[h, w] noise this call adds: the const map, or random noise drawn here, on the
+        calling thread, before any strip runs: strips drawing their own in worker threads would
+        take the numbers in whatever order the threads run, and a seed would not fix the frame."""
+        if isinstance(self.noise, str):
+            return torch.randn(h, w, device=device) * self.noise_strength
+        return self.noise
+
+    def _epilogue(self, y, noise, r0=0):
+        """In place on output rows [r0, r0 + y.shape[0]) of an NHWC image (bias not included);
+        `noise` is _noise_map's map or None."""
+        if noise is not None:
+            y.add_(noise[r0:r0 + y.shape[0], :, None].to(y.dtype))
         if self.lrelu:
             F.leaky_relu_(y, 0.2)
         if self.clamp is not None:
@@ -260,7 +264,7 @@ class FixedConv:
                 out.view(h, 2, w, 2, self.out_channels).copy_(y)
             else:
                 out.copy_(y)
-        self._epilogue(out)
+        self._epilogue(out, self._noise_map(ho, wo, x.device))
         return out
 
     def _winograd(self, x, out=None):
@@ -273,11 +277,12 @@ class FixedConv:
         th_total = h // 4
         th = max(1, min(th_total, STRIP_BYTES // (36 * tw * max(ci, co4) * 4)))
         strips = [(t0, min(th, th_total - t0)) for t0 in range(0, th_total, th)]
-        parallel_map(lambda strip: self._winograd_strip(x, out, strip[0], strip[1], th),
+        noise = self._noise_map(out.shape[0], out.shape[1], x.device)
+        parallel_map(lambda strip: self._winograd_strip(x, out, strip[0], strip[1], th, noise),
                      strips, x.device)
         return out
 
-    def _winograd_strip(self, x, out, t0, n, th):
+    def _winograd_strip(self, x, out, t0, n, th, noise):
         """Output tile rows t0 .. t0+n (4 image rows each)."""
         h, w, ci = x.shape
         co4 = self.u.shape[1]
@@ -311,11 +316,11 @@ class FixedConv:
             rows = out[2 * r0:2 * (r0 + 4 * n)]
             rows.view(n, 4, 2, tw, 4, 2, c).copy_(
                 y.view(4, 4, n, tw, 2, 2, c).permute(2, 0, 4, 3, 1, 5, 6))
-            self._epilogue(rows, 2 * r0)
+            self._epilogue(rows, noise, 2 * r0)
         else:
             rows = out[r0:r0 + 4 * n]
             rows.view(n, 4, tw, 4, co4).copy_(y.permute(2, 0, 3, 1, 4))
-            self._epilogue(rows, r0)
+            self._epilogue(rows, noise, r0)
 
 
 def upsample2x(img):

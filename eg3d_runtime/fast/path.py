@@ -277,10 +277,13 @@ def _march_batch(table, decoder, origins, directions, options, deterministic, co
                  chunk, grids):
     """Ray-march every sample of a batch; depth is clamped to the batch's sample range."""
     feats, depths, lo, hi = [], [], [], []
+    jitter = None if deterministic else fr.draw_jitter(*origins.shape[:2], options,
+                                                       origins.device)
     for n in range(origins.shape[0]):
         f, d, dmin, dmax = fr.render_rays(table, decoder, origins[n], directions[n], options,
                                           deterministic, n, colour_channels, chunk,
-                                          grids[n] if grids else None)
+                                          grids[n] if grids else None,
+                                          None if jitter is None else [u[n] for u in jitter])
         feats.append(f)
         depths.append(d)
         lo.append(dmin)

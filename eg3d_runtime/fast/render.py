@@ -178,10 +178,20 @@ def marcher_weights(sigma, depths):
     return alpha * trans[:, :-1]
 
 
-def _importance(depths, weights, n, deterministic):
+def _importance(depths, weights, n, deterministic, u=None):
     w = F.avg_pool1d(F.max_pool1d(weights.unsqueeze(1), 2, 1, padding=1), 2, 1).squeeze(1) + 0.01
     bins = 0.5 * (depths[:, :-1] + depths[:, 1:])
-    return sample_pdf(bins, w[:, 1:-1], n, deterministic)
+    return sample_pdf(bins, w[:, 1:-1], n, deterministic, u=u)
+
+
+def draw_jitter(batch, rays, options, device):
+    """(coarse [N, M, n_coarse], fine [N, M, n_fine]) uniform numbers of a stochastic march,
+    drawn up front in the reference renderer's order (every coarse offset of the batch, then
+    every importance sample). Chunks drawing their own in worker threads would take them from
+    the generator in whatever order the threads run, so the same seed would give another frame."""
+    n_fine = options.get('depth_resolution_importance', 0) or 0
+    return (torch.rand(batch, rays, options['depth_resolution'], device=device),
+            torch.rand(batch, rays, n_fine, device=device))
 
 
 def build_occupancy(table, decoder, box_warp, resolution=64, threshold=1e-3, batch_index=0,
@@ -225,10 +235,14 @@ def auto_bounds(origins, directions, box_warp):
 
 
 def render_rays(table, decoder, origins, directions, options, deterministic=False,
-                batch_index=0, colour_channels=None, chunk_points=1 << 16, occupancy=None):
+                batch_index=0, colour_channels=None, chunk_points=1 << 16, occupancy=None,
+                jitter=None):
     """Rays of one sample -> (features [M, k], depth [M, 1] before the global clamp, depth
-    min/max over all samples). Same semantics as ImportanceRenderer.forward."""
+    min/max over all samples). Same semantics as ImportanceRenderer.forward. `jitter`: this
+    sample's part of draw_jitter (drawn here when not given) unless `deterministic`."""
     m = origins.shape[0]
+    if not deterministic and jitter is None:
+        jitter = [u[0] for u in draw_jitter(1, m, options, origins.device)]
     box_warp = options['box_warp']
     n_coarse = options['depth_resolution']
     n_fine = options.get('depth_resolution_importance', 0) or 0
@@ -275,19 +289,20 @@ def render_rays(table, decoder, origins, directions, options, deterministic=Fals
         if disparity:
             s = lin.expand(r1 - r0, n_coarse).contiguous()
             if not deterministic:
-                s = s + torch.rand_like(s) / (n_coarse - 1)
+                s = s + jitter[0][r0:r1] / (n_coarse - 1)
             t = disparity_depths(s, start, end)
         else:
             t = start + lin * (end - start)
             if not deterministic:
-                t = t + torch.rand_like(t) * ((end - start) / (n_coarse - 1))
-        if not per_ray:
-            t = t.expand(r1 - r0, n_coarse) if t.shape[0] != r1 - r0 else t
+                t = t + jitter[0][r0:r1] * ((end - start) / (n_coarse - 1))
+        if t.dim() == 1:                  # deterministic, the same depths for every ray
+            t = t.expand(r1 - r0, n_coarse)
         t = t.contiguous()
         sigma_c, rgb_c = evaluate(o, d, t, occupancy)
         if n_fine > 0:
             w = marcher_weights(sigma_c, t)
-            t_f = _importance(t, w, n_fine, deterministic)
+            t_f = _importance(t, w, n_fine, deterministic,
+                              None if deterministic else jitter[1][r0:r1])
             sigma_f, rgb_f = evaluate(o, d, t_f)
             t_all = torch.cat([t, t_f], 1)
             sigma_all = torch.cat([sigma_c, sigma_f], 1)

@@ -51,15 +51,17 @@ def stratified_depths(origins, ray_start, ray_end, n, deterministic, disparity=F
     return depths
 
 
-def sample_pdf(bins, weights, n, deterministic, eps=1e-5):
-    """Inverse-CDF sampling of n depths per ray from piecewise-constant weights over bins."""
+def sample_pdf(bins, weights, n, deterministic, eps=1e-5, u=None):
+    """Inverse-CDF sampling of n depths per ray from piecewise-constant weights over bins;
+    `u` [rays, n] gives the uniform numbers instead of drawing them (fast/render.py draws them
+    before its parallel chunks, so that a seed fixes them)."""
     rays, n_weights = weights.shape
     weights = weights + eps
     pdf = weights / torch.sum(weights, -1, keepdim=True)
     cdf = torch.cat([torch.zeros_like(pdf[:, :1]), torch.cumsum(pdf, -1)], -1)
     if deterministic:
         u = torch.linspace(0, 1, n, device=bins.device).expand(rays, n).contiguous()
-    else:
+    elif u is None:
         u = torch.rand(rays, n, device=bins.device)
     inds = torch.searchsorted(cdf, u, right=True)
     below = torch.clamp_min(inds - 1, 0)
