@@ -98,8 +98,8 @@ def test_resume_continues_a_distillation(distilled):
     assert '--distill=2' in args and '--distill_resolution=64' in args
     assert '--distill_supersample=1' in args
     c, dataset = train.build_options(train.build_parser().parse_args(args))
-    assert c['distill'] == {'adversarial_weight': 0, 'volume_kimg': 0, 'sr_kimg': 0,
-                            'sr_lr': None, 'sr_edge_weight': 0}
+    assert c['distill'] == {'adversarial_weight': 0, 'volume_kimg': 0, 'field_kimg': 0,
+                            'field_lr': None, 'sr_kimg': 0, 'sr_lr': None, 'sr_edge_weight': 0}
     assert c['resume_pkl'].endswith('000000.pkl')
     assert dataset.supersample == 1
 
@@ -129,7 +129,7 @@ def test_trainer_tab_preset_is_a_valid_distillation(tmp_path, capsys):
     out = capsys.readouterr().out
     assert '-demo-figures64-gpus1-batch8-gamma1' in out
     assert '"lr": 0.01' in out and '"volume_kimg": 10' in out and '"sr_kimg": 16' in out
-    assert '"sr_edge_weight": 4' in out
+    assert '"sr_edge_weight": 4' in out and '"field_kimg": 4' in out and '"field_lr": 0.005' in out
     assert '"decoder_lr_mul": 10' in out
 
 
@@ -236,15 +236,17 @@ def test_edge_band_is_the_two_pixels_either_side_of_a_step():
 
 @pytest.fixture(scope='module')
 def volume_run(tmp_path_factory):
-    """The tiny distillation with a volume stage of VOLUME_STEPS steps, one image step, then a
-    super-resolution stage of SR_STEPS, a tick per step: (run dir, volume losses on fixed
-    samples before and after, the loop, the new network's render of them, the parameters that
-    had gradients in each super-resolution step)"""
+    """The tiny distillation with a volume stage of VOLUME_STEPS steps, one image step, a field
+    stage of FIELD_STEPS, then a super-resolution stage of SR_STEPS, a tick per step: (run dir,
+    volume losses on fixed samples before and after, the loop, the new network's render of
+    them, the parameters that had gradients in each step of the field and the
+    super-resolution stage: {'field': [names, ...], 'sr': [...]})"""
     run_dir = str(tmp_path_factory.mktemp('volume'))
-    volume_kimg, sr_kimg = VOLUME_STEPS * 0.004, SR_STEPS * 0.004
+    volume_kimg, field_kimg, sr_kimg = VOLUME_STEPS * 0.004, FIELD_STEPS * 0.004, SR_STEPS * 0.004
     opts = train.build_parser().parse_args([
-        '--outdir', run_dir, *TINY, '--kimg', str(volume_kimg + sr_kimg + 0.004),
+        '--outdir', run_dir, *TINY, '--kimg', str(volume_kimg + field_kimg + sr_kimg + 0.004),
         '--tick', '0.004', '--distill_volume_kimg', str(volume_kimg),
+        '--distill_field_kimg', str(field_kimg), '--distill_field_lr', '0.02',
         '--distill_sr_kimg', str(sr_kimg), '--distill_sr_lr', '0.01', '--glr', '0.03',
         '--distill_sr_edge_weight', '4'])
     c, _dataset = train.build_options(opts)
@@ -264,21 +266,26 @@ def volume_run(tmp_path_factory):
     before = loss()
     fresh = loop.G.synthesis(loop.G.mapping(z, torch.zeros(2, 25)), torch.from_numpy(
         np.stack([i[3] for i in items])), neural_rendering_resolution=32, faithful=True)
-    trained = []
-    fit_superresolution = loop.loss._fit_superresolution
+    trained = {'field': [], 'sr': []}
 
-    def recording(*args, **kwargs):
-        fit_superresolution(*args, **kwargs)
-        trained.append({name for name, p in loop.G.named_parameters() if p.grad is not None})
+    def recording(stage, fit):
+        def fit_and_record(*args, **kwargs):
+            fit(*args, **kwargs)
+            trained[stage].append({name for name, p in loop.G.named_parameters()
+                                   if p.grad is not None})
+        return fit_and_record
     with pytest.MonkeyPatch.context() as patch:     # cheaper steps
         patch.setattr(distill, 'VOLUME_POINTS', 2048)
         patch.setattr(distill, 'SR_VIEWS', 6)
-        patch.setattr(loop.loss, '_fit_superresolution', recording)
+        patch.setattr(loop.loss, '_fit_superresolution',
+                      recording('sr', loop.loss._fit_superresolution))
+        patch.setattr(loop.loss, '_fit_field', recording('field', loop.loss._fit_field))
         loop.run()
     return run_dir, before, loss(), loop, fresh, trained
 
 
 VOLUME_STEPS = 12
+FIELD_STEPS = 2
 SR_STEPS = 2
 
 
@@ -299,15 +306,15 @@ def test_stages_follow_one_another(volume_run):
         return tick.get(name, {}).get('num', 0)
     stages = [('images' if count(t, 'Loss/distill/l1') else 'volume'
                if count(t, 'Loss/distill/occupancy') else None) for t in ticks]
-    assert stages == ['volume'] * VOLUME_STEPS + ['images'] * (1 + SR_STEPS)
+    assert stages == ['volume'] * VOLUME_STEPS + ['images'] * (1 + FIELD_STEPS + SR_STEPS)
     # the edge band's extra L1 is in the super-resolution stage only
     assert [count(t, 'Loss/distill/edge_band') > 0 for t in ticks] == \
-        [False] * (VOLUME_STEPS + 1) + [True] * SR_STEPS
-    # --glr 0.03 until the super-resolution stage, --distill_sr_lr 0.01 in it (times the
-    # official ratio of lazy regularisation)
+        [False] * (VOLUME_STEPS + 1 + FIELD_STEPS) + [True] * SR_STEPS
+    # --glr 0.03 until the field stage, --distill_field_lr 0.02 in it, --distill_sr_lr 0.01 in
+    # the super-resolution stage (times the official ratio of lazy regularisation)
     ratio = loop.o['G_reg_interval'] / (loop.o['G_reg_interval'] + 1)
     lrs = [t['Schedule/G_lr']['mean'] / ratio for t in ticks[VOLUME_STEPS:]]
-    assert lrs == pytest.approx([0.03] + [0.01] * SR_STEPS)
+    assert lrs == pytest.approx([0.03] + [0.02] * FIELD_STEPS + [0.01] * SR_STEPS)
     # G_ema ramps up anew from the end of the volume stage, so it follows G closely (without
     # the restart it lags by about 40% of the last step: 1e-2 here).
     assert loop._objective_start_nimg() == loop.volume_nimg
@@ -342,7 +349,7 @@ def test_superresolution_stage_rate_does_not_depend_on_glr(tmp_path):
 
 
 def test_superresolution_stage_trains_it_alone_on_renders_of_the_frozen_field(volume_run):
-    loop, trained = volume_run[3], volume_run[5]
+    loop, trained = volume_run[3], volume_run[5]['sr']
     assert len(trained) == SR_STEPS
     sr = {'superresolution.' + name for name, _ in loop.G.superresolution.named_parameters()}
     assert all(names and names <= sr for names in trained), trained
@@ -351,6 +358,19 @@ def test_superresolution_stage_trains_it_alone_on_renders_of_the_frozen_field(vo
     image, label, k = loop.dataset[5]
     assert int(figures[5]) == k and labels[5].tolist() == label.tolist()
     torch.testing.assert_close(rendered.target[5], torch.from_numpy(image).float() / 127.5 - 1)
+
+
+def test_field_stage_trains_the_field_alone(volume_run):
+    """The field stage fits tri-planes and decoder only: the super-resolution is not run, and
+    the mapping, whose last w the super-resolution reads, stays as it is."""
+    loop, trained = volume_run[3], volume_run[5]['field']
+    assert len(trained) == FIELD_STEPS
+    for names in trained:
+        assert any(n.startswith('backbone.synthesis.') for n in names), names
+        assert any(n.startswith('decoder.') for n in names), names
+        assert all(n.startswith(('backbone.synthesis.', 'decoder.')) for n in names), names
+    assert loop.field_start_nimg == pytest.approx((VOLUME_STEPS + 1) * 4)
+    assert loop.sr_start_nimg == pytest.approx((VOLUME_STEPS + 1 + FIELD_STEPS) * 4)
 
 
 def test_new_distillation_starts_superresolution_as_upsampling(volume_run):
@@ -381,4 +401,6 @@ def test_resume_keeps_the_volume_stage(volume_run):
     args = train.resume_args(volume_run[0])
     assert f'--distill_volume_kimg={VOLUME_STEPS * 0.004}' in args
     assert f'--distill_sr_kimg={SR_STEPS * 0.004}' in args and '--distill_sr_lr=0.01' in args
+    assert f'--distill_field_kimg={FIELD_STEPS * 0.004}' in args
+    assert '--distill_field_lr=0.02' in args
     assert '--distill_sr_edge_weight=4.0' in args

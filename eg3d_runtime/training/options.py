@@ -63,6 +63,12 @@ def build_parser():
     a('--distill_volume_kimg', type=_ranged(float, 0), default=0,
       help='--distill fits the density and colour at points around the figures (no renders) '
       'for this many kimg before the image loss takes over')
+    a('--distill_field_kimg', type=_ranged(float, 0), default=0,
+      help='--distill fits only the radiance field to the renders at the neural rendering '
+      'resolution (image_raw; no super-resolution) for this many kimg before '
+      '--distill_sr_kimg (or the end of the run)')
+    a('--distill_field_lr', type=_ranged(float, 0), help='G learning rate of '
+      '--distill_field_kimg (default: --glr)')
     a('--distill_sr_kimg', type=_ranged(float, 0), default=0,
       help='--distill trains only the super-resolution, on renders of the frozen field, in the '
       'last this many kimg of the run')
@@ -280,6 +286,7 @@ def build_options(opts):
     if opts.distill is not None:
         c['distill'] = {'adversarial_weight': opts.distill_adv,
                         'volume_kimg': opts.distill_volume_kimg,
+                        'field_kimg': opts.distill_field_kimg, 'field_lr': opts.distill_field_lr,
                         'sr_kimg': opts.distill_sr_kimg, 'sr_lr': opts.distill_sr_lr,
                         'sr_edge_weight': opts.distill_sr_edge_weight}
     return c, dataset

@@ -100,10 +100,12 @@ def resume_args(run_dir):
                         distill_supersample=c['training_set_kwargs'].get('supersample', 2),
                         distill_adv=c['distill']['adversarial_weight'],
                         distill_volume_kimg=c['distill'].get('volume_kimg', 0),
+                        distill_field_kimg=c['distill'].get('field_kimg', 0),
                         distill_sr_kimg=c['distill'].get('sr_kimg', 0),
                         distill_sr_edge_weight=c['distill'].get('sr_edge_weight', 0))
-            if c['distill'].get('sr_lr') is not None:
-                args['distill_sr_lr'] = c['distill']['sr_lr']
+            for stage in ('field', 'sr'):
+                if c['distill'].get(f'{stage}_lr') is not None:
+                    args[f'distill_{stage}_lr'] = c['distill'][f'{stage}_lr']
         if c.get('augment_kwargs'):
             args['aug'] = 'ada' if 'ada_target' in c else 'fixed'
             args['target' if 'ada_target' in c else 'p'] = c.get('ada_target', c.get('augment_p'))

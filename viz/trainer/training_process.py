@@ -37,13 +37,15 @@ PRESETS = {
     # file name per kimg): the GAN that was the demo before the distilled checkpoints/demo.pkl.
     'demo': {'cfg': 'demo', 'gpus': 1, 'batch': 8, 'gamma': 1, 'kimg': 40, 'tick': 0.1,
              'snap': 10},
-    # The recipe of checkpoints/demo.pkl (README "Demo checkpoint"): the procedural renderer
-    # distilled into G: volume, image and super-resolution stages, about 2 h 50 min on 2 CPU cores.
+    # The recipe of checkpoints/demo.pkl in one run (README "Demo checkpoint"): the procedural
+    # renderer distilled into G: volume, image, field and super-resolution stages, about 3 h 30
+    # min on 2 CPU cores.
     'demo distill': {'cfg': 'demo', 'distill': 64, 'gpus': 1, 'batch': 8, 'gamma': 1,
                      'cbase': 4096, 'cmax': 64, 'neural_rendering_resolution_initial': 64,
                      'glr': 0.01, 'decoder_lr_mul': 10, 'distill_volume_kimg': 10,
+                     'distill_field_kimg': 4, 'distill_field_lr': 0.005,
                      'distill_sr_kimg': 16, 'distill_sr_lr': 0.003, 'distill_sr_edge_weight': 4,
-                     'kimg': 27.2, 'tick': 0.4, 'snap': 5, 'workers': 1},
+                     'kimg': 31.2, 'tick': 0.4, 'snap': 5, 'workers': 1},
     'ffhq 64': dict(_FFHQ),
     'ffhq 64->128 fine-tune': dict(_FFHQ, neural_rendering_resolution_final=128,
                                    resume='ffhq512-64.pkl', kimg=2000),
