@@ -19,12 +19,13 @@ from eg3d_runtime.fast import precision
 from conftest import REPO, relative_rms
 
 # Relative RMS against the faithful float32 path, about twice the worst measured on the demo
-# network (3 seeds and views; the 27.2 kimg demo): bf16 3.3e-3 image, 2.2e-3 raw, 2.1e-3 depth;
-# fp16 4.3e-4, 3.1e-4, 4.9e-4; fp32 6e-7. The depth's RMS comes from 1-16 of 4096 pixels where a ray's
-# depth jumps (fuzz beside a silhouette); its median error is 3e-5 in bf16, 1e-6 in fp16.
+# network (3 seeds and views; the 37.6 kimg demo): bf16 3.1e-3 image, 2.3e-3 raw, 6.2e-3 depth;
+# fp16 4.3e-4, 2.6e-4, 3.0e-3; fp32 5e-7. The depth's RMS comes from 0-8 of 4096 pixels where a
+# ray's depth jumps (beside a silhouette: the sharper the figure, the larger the jump); the
+# depth of at least half the pixels is exactly the same.
 BOUNDS = {'fp32': {'image': 1e-5, 'image_raw': 1e-5, 'image_depth': 1e-5},
-          'bf16': {'image': 1e-2, 'image_raw': 1e-2, 'image_depth': 5e-3},
-          'fp16': {'image': 1e-3, 'image_raw': 1e-3, 'image_depth': 1e-3}}
+          'bf16': {'image': 1e-2, 'image_raw': 1e-2, 'image_depth': 1.2e-2},
+          'fp16': {'image': 1e-3, 'image_raw': 1e-3, 'image_depth': 6e-3}}
 
 
 @pytest.fixture(scope='module')

@@ -38,8 +38,8 @@ PRESETS = {
     'demo': {'cfg': 'demo', 'gpus': 1, 'batch': 8, 'gamma': 1, 'kimg': 40, 'tick': 0.1,
              'snap': 10},
     # The recipe of checkpoints/demo.pkl in one run (README "Demo checkpoint"): the procedural
-    # renderer distilled into G: volume, image, field and super-resolution stages, about 3 h 30
-    # min on 2 CPU cores.
+    # renderer distilled into G: volume, image, field and super-resolution stages, an estimated
+    # 2 1/4 to 3 hours on 2 CPU cores.
     'demo distill': {'cfg': 'demo', 'distill': 64, 'gpus': 1, 'batch': 8, 'gamma': 1,
                      'cbase': 4096, 'cmax': 64, 'neural_rendering_resolution_initial': 64,
                      'glr': 0.01, 'decoder_lr_mul': 10, 'distill_volume_kimg': 10,
