@@ -365,7 +365,7 @@ def fold_layer(layer, w, noise_mode, method='direct', dtype=torch.float32):
     if layer.use_noise and noise_mode == 'const':
         noise = (layer.noise_const.float() * (layer.noise_strength.float() * gain))
     elif layer.use_noise and noise_mode == 'random':
-        noise, strength = 'random', float(layer.noise_strength) * gain
+        noise, strength = 'random', float(layer.noise_strength.detach()) * gain
     kind = 'up3' if layer.up > 1 else 'conv3'
     if weight.shape[-1] != 3:
         raise ValueError('fast path supports 3x3 synthesis layers only')

@@ -254,15 +254,15 @@ class DistillLoss(EG3DLoss):
     def _fixed_ws(self, z, c, cur_nimg):
         """ws of latents z, conditioned on cameras c, without gradients: the stages that keep
         the mapping as it is (the super-resolution reads the last w)."""
+        p_swap = self.schedules(cur_nimg)['gpc_swap_prob']
         with torch.no_grad():
-            return self._mapping(z, self._conditioning(c, self.schedules(cur_nimg)['gpc_swap_prob']),
-                                 update_emas=False)
+            return self._mapping(z, self._conditioning(c, p_swap), update_emas=False)
 
     def _render_field(self, ws, c, cur_nimg):
         """The feature image [N, 32, R, R] of ws from cameras c at the neural rendering
         resolution, with the noise the viewer renders with (const)."""
-        return self.G.neural_rendering(ws, c, self.schedules(cur_nimg)['neural_rendering_resolution'],
-                                       noise_mode='const')[0]
+        nrr = self.schedules(cur_nimg)['neural_rendering_resolution']
+        return self.G.neural_rendering(ws, c, nrr, noise_mode='const')[0]
 
     def render_views(self, z, c, cur_nimg):
         """(feature images, last ws) of latents z from cameras c, rendered without gradients:
