@@ -281,9 +281,9 @@ def _march_batch(table, decoder, origins, directions, options, deterministic, co
                                                        origins.device)
     for n in range(origins.shape[0]):
         f, d, dmin, dmax = fr.render_rays(table, decoder, origins[n], directions[n], options,
-                                          deterministic, n, colour_channels, chunk,
-                                          grids[n] if grids else None,
-                                          None if jitter is None else [u[n] for u in jitter])
+                                          None if jitter is None else [u[n] for u in jitter],
+                                          n, colour_channels, chunk,
+                                          grids[n] if grids else None)
         feats.append(f)
         depths.append(d)
         lo.append(dmin)

@@ -234,15 +234,13 @@ def auto_bounds(origins, directions, box_warp):
     return torch.where(keep, start, lo), torch.where(keep, end, hi)
 
 
-def render_rays(table, decoder, origins, directions, options, deterministic=False,
-                batch_index=0, colour_channels=None, chunk_points=1 << 16, occupancy=None,
-                jitter=None):
+def render_rays(table, decoder, origins, directions, options, jitter=None, batch_index=0,
+                colour_channels=None, chunk_points=1 << 16, occupancy=None):
     """Rays of one sample -> (features [M, k], depth [M, 1] before the global clamp, depth
     min/max over all samples). Same semantics as ImportanceRenderer.forward. `jitter`: this
-    sample's part of draw_jitter (drawn here when not given) unless `deterministic`."""
+    sample's (coarse, fine) part of draw_jitter; None marches deterministically."""
     m = origins.shape[0]
-    if not deterministic and jitter is None:
-        jitter = [u[0] for u in draw_jitter(1, m, options, origins.device)]
+    deterministic = jitter is None
     box_warp = options['box_warp']
     n_coarse = options['depth_resolution']
     n_fine = options.get('depth_resolution_importance', 0) or 0

@@ -166,6 +166,13 @@ def image_gradients(images):
     return images[..., :, 1:] - images[..., :, :-1], images[..., 1:, :] - images[..., :-1, :]
 
 
+def gradient_l1(images, targets):
+    """Per sample [N]: L1 of the image gradients of images against those of targets, the term
+    that keeps edges sharp."""
+    return sum((f - r).abs().mean([1, 2, 3])
+               for f, r in zip(image_gradients(images), image_gradients(targets)))
+
+
 def edge_band(images):
     """[N, 1, H, W] mask of images [N, C, H, W]: 1 on the two pixels either side of an edge (a
     neighbour difference above EDGE_STEP in any channel): silhouettes, eyes, beak, where the toy
@@ -182,9 +189,7 @@ def reconstruction_losses(fake, real_img):
     raw_target = resize(real_img, fake['image_raw'].shape[-1])
     l1 = ((fake['image'] - real_img).abs().mean([1, 2, 3])
           + (fake['image_raw'] - raw_target).abs().mean([1, 2, 3]))
-    edges = sum((f - r).abs().mean([1, 2, 3])
-                for f, r in zip(image_gradients(fake['image']), image_gradients(real_img)))
-    return {'l1': l1, 'edges': edges}
+    return {'l1': l1, 'edges': gradient_l1(fake['image'], real_img)}
 
 
 def volume_losses(out, samples, step):
@@ -274,9 +279,8 @@ class DistillLoss(EG3DLoss):
     def _fit_field(self, real_img, gen_z, gen_c, cur_nimg, gain):
         raw = self._render_field(self._fixed_ws(gen_z, gen_c, cur_nimg), gen_c, cur_nimg)[:, :3]
         target = resize(real_img, raw.shape[-1])
-        edges = sum((f - r).abs().mean([1, 2, 3])
-                    for f, r in zip(image_gradients(raw), image_gradients(target)))
-        self._backward({'l1': (raw - target).abs().mean([1, 2, 3]), 'edges': edges}, gain)
+        self._backward({'l1': (raw - target).abs().mean([1, 2, 3]),
+                        'edges': gradient_l1(raw, target)}, gain)
 
     def _fit_superresolution(self, views, gain):
         image, raw = self.G.superresolution(
