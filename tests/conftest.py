@@ -48,22 +48,31 @@ def fixture_G(fixture_networks):
 @pytest.fixture(scope='session')
 def xvfb_display():
     """A virtual X server for tests that open real windows; DISPLAY points at it."""
+    import select
     import shutil
     import subprocess
-    import time
     if not shutil.which('Xvfb'):
         pytest.fail('Xvfb is not installed (make test installs it as root; otherwise: '
                     'sudo apt-get install xvfb xauth xdotool libosmesa6)')
-    for number in range(90, 140):
-        if not Path(f'/tmp/.X11-unix/X{number}').exists() and not Path(f'/tmp/.X{number}-lock').exists():
-            break
-    display = f':{number}'
-    proc = subprocess.Popen(['Xvfb', display, '-screen', '0', '1600x1000x24', '-nolisten', 'tcp'],
+    # -displayfd: Xvfb picks a free display and writes its number once it accepts clients.
+    # -noreset: by default the server resets when its last client leaves, i.e. after every
+    # window test, and a window opened during the reset failed with "Failed to open display".
+    ready_r, ready_w = os.pipe()
+    proc = subprocess.Popen(['Xvfb', '-displayfd', str(ready_w), '-noreset', '-screen', '0',
+                             '1600x1000x24', '-nolisten', 'tcp'], pass_fds=(ready_w,),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        if Path(f'/tmp/.X11-unix/X{number}').exists():
+    os.close(ready_w)
+    number = b''
+    while not number.endswith(b'\n') and select.select([ready_r], [], [], 60)[0]:
+        chunk = os.read(ready_r, 16)
+        if not chunk:
             break
-        time.sleep(0.05)
+        number += chunk
+    os.close(ready_r)
+    if not number.strip():
+        proc.kill()
+        pytest.fail('Xvfb did not start within 60 s')
+    display = f':{int(number)}'
     old = os.environ.get('DISPLAY')
     os.environ['DISPLAY'] = display
     yield display
