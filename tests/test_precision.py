@@ -12,9 +12,12 @@ import time
 import pytest
 import torch
 
-from eg3d_runtime import cameras, load_network_pkl
+from eg3d_runtime import cameras, configs, load_network_pkl
+from eg3d_runtime.fast import conv as fastconv
 from eg3d_runtime.fast import path as fastpath
 from eg3d_runtime.fast import precision
+from eg3d_runtime.networks.superresolution import SUPERRESOLUTION_CLASSES
+from eg3d_runtime.networks.triplane import TriPlaneGenerator
 
 from conftest import REPO, relative_rms
 
@@ -61,7 +64,7 @@ def _simulate_timings(monkeypatch, seconds):
     """Replace the measured piece by sleeps of `seconds[name]`; returns the formats timed."""
     made = []
 
-    def runner(G, device, dtype, winograd, patch=16):
+    def runner(G, device, dtype, winograd, workspace=None):
         name = precision.name_of(dtype)
         made.append(name)
         return lambda: time.sleep(seconds[name])
@@ -123,6 +126,105 @@ def test_a_tie_keeps_fp32_and_an_unwritable_cache_only_costs_a_measurement(G, mo
     monkeypatch.setenv('XDG_CACHE_HOME', str(blocker))
     _simulate_timings(monkeypatch, {'fp32': 0.01, 'bf16': 0.0095})
     assert fastpath.precision_in_use(G, 'cpu')['superresolution'] == 'fp32'
+
+
+@pytest.fixture(scope='module')
+def generators_by_sr_class():
+    """name -> generator with a narrow backbone and that full-size super-resolution class."""
+    made = {}
+    for name, cls in SUPERRESOLUTION_CLASSES.items():
+        rendering = configs.rendering_kwargs(
+            'demo', resolution=cls.img_resolution,
+            sr_module=f'eg3d_runtime.networks.superresolution.{name}')
+        torch.manual_seed(0)
+        made[name] = TriPlaneGenerator(**configs.generator_kwargs(
+            rendering, cls.img_resolution, channel_base=512, channel_max=16)).eval()
+    return made
+
+
+def _record_convolutions(monkeypatch):
+    """Every folded convolution call as (kind, method, dtype, input shape, output shape), the
+    call answered with zeros: what runs is recorded, not computed (bf16 is slow where emulated)."""
+    calls = []
+
+    def spy(conv, x, out=None):
+        h, w = x.shape[:2]
+        s = 2 if conv.kind == 'up3' else 1
+        out = torch.zeros(s * h, s * w, conv.out_channels) if out is None else out.zero_()
+        calls.append((conv.kind, conv.method, conv.dtype, tuple(x.shape), tuple(out.shape)))
+        return out
+    monkeypatch.setattr(fastconv.FixedConv, '__call__', spy)
+    return calls
+
+
+@pytest.mark.parametrize('probe', ['0', '1'])
+@pytest.mark.parametrize('sr_class', sorted(SUPERRESOLUTION_CLASSES))
+@pytest.mark.parametrize('nrr_of_input', [0.5, 1])
+def test_auto_measures_the_layers_a_frame_runs(generators_by_sr_class, sr_class, nrr_of_input,
+                                               probe, monkeypatch, user_dirs):
+    """'auto' times the super-resolution with the methods and sizes of a full frame's (the
+    first measurement timed a 16x16 patch: direct convolutions where frames run Winograd)."""
+    monkeypatch.setenv('EG3D_CPU_BF16', probe)
+    precision.forget()
+    G = copy.deepcopy(generators_by_sr_class[sr_class])
+    G.neural_rendering_resolution = int(G.superresolution.input_resolution * nrr_of_input)
+    calls = _record_convolutions(monkeypatch)
+    auto = fastpath.precision_in_use(G, 'cpu')['superresolution']
+    measured = list(calls)
+
+    def frame_convolutions(name):
+        fastpath.options(G).set(name)
+        ws = torch.randn(1, G.backbone.num_ws, G.w_dim)
+        c = cameras.orbit_camera_for(G.rendering_kwargs, 0.2, 0.1)
+        with torch.no_grad():
+            G.synthesis(ws, c, noise_mode='const', cache_backbone=True)
+            del calls[:]
+            G.synthesis(ws, c, noise_mode='const', use_cached_backbone=True)  # the SR alone
+        return list(calls)
+    frames = {name: frame_convolutions(name) for name in ('fp32', 'bf16')}
+    if probe == '0':
+        assert auto == 'fp32' and measured == []
+        return
+    assert auto in ('fp32', 'bf16')
+    for name, frame in frames.items():
+        dtype = precision.DTYPES[name]
+        timed = [call for call in measured if call[2] == dtype]
+        runs = len(timed) // len(frame)
+        assert runs >= 3 and timed == frame * runs, name          # warm-up + rounds
+    assert any(call[1] == 'winograd' for call in frames['fp32'])
+
+
+def test_records_of_another_measurement_version_are_ignored_and_dropped(G, monkeypatch):
+    monkeypatch.setenv('EG3D_CPU_BF16', '1')
+    made = _simulate_timings(monkeypatch, {'fp32': 0.002, 'bf16': 0.02})
+    key = f'{precision.machine_key()} | sr whatever'
+    precision.cache_file().parent.mkdir(parents=True, exist_ok=True)
+    precision.cache_file().write_text(json.dumps({key: {'choice': 'bf16', 'fp32_ms': 41.3,
+                                                        'bf16_ms': 27.2}}))
+    assert fastpath.precision_in_use(G, 'cpu')['superresolution'] == 'fp32'
+    assert sorted(made) == ['bf16', 'fp32']
+    (stored,) = json.loads(precision.cache_file().read_text())
+    assert stored.startswith(f'v{precision.VERSION} | ')
+
+
+def test_one_slow_sample_does_not_decide(monkeypatch):
+    """Minima over interleaved rounds: one run of fp32 slowed by another process leaves it
+    chosen; a clear difference stops after two rounds."""
+    durations = {'fp32': iter([0.0, 0.03, 0.004, 0.004]), 'bf16': iter([0.0, 0.005, 0.005,
+                                                                         0.005])}
+    clock = [0.0]
+
+    def runner(name):
+        def run():
+            clock[0] += next(durations[name])
+        return run
+    monkeypatch.setattr(precision.time, 'perf_counter', lambda: clock[0])
+    times = precision._time_formats({name: runner(name) for name in durations}, 3)
+    assert [min(t) for t in times.values()] == pytest.approx([0.004, 0.005])
+    assert len(times['fp32']) == 3
+    durations = {'fp32': iter([0.0, 0.004, 0.004]), 'bf16': iter([0.0, 0.02, 0.02])}
+    times = precision._time_formats({name: runner(name) for name in durations}, 3)
+    assert len(times['bf16']) == 2
 
 
 def test_real_measurement_runs_on_this_machine(G, monkeypatch):

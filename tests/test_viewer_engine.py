@@ -121,7 +121,8 @@ def test_force_fp32_changes_the_arithmetic_of_frames(monkeypatch, user_dirs):
     from conftest import REPO, relative_rms
     from eg3d_runtime.fast import precision
     monkeypatch.setenv('EG3D_CPU_BF16', '1')
-    monkeypatch.setattr(precision, 'superresolution_runner', lambda G, device, dtype, winograd: (
+    monkeypatch.setattr(precision, 'superresolution_runner', lambda G, device, dtype, winograd,
+                        workspace=None: (
         lambda: time.sleep(0.02 if dtype == torch.float32 else 0.002)))
     precision.forget()
     renderer = FrameRenderer('cpu')

@@ -33,10 +33,10 @@ import threading
 import weakref
 
 import torch
-import torch.nn.functional as F
 
 from . import conv as fc
 from . import graphs, precision
+from . import superresolution as fsr
 from . import render as fr
 from .blocks import FoldedBlock, block_ws, refold_into
 from .parallel import parallel_map
@@ -321,49 +321,11 @@ def folded_superresolution(G, ws_last, noise_mode, force_fp32=False):
     cached = st.sr
     if cached is not None and cached[0] == key and _holds(cached[1], ws_last):
         return cached[2]
-    in_res = sr.input_resolution
-    folded = []
-    for n in range(ws_last.shape[0]):
-        w = ws_last[n].float()
-        ws3 = w.unsqueeze(0).expand(3, -1)
-        b0 = FoldedBlock(sr.block0, ws3, noise_mode, device, dtype, opts.winograd, 64, in_res)
-        b1 = FoldedBlock(sr.block1, ws3, noise_mode, device, dtype, opts.winograd, 64, None)
-        folded.append((b0, b1))
+    folded = [fsr.fold(sr, w, noise_mode, device, dtype, opts.winograd) for w in ws_last]
     if cached is not None and cached[0] == key and refold_into(cached[2], folded):
         folded = cached[2]
     st.sr = (key, _held(ws_last), folded)
     return folded
-
-
-def _resize_for_sr(sr, features):
-    target = sr.input_resolution
-    if sr.resizes(features.shape[1]):
-        x = features.permute(0, 3, 1, 2)
-        x = F.interpolate(x, size=(target, target), mode='bilinear', align_corners=False,
-                          antialias=sr.sr_antialias)
-        features = x.permute(0, 2, 3, 1)
-    return features
-
-
-def _run_superresolution(sr, folded, features, workspace):
-    """-> image NCHW [N, 3, R, R] and, where the official image_raw includes block0's RGB
-    (sr.raw_is_block0_output), that image_raw NCHW [N, 3, h, h]; else None."""
-    size = features.shape[1]
-    raw = torch.empty(len(folded), 3, size, size, device=features.device) \
-        if sr.raw_is_block0_output(size) else None
-    features = _resize_for_sr(sr, features)
-    out = None
-    for n, (b0, b1) in enumerate(folded):
-        x = features[n].contiguous()
-        img = x[..., :3]
-        x, img = b0(x, img, workspace, 'sr.block0')
-        if raw is not None:
-            raw[n].copy_(img.permute(2, 0, 1))
-        x, img = b1(x, img, workspace, 'sr.block1')
-        if out is None:
-            out = torch.empty(len(folded), 3, img.shape[0], img.shape[1], device=img.device)
-        out[n].copy_(img.permute(2, 0, 1))
-    return out, raw
 
 
 def superresolution(G, features, ws, noise_mode=None):
@@ -372,7 +334,7 @@ def superresolution(G, features, ws, noise_mode=None):
     with st.lock:
         noise_mode = noise_mode or G.rendering_kwargs.get('superresolution_noise_mode', 'none')
         folded = folded_superresolution(G, ws[:, -1], noise_mode)
-        return _run_superresolution(G.superresolution, folded, features, st.workspace)[0]
+        return fsr.run(G.superresolution, folded, features, st.workspace)[0]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -440,7 +402,7 @@ def _frame_fn(G, planes5d, ws, nrr, options, deterministic, superresolution_enab
         out = {'image_raw': feature_image[..., :3].permute(0, 3, 1, 2).contiguous(),
                'image_depth': depth.view(n, 1, nrr, nrr)}
         if superresolution_enabled:
-            out['image'], raw = _run_superresolution(sr, folded_sr, feature_image, st.workspace)
+            out['image'], raw = fsr.run(sr, folded_sr, feature_image, st.workspace)
             if raw is not None:                  # the official in-place quirk (superresolution.py)
                 out['image_raw'] = raw
         return out

@@ -3,10 +3,16 @@ measurement where the answer depends on the machine.
 
 Why measure: a CPU that reports native bf16 kernels (AVX512-BF16, AMX) is not always faster in
 bf16 on EG3D's shapes; on an AMD EPYC with AVX512-BF16 the bf16 super-resolution made frames
-1.7x slower than float32 (whose big layers run as Winograd convolutions). So 'auto' times both
-formats on the network's own layers once per machine and network shape, keeps the reduced format
-only when it is clearly faster, and remembers the answer in the user's cache directory
-(`precision.json`), so later starts pay nothing.
+1.7x slower than float32, whose big layers run as Winograd convolutions. So 'auto' times both
+formats on the network's own super-resolution once per machine and network shape, keeps the
+reduced format only when it is clearly faster, and remembers the answer in the user's cache
+directory (`precision.json`), so later starts pay nothing.
+
+What is timed is what a frame runs: the super-resolution of one sample at the size a frame at
+the network's neural rendering resolution feeds it, through the same functions
+(fast/superresolution.py), so every layer takes the same method (Winograd, direct, transposed)
+on the same sizes. (The first version timed a 16x16 patch, where float32 fell below the
+Winograd threshold and ran direct convolutions: bf16 won the patch and lost the frame.)
 """
 import functools
 import json
@@ -19,13 +25,20 @@ import torch
 
 from ..files import atomic_write, cache_dir
 from . import conv as fc
-from .blocks import FoldedBlock
+from . import superresolution as fsr
 
 NAMES = ('auto', 'fp32', 'bf16', 'fp16')
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 # A reduced format is chosen only when it takes at most this fraction of float32's time: a tie
 # within timing noise keeps float32, which is exact to ~1e-6.
 MARGIN = 0.9
+# Version of the measurement, part of every record's key: records an older measurement made
+# are ignored (and dropped when the file is next written). 2: full-size super-resolution.
+VERSION = 2
+# Timing rounds (each format once per round, interleaved) after one warm-up run each; after two
+# rounds a format taking under 1/CLEAR of the other's time decides without the third.
+ROUNDS = 3
+CLEAR = 1.5
 
 _lock = threading.Lock()
 _memory = {}                 # key -> record, for this process
@@ -85,28 +98,45 @@ def _read_cache():
         return {}
 
 
-def measured_choice(shape_key, reduced, make_runner, repeats=2):
+def _key_prefix():
+    return f'v{VERSION} | '
+
+
+def _time_formats(runners, rounds):
+    """{name: [seconds]} of interleaved runs (drift hits every format alike), after a warm-up
+    run each (allocations, kernel choice); stops after two rounds where the minima differ by
+    more than CLEAR either way (noise only ever adds time, so another round would not turn it)."""
+    for run in runners.values():
+        run()
+    times = {name: [] for name in runners}
+    for r in range(rounds):
+        for name, run in runners.items():
+            t0 = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t0)
+        best = sorted(min(t) for t in times.values())
+        if r >= 1 and best[-1] > CLEAR * best[0]:
+            break
+    return times
+
+
+def measured_choice(shape_key, reduced, make_runner, rounds=ROUNDS):
     """'fp32' or `reduced` for a network part of shape `shape_key` on this machine.
 
-    `make_runner(dtype)` returns a function that runs a representative piece of that part once;
-    it is used only when neither this process nor the cache file knows the answer. Returns the
-    record {'choice', 'fp32_ms', '<reduced>_ms'} (best times of the representative piece)."""
-    key = f'{machine_key()} | {shape_key}'
+    `make_runner(dtype)` returns a function that runs that part once as a frame does; it is used
+    only when neither this process nor the cache file knows the answer. Returns the record
+    {'choice', 'fp32_ms', '<reduced>_ms', 'rounds'} (minima over the rounds)."""
+    key = f'{_key_prefix()}{machine_key()} | {shape_key}'
     with _lock:
         record = _memory.get(key) or _read_cache().get(key)
         if not (isinstance(record, dict) and record.get('choice') in ('fp32', reduced)):
             runners = {name: make_runner(DTYPES[name]) for name in ('fp32', reduced)}
-            for run in runners.values():
-                run()                              # warm-up: allocations, kernel choice
-            times = {name: float('inf') for name in runners}
-            for _ in range(repeats):               # interleaved, so drift hits both alike
-                for name, run in runners.items():
-                    t0 = time.perf_counter()
-                    run()
-                    times[name] = min(times[name], time.perf_counter() - t0)
-            choice = reduced if times[reduced] < MARGIN * times['fp32'] else 'fp32'
-            record = {'choice': choice, **{f'{n}_ms': round(t * 1e3, 3) for n, t in times.items()}}
-            data = _read_cache()
+            times = _time_formats(runners, rounds)
+            best = {name: min(t) for name, t in times.items()}
+            choice = reduced if best[reduced] < MARGIN * best['fp32'] else 'fp32'
+            record = {'choice': choice, 'rounds': len(times['fp32']),
+                      **{f'{n}_ms': round(t * 1e3, 3) for n, t in best.items()}}
+            data = {k: v for k, v in _read_cache().items() if k.startswith(_key_prefix())}
             data[key] = record
             try:
                 atomic_write(cache_file(), json.dumps(data, indent=1, sort_keys=True))
@@ -116,23 +146,22 @@ def measured_choice(shape_key, reduced, make_runner, repeats=2):
         return record
 
 
-def superresolution_runner(G, device, dtype, winograd, patch=16):
-    """A function running the super-resolution blocks of G, folded for a random w, on a small
-    patch: both formats run the same layers (same methods) on the same pixels, so their time
-    ratio is the full frame's, at a fraction of its cost."""
+def superresolution_runner(G, device, dtype, winograd, workspace=None):
+    """A function running G's super-resolution as a frame at G's neural rendering resolution
+    does, in `dtype`: one sample, folded for a random w (fast/superresolution.py)."""
     sr = G.superresolution
+    noise_mode = G.rendering_kwargs.get('superresolution_noise_mode', 'none')
+    size = int(G.neural_rendering_resolution)
     # Its own generator: a measurement must not move the random numbers a frame draws next.
     rng = torch.Generator(device).manual_seed(0)
-    ws3 = torch.randn(1, G.w_dim, device=device, generator=rng).expand(3, -1)
-    b0 = FoldedBlock(sr.block0, ws3, 'none', device, dtype, winograd, 64, sr.input_resolution)
-    b1 = FoldedBlock(sr.block1, ws3, 'none', device, dtype, winograd, 64, None)
-    size = min(patch, sr.input_resolution)
-    x = torch.randn(size, size, sr.block0.conv0.in_channels, device=device, generator=rng)
-    workspace = fc.Workspace()
+    w = torch.randn(G.w_dim, device=device, generator=rng)
+    folded = [fsr.fold(sr, w, noise_mode, device, dtype, winograd)]
+    features = torch.randn(1, size, size, sr.block0.in_channels, device=device, generator=rng)
+    workspace = workspace or fc.Workspace()
 
     def run():
-        h, img = b0(x, x[..., :3], workspace, 'b0')
-        b1(h, img, workspace, 'b1')
+        with torch.random.fork_rng(devices=[]):    # 'random' noise draws numbers
+            fsr.run(sr, folded, features, workspace)
     return run
 
 
@@ -149,8 +178,11 @@ def auto_name(G, device, part, winograd):
     sr = G.superresolution
     shape = (type(sr).__name__, sr.input_resolution, sr.img_resolution,
              tuple(tuple(p.shape) for p in sr.parameters()))
-    record = measured_choice(f'sr {shape}', 'bf16',
-                             lambda dtype: superresolution_runner(G, device, dtype, winograd))
+    shape += (int(G.neural_rendering_resolution),
+              G.rendering_kwargs.get('superresolution_noise_mode', 'none'))
+    workspace = fc.Workspace()                # one set of buffers for both formats
+    record = measured_choice(f'sr {shape}', 'bf16', lambda dtype: superresolution_runner(
+        G, device, dtype, winograd, workspace))
     return record['choice']
 
 
@@ -173,6 +205,6 @@ def forget():
         _memory.clear()
 
 
-__all__ = ['NAMES', 'DTYPES', 'MARGIN', 'name_of', 'check_name', 'cpu_supports_bf16',
+__all__ = ['NAMES', 'DTYPES', 'MARGIN', 'VERSION', 'name_of', 'check_name', 'cpu_supports_bf16',
            'machine_key', 'cache_file', 'measured_choice', 'superresolution_runner',
            'auto_name', 'add_option', 'describe', 'forget']
