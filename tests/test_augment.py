@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from eg3d_runtime.training.augment import SYM6, AugmentPipe
+from eg3d_runtime.networks.augment import SYM6, AugmentPipe
 
 GEOMETRIC = ['xflip', 'rotate90', 'xint', 'scale', 'rotate', 'aniso', 'xfrac']
 COLOUR = ['brightness', 'contrast', 'lumaflip', 'hue', 'saturation']

@@ -22,7 +22,7 @@ from eg3d_runtime.pickles import writer as pickle_writer
 from eg3d_runtime.networks.discriminator import DualDiscriminator
 from eg3d_runtime.networks.triplane import TriPlaneGenerator
 from eg3d_runtime.pickles.safe_unpickle import EasyDict, PersistentRecord, PlainRecord, safe_load
-from eg3d_runtime.training.augment import AugmentPipe
+from eg3d_runtime.networks.augment import AugmentPipe
 
 from conftest import REPO, relative_rms
 

@@ -11,9 +11,9 @@ import warnings
 
 import torch
 
+from ..networks.augment import AugmentPipe
 from ..networks.discriminator import DualDiscriminator
 from ..networks.triplane import TriPlaneGenerator
-from ..training.augment import AugmentPipe
 from . import recorded_args
 from .safe_unpickle import (PersistentRecord, PickleLoadError, _describe, module_state_dict,
                             plain_structure, safe_load)

@@ -35,7 +35,7 @@ BUNDLED_MODULES = (
     'rendering.rays',
     'rendering.renderer',
     'networks.triplane',
-    'training.augment',
+    'networks.augment',
 )
 LEFT_OUT_MODULES = ('fast.path',)          # bound to None inside the bundle
 ALLOWED_IMPORT_ROOTS = frozenset({'torch', 'numpy'}) | frozenset(sys.stdlib_module_names)

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from ..fast import path as fastpath
+from ..networks.augment import AugmentPipe
 from ..networks.discriminator import DualDiscriminator
 from ..networks.triplane import TriPlaneGenerator
 from ..pickles import save_network_pkl
 from . import stats
-from .augment import AugmentPipe
 from .dataset import ImageFolderDataset, InfiniteSampler
 from .loss import EG3DLoss
 from .run_files import (append_jsonl, cpu_memory_gb, save_fake_grids,

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..networks.init_args import records_init_args
+from .init_args import records_init_args
 
 # Low-pass decomposition filters of two Daubechies symlets (the official coefficients).
 SYM2 = [-0.12940952255092145, 0.22414386804185735, 0.836516303737469, 0.48296291314469025]
