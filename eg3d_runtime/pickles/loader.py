@@ -19,6 +19,7 @@ from .safe_unpickle import (PersistentRecord, PickleLoadError, _describe, module
                             plain_structure, safe_load)
 
 NETWORK_CLASSES = {cls.__name__: cls for cls in (TriPlaneGenerator, DualDiscriminator, AugmentPipe)}
+# The networks of a snapshot, in the official order (docs/eg3d-reference.md 1.1; the writer's too).
 NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')
 # Plain dicts passed through: the dataset options, and the image counter our trainer records so
 # that --resume continues it (official loaders ignore the extra key).

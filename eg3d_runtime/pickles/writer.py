@@ -27,9 +27,9 @@ from ..networks.decoder import OSGDecoder
 from ..rendering.rays import RaySampler
 from ..rendering.renderer import ImportanceRenderer
 from ..rendering.plane_sampling import PLANE_AXES
+from .loader import NETWORK_KEYS
 from .module_source import BUNDLED_MODULES, PACKAGE, bundle_source
 
-NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')
 PROTOCOL = 4  # pickle.dump's default on the Python versions official code runs on
 PERSISTENCE_VERSION = 6
 _PLAIN_DATA = (type(None), bool, int, float, str)
