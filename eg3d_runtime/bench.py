@@ -24,7 +24,6 @@ import os
 import platform
 import statistics
 import sys
-import threading
 import time
 
 import torch
@@ -34,64 +33,12 @@ from .devices import default_device
 from .fast import path as fastpath
 from .fast import precision
 from .fast.render import PlaneTable
+from .memory import PeakMemory
 
 
 # ------------------------------------------------------------------------------------------------
 # measuring
 # ------------------------------------------------------------------------------------------------
-
-class PeakMemory:
-    """Peak memory during a block: CUDA max allocated (and reserved: what the caching allocator
-    holds, which is what runs out), or sampled process RSS on CPU (reserved stays 0)."""
-
-    def __init__(self, device):
-        self.device = device
-        self.peak = 0
-        self.reserved = 0
-        self.base = 0
-
-    @staticmethod
-    def _rss():
-        try:
-            with open('/proc/self/statm') as f:
-                return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-        except (OSError, ValueError, IndexError):
-            import resource
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-    def __enter__(self):
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.base = torch.cuda.memory_allocated(self.device)
-        else:
-            self.base = self._rss()
-            self.peak = self.base
-            self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss())
-            self._stop.wait(0.005)
-
-    def __exit__(self, *exc):
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize(self.device)
-            self.peak = torch.cuda.max_memory_allocated(self.device)
-            self.reserved = torch.cuda.max_memory_reserved(self.device)
-        else:
-            self._stop.set()
-            self._thread.join()
-            self.peak = max(self.peak, self._rss())
-        return False
-
-    @property
-    def peak_mb(self):
-        return self.peak / 2 ** 20
-
 
 def _sync(device):
     if device.type == 'cuda':

@@ -214,12 +214,6 @@ def test_save_fake_grids(tmp_path):
     assert pixels[0, 0] == 255 and pixels[-1, -1] == 0  # near (depth 2) is bright
 
 
-def test_cpu_memory_gb():
-    import resource
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    assert 0.01 < run_files.cpu_memory_gb() <= peak_gb * 1.01
-
-
 def test_stats_single_process():
     collector = stats.Collector('tfs/.*')
     signs = stats.Collector('tfs/signs')

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from ..bench import PeakMemory
+from ..memory import PeakMemory
 from .loop import TrainingLoop, set_torch_backends
 
 FIRST_TICK = 'first tick after "Training for"'

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..fast import path as fastpath
+from ..memory import cpu_memory_gb
 from ..networks.augment import AugmentPipe
 from ..networks.discriminator import DualDiscriminator
 from ..networks.triplane import TriPlaneGenerator
@@ -28,8 +29,8 @@ from ..pickles import save_network_pkl
 from . import stats
 from .dataset import ImageFolderDataset, InfiniteSampler
 from .loss import EG3DLoss
-from .run_files import (append_jsonl, cpu_memory_gb, save_fake_grids,
-                        save_image_grid, setup_snapshot_image_grid, snapshot_name, status_line)
+from .run_files import (append_jsonl, save_fake_grids, save_image_grid,
+                        setup_snapshot_image_grid, snapshot_name, status_line)
 
 
 def ada_adjusted_p(p, signs_real, target, batch_size, ada_interval, ada_kimg):

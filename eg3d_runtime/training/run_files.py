@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import re
-import resource
 import sys
 import threading
 import traceback
@@ -130,18 +129,6 @@ def parse_status_line(line):
         return None
     return (int(match.group(1)), float(match.group(2)), float(match.group(3)),
             float(match.group(4)))
-
-
-def cpu_memory_gb():
-    """Resident memory of this process in GiB (what psutil's rss gives)."""
-    try:
-        with open('/proc/self/statm') as f:
-            resident_pages = int(f.read().split()[1])
-        return resident_pages * os.sysconf('SC_PAGE_SIZE') / 2**30
-    except OSError:
-        # No procfs: the peak resident size is the closest figure (kB on Linux, bytes on macOS).
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak / (2**30 if sys.platform == 'darwin' else 2**20)
 
 
 def append_jsonl(path, obj):

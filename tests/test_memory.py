@@ -1,0 +1,34 @@
+"""The process and device memory figures of the training log and the benchmarks."""
+import builtins
+import resource
+
+import numpy as np
+import torch
+
+from eg3d_runtime import memory
+
+
+def test_cpu_memory_gb_is_the_resident_size():
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    assert 0.01 < memory.cpu_memory_gb() <= peak_gb * 1.01
+
+
+def test_without_procfs_the_peak_resident_size_stands_in(monkeypatch):
+    real_open = builtins.open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path).startswith('/proc/'):
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, 'open', no_proc)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    assert memory.rss_bytes() == peak
+
+
+def test_peak_memory_on_cpu_sees_a_block_allocation():
+    with memory.PeakMemory(torch.device('cpu')) as mem:
+        block = np.ones(64 * 2**20, np.uint8)      # 64 MiB, touched, alive at the exit
+    assert block.all()
+    assert mem.peak - mem.base >= 60 * 2**20 and mem.reserved == 0
+    assert mem.peak_mb == mem.peak / 2**20
