@@ -8,7 +8,7 @@ from pathlib import Path
 import checkpoints
 
 from .pickles import PickleLoadError
-from .training.run_files import latest_snapshot
+from .run_directory import latest_snapshot
 
 
 def locate_network(text):

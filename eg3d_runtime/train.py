@@ -22,12 +22,12 @@ import tempfile
 import torch
 
 from .devices import cuda_available
+from .run_directory import LOG_FILE, STOP_FILE, output_dir_line
 from .training import run_files
-from .training.run_files import STOP_FILE
 from .training.options import TrainError, build_options, build_parser
 from .training.resume import load_resume, resolve_resume_path, resume_args
 
-__all__ = ['main', 'build_parser', 'build_options', 'resume_args', 'TrainError', 'STOP_FILE']
+__all__ = ['main', 'build_parser', 'build_options', 'resume_args', 'TrainError']
 
 
 def _request_stop(run_dir):
@@ -50,7 +50,7 @@ def run_process(rank, c, restart, init_method=None, world_size=1):
     from .training.distill import DistillLoop
     from .training.loop import TrainingLoop, set_torch_backends
     run_dir = c['run_dir']
-    with run_files.tee_output(os.path.join(run_dir, 'log.txt')):
+    with run_files.tee_output(os.path.join(run_dir, LOG_FILE)):
         device = _device_for(int(os.environ.get('LOCAL_RANK', rank)))
         if world_size > 1 and not torch.distributed.is_initialized():
             backend = 'nccl' if device.type == 'cuda' else 'gloo'
@@ -77,7 +77,7 @@ def _print_options(c, dataset):
     print('\nTraining options:')
     print(json.dumps(c, indent=2))
     print()
-    print(f'Output directory:    {c["run_dir"]}')
+    print(output_dir_line(c['run_dir']))
     print(f'Number of GPUs:      {c["num_gpus"]}')
     print(f'Batch size:          {c["batch_size"]} images')
     print(f'Training duration:   {c["total_kimg"]:g} kimg')

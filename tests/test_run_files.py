@@ -13,27 +13,10 @@ import PIL.Image
 import pytest
 import torch
 
+from eg3d_runtime import run_directory
 from eg3d_runtime.training import run_files, stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.mark.parametrize('seconds, text', [
-    (0, '0s'), (59, '59s'), (59.4, '59s'), (59.6, '1m 00s'), (61, '1m 01s'),
-    (3599, '59m 59s'), (3661, '1h 01m 01s'), (86399, '23h 59m 59s'),
-    (2 * 86400, '2d 00h 00m'), (5 * 86400 + 3600 + 48 * 60 + 10, '5d 01h 48m'),
-])
-def test_format_time(seconds, text):
-    assert run_files.format_time(seconds) == text
-
-
-def test_status_line_matches_official_example():
-    line = run_files.status_line(3250, 13000.0, 5 * 86400 + 3600 + 48 * 60 + 10, 128.5, 32.11, 0.1,
-                                 3.94, 8.73, 10.29, 0.0)
-    assert line == ('tick 3250  kimg 13000.0  time 5d 01h 48m   sec/tick 128.5   sec/kimg 32.11   '
-                    'maintenance 0.1    cpumem 3.94   gpumem 8.73   reserved 10.29  augment 0.000')
-    assert run_files.parse_status_line(line) == (3250, 13000.0, 128.5, 32.11)
-    assert run_files.parse_status_line('Evaluating metrics...') is None
 
 
 def test_run_dir_numbering(tmp_path, monkeypatch):
@@ -200,10 +183,10 @@ def test_save_fake_grids(tmp_path):
     run_files.save_fake_grids(outputs, str(tmp_path), 12, (gw, gh))
     assert sorted(os.listdir(tmp_path)) == ['fakes000012.png', 'fakes000012_depth.png',
                                             'fakes000012_raw.png']
-    assert sorted(map(run_files.fakes_kimg, os.listdir(tmp_path))) == [
+    assert sorted(map(run_directory.fakes_kimg, os.listdir(tmp_path))) == [
         (12, 'depth'), (12, 'raw'), (12, 'rgb')]
-    assert run_files.fakes_kimg('fakes000012_x.png') is None
-    assert run_files.fakes_kimg('reals.png') is None
+    assert run_directory.fakes_kimg('fakes000012_x.png') is None
+    assert run_directory.fakes_kimg('reals.png') is None
     image = PIL.Image.open(tmp_path / 'fakes000012.png')
     raw = PIL.Image.open(tmp_path / 'fakes000012_raw.png')
     depth_png = PIL.Image.open(tmp_path / 'fakes000012_depth.png')

@@ -210,9 +210,9 @@ def test_tiny_real_run_from_the_form(viewer, tmp_path):
 def test_the_tab_formats_durations_like_the_training_log():
     """The ETA and 'no update for' texts use the engine's status-line formatter."""
     import viz.trainer.trainer_widget as trainer_widget
-    from eg3d_runtime.training import run_files
-    assert trainer_widget.format_time is run_files.format_time
-    assert run_files.format_time(12000 * 32.11) == '4d 11h 02m'
+    from eg3d_runtime import run_directory
+    assert trainer_widget.format_time is run_directory.format_time
+    assert run_directory.format_time(12000 * 32.11) == '4d 11h 02m'
 
 
 def test_stop_during_the_dataset_build_stops_it_and_never_starts_the_trainer(tmp_path):

@@ -10,7 +10,7 @@ from imgui_bundle import imgui
 import checkpoints
 from eg3d_runtime.network_path import locate_network
 from eg3d_runtime.pickles import PickleLoadError
-from eg3d_runtime.training.run_files import latest_snapshot
+from eg3d_runtime.run_directory import latest_snapshot
 
 from .gui_helpers import button, label
 from .settings import RecentList

@@ -12,8 +12,8 @@ import time
 
 import torch
 
+from ..run_directory import format_time, metric_file
 from .fid import dataset_stats, frechet_distance, generator_stats
-from ..training.run_files import format_time
 from .inception import MetricUnavailable, get_inception
 
 __all__ = ['METRICS', 'FIDMetric', 'calc_metric', 'is_valid_metric', 'report_metric']
@@ -139,6 +139,6 @@ def report_metric(result_dict, run_dir, snapshot_pkl):
         'snapshot_pkl': _relative_name(snapshot_pkl, run_dir),
         'timestamp': time.time()})
     print(line)
-    with open(os.path.join(run_dir, f"metric-{result_dict['metric']}.jsonl"), 'at') as f:
+    with open(os.path.join(run_dir, metric_file(result_dict['metric'])), 'at') as f:
         f.write(line + '\n')
     return line

@@ -26,11 +26,13 @@ from ..networks.augment import AugmentPipe
 from ..networks.discriminator import DualDiscriminator
 from ..networks.triplane import TriPlaneGenerator
 from ..pickles import save_network_pkl
+from ..run_directory import (EXIT_LINE, REALS_FILE, STATS_FILE, STOPPED_LINE, snapshot_name,
+                             status_line)
 from . import stats
 from .dataset import ImageFolderDataset, InfiniteSampler
 from .loss import EG3DLoss
 from .run_files import (append_jsonl, save_fake_grids, save_image_grid,
-                        setup_snapshot_image_grid, snapshot_name, status_line)
+                        setup_snapshot_image_grid)
 
 
 def ada_adjusted_p(p, signs_real, target, batch_size, ada_interval, ada_kimg):
@@ -314,7 +316,7 @@ class TrainingLoop:
 
     def _grid_setup(self):
         self.grid_size, images, labels, z = self._snapshot_grid()
-        save_image_grid(images, os.path.join(self.run_dir, 'reals.png'), (0, 255), self.grid_size)
+        save_image_grid(images, os.path.join(self.run_dir, REALS_FILE), (0, 255), self.grid_size)
         self.grid_z = z.split(self.batch_gpu)
         self.grid_c = torch.from_numpy(labels).split(self.batch_gpu)
 
@@ -393,7 +395,7 @@ class TrainingLoop:
             self._tick_report(cur_tick, start_time, tick_start_time, tick_end_time,
                               tick_start_nimg, maintenance_time)
             if stopped:
-                self.log('Stopped by request.')
+                self.log(STOPPED_LINE)
             if self.rank == 0 and (done or cur_tick % o['image_snapshot_ticks'] == 0):
                 self._save_fakes()
             if done or cur_tick % o['network_snapshot_ticks'] == 0:
@@ -410,14 +412,14 @@ class TrainingLoop:
                     stats.report0(f'Schedule/{phase.name[0]}_lr', phase.opt.param_groups[0]['lr'])
             collector.update()
             if self.rank == 0:
-                append_jsonl(os.path.join(self.run_dir, 'stats.jsonl'),
+                append_jsonl(os.path.join(self.run_dir, STATS_FILE),
                              dict(collector.as_dict(), timestamp=time.time()))
             cur_tick += 1
             tick_start_nimg, tick_start_time = self.cur_nimg, time.time()
             maintenance_time = tick_start_time - tick_end_time
             if done:
                 break
-        self.log('\nExiting...')
+        self.log(f'\n{EXIT_LINE}')
         return stopped
 
     def _tick_report(self, cur_tick, start_time, tick_start_time, tick_end_time, tick_start_nimg,

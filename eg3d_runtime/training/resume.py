@@ -6,8 +6,8 @@ import re
 
 from ..network_path import network_path
 from ..pickles import PickleLoadError
+from ..run_directory import OPTIONS_FILE, latest_snapshot, snapshot_kimg
 from .options import TrainError
-from .run_files import latest_snapshot, snapshot_kimg
 
 
 def resolve_resume_path(text):
@@ -41,7 +41,7 @@ def load_resume(c, restart):
 def resume_args(run_dir):
     """Command-line arguments that continue `run_dir` (ours or official) from its latest
     snapshot, rebuilt from its training_options.json."""
-    options_path = os.path.join(run_dir, 'training_options.json')
+    options_path = os.path.join(run_dir, OPTIONS_FILE)
     try:
         with open(options_path, encoding='utf-8') as f:
             c = json.load(f)

@@ -1,9 +1,11 @@
-"""Files of an official EG3D run directory other than the network pickle
-(docs/eg3d-reference.md 4.2, 7.2).
+"""Writing the files of an official EG3D run directory other than the network pickle
+(docs/eg3d-reference.md 4.2, 7.2): the numbered directory, training_options.json, json lines,
+log.txt's copy of the console, and the reals/fakes grids. Their names and line formats are
+declared in eg3d_runtime.run_directory, which the readers use too.
 
 Tools written for the official trainer (plots of stats.jsonl, scripts that look for
-fakes*.png or parse log.txt) must work on our runs unchanged, so names, layouts, number
-formats and image conversions follow the official files exactly.
+fakes*.png or parse log.txt) must work on our runs unchanged, so layouts, number formats and
+image conversions follow the official files exactly.
 """
 import contextlib
 import json
@@ -12,48 +14,12 @@ import re
 import sys
 import threading
 import traceback
-from pathlib import Path
 
 import numpy as np
 import PIL.Image
 
 from ..files import atomic_open, atomic_write
-
-# Creating this file in a run directory asks its trainer for a clean stop (snapshot, then exit).
-STOP_FILE = 'stop-request'
-SNAPSHOT_RE = re.compile(r'^network-snapshot-(\d+)\.pkl$')
-
-
-def snapshot_name(kimg):
-    """'network-snapshot-KKKKKK.pkl' (KKKKKK = cur_nimg // 1000)."""
-    return f'network-snapshot-{int(kimg):06d}.pkl'
-
-
-def snapshot_kimg(name):
-    """The kimg in a snapshot's file name (any path), or None if it is not one."""
-    match = SNAPSHOT_RE.match(os.path.basename(str(name)))
-    return int(match.group(1)) if match else None
-
-
-def latest_snapshot(run_dir):
-    """Path of the snapshot with the highest kimg in `run_dir`, or None (also if unreadable)."""
-    try:
-        names = [n for n in os.listdir(run_dir) if snapshot_kimg(n) is not None]
-    except OSError:
-        return None
-    return Path(run_dir) / max(names, key=snapshot_kimg) if names else None
-
-
-def format_time(seconds):
-    """'59s', '1m 01s', '1h 01m 01s', '2d 00h 00m' (seconds rounded to an integer first)."""
-    s = int(np.rint(seconds))
-    if s < 60:
-        return f'{s}s'
-    if s < 60 * 60:
-        return f'{s // 60}m {s % 60:02}s'
-    if s < 24 * 60 * 60:
-        return f'{s // 3600}h {s // 60 % 60:02}m {s % 60:02}s'
-    return f'{s // 86400}d {s // 3600 % 24:02}h {s // 60 % 60:02}m'
+from ..run_directory import OPTIONS_FILE, fakes_name
 
 
 def run_description(cfg, data_path, gpus, batch, gamma, desc=None):
@@ -97,38 +63,7 @@ def create_run_dir(outdir, cfg, data_path, gpus, batch, gamma, desc=None):
 def write_training_options(run_dir, options):
     """training_options.json: json with indent=2, keys in the caller's order
     (docs/eg3d-reference.md 7.2)."""
-    atomic_write(os.path.join(run_dir, 'training_options.json'), json.dumps(options, indent=2))
-
-
-def status_line(tick, kimg, total_sec, sec_per_tick, sec_per_kimg, maintenance_sec,
-                cpumem_gb, gpumem_gb, reserved_gb, augment_p):
-    """The per-tick progress line of the official trainer, field widths included."""
-    return ' '.join([
-        f'tick {tick:<5d}',
-        f'kimg {kimg:<8.1f}',
-        f'time {format_time(total_sec):<12s}',
-        f'sec/tick {sec_per_tick:<7.1f}',
-        f'sec/kimg {sec_per_kimg:<7.2f}',
-        f'maintenance {maintenance_sec:<6.1f}',
-        f'cpumem {cpumem_gb:<6.2f}',
-        f'gpumem {gpumem_gb:<6.2f}',
-        f'reserved {reserved_gb:<6.2f}',
-        f'augment {augment_p:.3f}',
-    ])
-
-
-STATUS_RE = re.compile(r'^tick (\d+)\s+kimg ([\d.]+)\s+time .+?\s+sec/tick ([\d.]+)\s+'
-                       r'sec/kimg ([\d.]+)')
-
-
-def parse_status_line(line):
-    """(tick, kimg, sec/tick, sec/kimg) of a `status_line` in log.txt, or None for other lines
-    (the Trainer tab reads progress from it before stats.jsonl has the tick)."""
-    match = STATUS_RE.match(line)
-    if match is None:
-        return None
-    return (int(match.group(1)), float(match.group(2)), float(match.group(3)),
-            float(match.group(4)))
+    atomic_write(os.path.join(run_dir, OPTIONS_FILE), json.dumps(options, indent=2))
 
 
 def append_jsonl(path, obj):
@@ -269,24 +204,6 @@ def save_image_grid(images, path, drange, grid_size):
     image = PIL.Image.fromarray(canvas[:, :, 0], 'L') if c == 1 else PIL.Image.fromarray(canvas, 'RGB')
     with atomic_open(path) as f:
         image.save(f, format='PNG')
-
-
-FAKES_SUFFIXES = {'rgb': '', 'raw': '_raw', 'depth': '_depth'}       # grid kind -> name suffix
-FAKES_RE = re.compile(r'^fakes(\d+)(' + '|'.join(FAKES_SUFFIXES.values()) + r')\.png$')
-
-
-def fakes_name(kimg, kind='rgb'):
-    """'fakesKKKKKK.png', '..._raw.png' or '..._depth.png' (KKKKKK = the snapshot's kimg)."""
-    return f'fakes{int(kimg):06d}{FAKES_SUFFIXES[kind]}.png'
-
-
-def fakes_kimg(name):
-    """(kimg, kind) of a `fakes_name` (any path), or None if it is not one."""
-    match = FAKES_RE.match(os.path.basename(str(name)))
-    if match is None:
-        return None
-    kind = next(k for k, suffix in FAKES_SUFFIXES.items() if suffix == match.group(2))
-    return int(match.group(1)), kind
 
 
 def save_fake_grids(outputs, run_dir, kimg, grid_size):

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from eg3d_runtime import run_directory as rd
+
 from . import run_reader
 
 SETTLED_SECONDS = 2.0       # a snapshot unchanged this long is completely written
@@ -71,8 +73,8 @@ def run_status(exists, lines):
     error = run_reader.crash_message(lines)
     if error:
         return 'crashed', error
-    ended = any(line.startswith('Exiting...') for line in lines)
-    if any(line.startswith('Stopped by request.') for line in lines):
+    ended = any(line.startswith(rd.EXIT_LINE) for line in lines)
+    if any(line.startswith(rd.STOPPED_LINE) for line in lines):
         return ('stopped' if ended else 'stopping'), None     # the final snapshot comes first
     return ('finished' if ended else 'running'), None
 
@@ -103,7 +105,7 @@ class RunMonitor:
 
     def __init__(self, run_dir):
         self.run_dir = Path(run_dir).expanduser().resolve()    # paths as the viewer has them
-        self.stats = run_reader.JsonlTail(self.run_dir / 'stats.jsonl')
+        self.stats = run_reader.JsonlTail(self.run_dir / rd.STATS_FILE)
         self.metric_tails = {}
         self.fakes_wanted = None              # path of the grid to load, set by the GUI
         self._series = {}
@@ -112,7 +114,7 @@ class RunMonitor:
         self._writer_check = (-HOLDER_RECHECK_SECONDS, False)   # (when, writer gone)
 
     def _poll_metrics(self):
-        for path in self.run_dir.glob('metric-*.jsonl'):
+        for path in self.run_dir.glob(rd.METRIC_GLOB):
             self.metric_tails.setdefault(path.name, run_reader.JsonlTail(path))
         changed = False
         for tail in self.metric_tails.values():
@@ -120,7 +122,7 @@ class RunMonitor:
         if changed:
             self._metrics = {}
             for name, tail in sorted(self.metric_tails.items()):
-                metric = name[len('metric-'):-len('.jsonl')]
+                metric = rd.metric_of_file(name)
                 for result, xy in run_reader.metric_series(tail.records).items():
                     self._metrics[f'{metric}/{result}' if result != metric else metric] = xy
 
@@ -142,7 +144,7 @@ class RunMonitor:
         now = time.time()
         when, gone = self._writer_check
         if now - when >= HOLDER_RECHECK_SECONDS:
-            gone = writer_gone(self.run_dir / 'log.txt', last_update, now)
+            gone = writer_gone(self.run_dir / rd.LOG_FILE, last_update, now)
             self._writer_check = (now, gone)
         return gone
 
@@ -151,12 +153,12 @@ class RunMonitor:
         if self.stats.poll():
             self._series = run_reader.stat_series(self.stats.records)
         self._poll_metrics()
-        lines = run_reader.read_tail(self.run_dir / 'log.txt')
+        lines = run_reader.read_tail(self.run_dir / rd.LOG_FILE)
         status, error = run_status(exists, lines)
-        options = run_reader.read_json(self.run_dir / 'training_options.json')
+        options = run_reader.read_json(self.run_dir / rd.OPTIONS_FILE)
         kimg, total, eta = progress(self._series, options, run_reader.last_status(lines))
         mtimes = []
-        for name in ('stats.jsonl', 'log.txt'):
+        for name in (rd.STATS_FILE, rd.LOG_FILE):
             try:
                 mtimes.append((self.run_dir / name).stat().st_mtime)
             except OSError:
@@ -167,7 +169,7 @@ class RunMonitor:
         return RunState(
             run_dir=self.run_dir, exists=exists, status=status, error=error,
             stats=self._series, metrics=self._metrics,
-            snapshots=tuple(run_reader.list_snapshots(self.run_dir)),
+            snapshots=tuple(rd.list_snapshots(self.run_dir)),
             fakes=run_reader.list_fakes(self.run_dir), log_tail=tuple(lines), kimg=kimg,
             total_kimg=total, eta_seconds=eta, last_update=last_update,
             bad_lines=self.stats.bad_lines + sum(t.bad_lines for t in self.metric_tails.values()),

@@ -4,7 +4,7 @@
 Every reader tolerates what a live or broken run leaves behind: NaN/Infinity literals, a
 half-written last line, files that are missing, truncated or replaced, and undecodable lines.
 No GUI imports: the Trainer tab calls these from a background thread. File names and line
-formats come from eg3d_runtime.training.run_files, where the trainer writes them.
+formats come from eg3d_runtime.run_directory, the contract the trainer writes by.
 """
 import json
 import os
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from eg3d_runtime.training.run_files import (FAKES_SUFFIXES, fakes_kimg, parse_status_line,
-                                             snapshot_kimg)
+from eg3d_runtime.run_directory import (FAKES_SUFFIXES, fakes_kimg, parse_status_line,
+                                        snapshot_kimg)
 
 TRACEBACK = 'Traceback (most recent call last):'
 
@@ -122,25 +122,6 @@ def metric_series(records):
             points.setdefault(name, []).append((kimg, stat_value(value)))
     return {name: tuple(np.array(v, dtype=np.float64) for v in zip(*pts))
             for name, pts in points.items()}
-
-
-def list_snapshots(run_dir):
-    """[(kimg, path, size, mtime)] of the network snapshots, oldest first."""
-    found = []
-    try:
-        entries = list(Path(run_dir).iterdir())
-    except OSError:
-        return []
-    for path in entries:
-        kimg = snapshot_kimg(path.name)
-        if kimg is None:
-            continue
-        try:
-            st = path.stat()
-        except OSError:
-            continue
-        found.append((kimg, path, st.st_size, st.st_mtime))
-    return sorted(found)
 
 
 def list_fakes(run_dir):

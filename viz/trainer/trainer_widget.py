@@ -7,7 +7,7 @@ from pathlib import Path
 
 from imgui_bundle import imgui
 
-from eg3d_runtime.training.run_files import format_time
+from eg3d_runtime.run_directory import format_time
 
 from . import training_process as tp
 from ..gui_helpers import button, label

@@ -15,13 +15,12 @@ import time
 from pathlib import Path
 
 from eg3d_runtime.files import cache_dir
-from eg3d_runtime.training.run_files import STOP_FILE
+from eg3d_runtime.run_directory import STOP_FILE, parse_output_dir
 
 from .run_reader import read_tail
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, '-m', 'eg3d_runtime.train']
-OUTPUT_DIR_PREFIX = 'Output directory: '
 
 
 def demo_data():
@@ -91,10 +90,7 @@ def find_output_dir(output_path, limit=1 << 20):
             text = f.read(limit).decode('utf-8', 'replace')
     except OSError:
         return None
-    for line in text.splitlines():
-        if line.startswith(OUTPUT_DIR_PREFIX):
-            return Path(line[len(OUTPUT_DIR_PREFIX):].strip()).expanduser()
-    return None
+    return next(filter(None, map(parse_output_dir, text.splitlines())), None)
 
 
 class TrainingProcess:
