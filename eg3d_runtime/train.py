@@ -24,7 +24,8 @@ import torch
 from .devices import cuda_available
 from .run_directory import LOG_FILE, STOP_FILE, output_dir_line
 from .training import run_files
-from .training.options import TrainError, build_options, build_parser
+from .training.options import TrainError, build_parser
+from .training.training_options import build_options
 from .training.resume import load_resume, resolve_resume_path, resume_args
 
 __all__ = ['main', 'build_parser', 'build_options', 'resume_args', 'TrainError']

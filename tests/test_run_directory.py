@@ -60,6 +60,7 @@ def test_the_output_dir_line_train_prints_is_the_one_the_trainer_tab_reads(tmp_p
     out = tmp_path / 'out.txt'
     out.write_text(capsys.readouterr().out)
     assert find_output_dir(out) == tmp_path / 'runs' / '00000-demo-figures2-gpus1-batch4-gamma1'
-    assert rd.parse_output_dir(rd.output_dir_line('~/r')) == rd.parse_output_dir('Output directory: ~/r')
+    assert rd.parse_output_dir(rd.output_dir_line('~/r')) == \
+        rd.parse_output_dir('Output directory: ~/r')
     assert rd.parse_output_dir('Output directory:') is None
     assert rd.parse_output_dir('Number of GPUs:      1') is None

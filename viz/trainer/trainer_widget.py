@@ -8,6 +8,7 @@ from pathlib import Path
 from imgui_bundle import imgui
 
 from eg3d_runtime.run_directory import format_time
+from eg3d_runtime.training.options import OPTION
 
 from . import training_process as tp
 from ..gui_helpers import button, label
@@ -197,6 +198,7 @@ class TrainerWidget:
             label(name, viz.label_w)
             imgui.set_next_item_width(-1)
             _, self.form[name] = imgui.input_text(f'##opt_{name}', self.form[name])
+            imgui.set_item_tooltip(OPTION[name].help)
         label('more', viz.label_w)
         imgui.set_next_item_width(-1)
         _, self.extra = imgui.input_text_with_hint('##extra', '--aug=ada --mirror=True ...',

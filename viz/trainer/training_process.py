@@ -16,6 +16,7 @@ from pathlib import Path
 
 from eg3d_runtime.files import cache_dir
 from eg3d_runtime.run_directory import STOP_FILE, parse_output_dir
+from eg3d_runtime.training.options import command_line
 
 from .run_reader import read_tail
 
@@ -28,8 +29,8 @@ def demo_data():
     return cache_dir() / 'demo-data-64.zip'
 
 
-# Command-line options of the seed recipes (names: docs/eg3d-reference.md 4.3); the form shows
-# them for editing.
+# The seed recipes: values of train.py options (eg3d_runtime.training.options.OPTIONS, by name;
+# docs/eg3d-reference.md 4.3); the form shows them for editing.
 _FFHQ = {'cfg': 'ffhq', 'gpus': 8, 'batch': 32, 'gamma': 1, 'gen_pose_cond': True}
 PRESETS = {
     # Curves every ~100 images (about a minute on a laptop CPU), a snapshot every 1 kimg (one
@@ -55,10 +56,9 @@ PRESETS = {
 
 
 def train_command(options, extra=''):
-    """argv of the trainer: `options` as --name=value (empty values left out), then `extra`."""
-    args = [f'--{name}={value}' for name, value in options.items()
-            if value is not None and str(value).strip() != '']
-    return TRAIN + args + shlex.split(extra)
+    """argv of the trainer: `options` ({option name: value}, empty values left out) spelled as
+    the option table spells them, then `extra`."""
+    return TRAIN + command_line(options) + shlex.split(extra)
 
 
 def dataset_command(dest):
