@@ -40,16 +40,16 @@ def test_without_a_gpu_one_line_and_exit_0(tmp_path):
 
 
 def test_missing_packages_both_answers():
-    present = {'trimesh': False, 'mcubes': False, 'scipy': True, 'OpenGL': True}
+    present = {'trimesh': False, 'skimage': False, 'scipy': True, 'OpenGL': True}
 
     def find_spec(name):
         if name == 'cuda.bindings':
             raise ModuleNotFoundError("No module named 'cuda'")
         return object() if present[name] else None
 
-    missing = gpu_check.missing_packages(['trimesh', 'mcubes', 'scipy'], find_spec)
-    assert missing == ['trimesh', 'PyMCubes']
-    assert gpu_check.skip_reason(missing) == ('missing trimesh, PyMCubes (pass --wheels DIR, see '
+    missing = gpu_check.missing_packages(['trimesh', 'skimage', 'scipy'], find_spec)
+    assert missing == ['trimesh', 'scikit-image']
+    assert gpu_check.skip_reason(missing) == ('missing trimesh, scikit-image (pass --wheels DIR, see '
                                               'tools/fetch_gpu_wheels.sh)')
     assert gpu_check.missing_packages(['OpenGL', 'cuda.bindings'], find_spec) == ['cuda-bindings']
     assert gpu_check.missing_packages(['OpenGL', 'scipy'], find_spec) == []
@@ -73,7 +73,7 @@ def test_summary_table_one_line_per_step():
     rows = [{'step': 'CUDA tests', 'result': 'PASS', 'seconds': 12.34, 'peak_gb': 1.5,
              'detail': '2 passed in 10.1s'},
             {'step': 'mesh export 512^3 glb (cuda)',
-             'result': 'skipped: missing trimesh, PyMCubes (pass --wheels DIR)'},
+             'result': 'skipped: missing trimesh, scikit-image (pass --wheels DIR)'},
             {'step': 'train ffhq 512', 'result': 'FAIL', 'seconds': 99.0, 'peak_gb': None,
              'detail': 'no first-tick line'}]
     lines = gpu_check.format_table(rows).splitlines()
@@ -81,7 +81,7 @@ def test_summary_table_one_line_per_step():
     assert lines[0].split() == ['step', 'result', 'time', 's', 'peak', 'GB', 'detail']
     assert lines[1].split() == ['CUDA', 'tests', 'PASS', '12.3', '1.5', '2', 'passed', 'in',
                                 '10.1s']
-    assert lines[2].endswith('  skipped: missing trimesh, PyMCubes (pass --wheels DIR)')
+    assert lines[2].endswith('  skipped: missing trimesh, scikit-image (pass --wheels DIR)')
     assert lines[3].split()[3:6] == ['FAIL', '99.0', '-']
     assert lines[-1] == '1 passed, 1 failed, 1 skipped'
     assert lines[1].index('PASS') == lines[3].index('FAIL')

@@ -2,14 +2,14 @@
 # On a machine with internet: the wheels tools/gpu_check.sh needs on a GPU machine without it
 # (python 3.12, x86-64 Linux), pinned as in requirements.txt. Copy DIR over, then run
 #   tools/gpu_check.sh --wheels DIR
-# Usage: tools/fetch_gpu_wheels.sh DIR [PACKAGE ...]   (default: trimesh PyMCubes PyOpenGL; add
-# scipy if that machine lacks it too)
+# Usage: tools/fetch_gpu_wheels.sh DIR [PACKAGE ...]   (default: trimesh scikit-image lazy-loader
+# PyOpenGL; add scipy if that machine lacks it too)
 set -u
 cd "$(dirname "$0")/.." || exit 1
 [ $# -ge 1 ] || { echo "usage: tools/fetch_gpu_wheels.sh DIR [PACKAGE ...]" >&2; exit 2; }
 dest=$1; shift
 packages=("$@")
-[ ${#packages[@]} -gt 0 ] || packages=(trimesh PyMCubes PyOpenGL)
+[ ${#packages[@]} -gt 0 ] || packages=(trimesh scikit-image lazy-loader PyOpenGL)
 mkdir -p "$dest" || exit 1
 for name in "${packages[@]}"; do
     pin=$(grep -i "^$name==" requirements.txt) ||

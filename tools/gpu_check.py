@@ -22,7 +22,8 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUDGET_S = 460          # under 8 minutes with the start-up around it
-PACKAGES = {'OpenGL': 'PyOpenGL', 'mcubes': 'PyMCubes', 'cuda.bindings': 'cuda-bindings'}
+PACKAGES = {'OpenGL': 'PyOpenGL', 'skimage': 'scikit-image', 'lazy_loader': 'lazy-loader',
+            'cuda.bindings': 'cuda-bindings'}
 WHEELS_HINT = '(pass --wheels DIR, see tools/fetch_gpu_wheels.sh)'
 EGL_HINT = ('apt-get download libegl1 libglvnd0 libopengl0, dpkg -x each into DIR, then run with '
             'LD_LIBRARY_PATH=DIR/usr/lib/x86_64-linux-gnu')
@@ -261,7 +262,7 @@ def steps(tmp, python):
          check_render_bench(os.path.join(tmp, 'bench.json')), None, None),
         ('interop read-back (EGL)', ['OpenGL', 'cuda.bindings'], 60,
          [python, os.path.abspath(__file__), '--interop'], check_interop, egl_problem(), None),
-        ('mesh export 512^3 glb (cuda)', ['trimesh', 'mcubes', 'scipy'], 120,
+        ('mesh export 512^3 glb (cuda)', ['trimesh', 'skimage', 'lazy_loader', 'scipy'], 120,
          [python, 'shapes_export.py', '--network', 'checkpoints/demo.pkl', '--resolution', '512',
           '--format', 'glb', '--colors', '--device', 'cuda', '--outdir',
           os.path.join(tmp, 'shapes'), '--bench'],

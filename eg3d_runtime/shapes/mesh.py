@@ -1,11 +1,11 @@
 """Meshes of the level set: marching cubes in world coordinates, the optional clean-up (largest
 component, Taubin smoothing), vertex colours and the official voxel-unit convention."""
-import mcubes
 import numpy as np
 import torch
 import trimesh
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from skimage.measure import marching_cubes as lewiner_marching_cubes
 
 from .formats import srgb_to_linear
 from .options import CHUNK_POINTS, ShapeExportError
@@ -14,9 +14,13 @@ from .sampling import sample_volume
 
 def marching_cubes(volume, first, resolution, box_warp, level):
     """Triangles of the level set of `volume` (grid indices starting at `first` on each axis), in
-    world coordinates. PyMCubes orients faces outward when the inside is above the level."""
-    vertices, faces = mcubes.marching_cubes(volume, float(level))
-    vertices = (vertices + first) * (box_warp / (resolution - 1)) - box_warp / 2
+    world coordinates, faces outward. scikit-image's marching cubes, as the official code uses
+    (wheels for every supported Python); 'ascent' because the inside is above the level."""
+    if not volume.min() <= level <= volume.max():     # scikit-image refuses such a level
+        return trimesh.Trimesh(np.zeros((0, 3)), np.zeros((0, 3), np.int64), process=False)
+    vertices, faces, _, _ = lewiner_marching_cubes(volume, float(level),
+                                                   gradient_direction='ascent')
+    vertices = (vertices.astype(np.float64) + first) * (box_warp / (resolution - 1)) - box_warp / 2
     return trimesh.Trimesh(vertices, faces.astype(np.int64), process=False)
 
 
