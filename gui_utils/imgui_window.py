@@ -6,21 +6,23 @@ import imgui_bundle
 from imgui_bundle import imgui, implot
 from imgui_bundle.python_backends.glfw_backend import GlfwRenderer
 
+from . import imgui_compat
 from .window import GlfwWindow
 
 FONT_PATH = os.path.join(os.path.dirname(imgui_bundle.__file__), 'assets', 'fonts', 'Roboto',
                          'Roboto-Regular.ttf')
+FONT_SIZE = 16
 
 
 class ImguiWindow(GlfwWindow):
     def __init__(self, title, width, height, headless=False, vsync=False, close_on_esc=True):
         super().__init__(title, width, height, headless=headless, vsync=vsync)
-        self.context = imgui.create_context()
+        self.context = imgui_compat.create_context()
         implot.create_context()
         io = imgui.get_io()
-        io.set_ini_filename(None)                  # no imgui.ini dropped in the working directory
+        imgui_compat.no_ini_file(io)
         io.config_drag_click_to_input_text = True
-        io.fonts.add_font_from_file_ttf(FONT_PATH, 16)   # bundled font: nothing is downloaded
+        io.fonts.add_font_from_file_ttf(FONT_PATH, FONT_SIZE)   # bundled: nothing is downloaded
         self.renderer = GlfwRenderer(self.handle)
         if close_on_esc:
             self._chain_escape()
@@ -28,7 +30,7 @@ class ImguiWindow(GlfwWindow):
         style = imgui.get_style()
         style.frame_rounding = style.grab_rounding = style.popup_rounding = 3
         style.window_rounding = 0
-        self.font_size = 16
+        self.font_size = FONT_SIZE
 
     def _chain_escape(self):
         renderer_callback = self.renderer.keyboard_callback
@@ -41,9 +43,9 @@ class ImguiWindow(GlfwWindow):
         glfw.set_key_callback(self.handle, on_key)
 
     def set_font_size(self, size):
-        """Scale all text (Dear ImGui >= 1.92 rasterises fonts at any size on demand)."""
+        """Scale all text."""
         self.font_size = max(8, round(size))
-        imgui.get_style().font_size_base = self.font_size
+        imgui_compat.set_font_size(self.font_size, FONT_SIZE)
 
     def begin_frame(self):
         super().begin_frame()
@@ -60,5 +62,5 @@ class ImguiWindow(GlfwWindow):
     def destroy(self):
         self.renderer.shutdown()
         implot.destroy_context()
-        imgui.destroy_context(self.context)
+        imgui_compat.destroy_context(self.context)
         super().destroy()

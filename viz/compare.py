@@ -9,6 +9,7 @@ import numpy as np
 from imgui_bundle import imgui
 from PIL import Image, ImageDraw
 
+from gui_utils import imgui_compat
 from gui_utils.gl_texture import Texture
 
 from .frame_renderer import FrameRenderer, RenderResult
@@ -237,7 +238,7 @@ class CompareView:
         if texture is None or (key != 'difference' and key not in self.shown):
             return None
         rect = fit(texture.width, texture.height, x, y, w, h)
-        draw.add_image(imgui.ImTextureRef(texture.id), imgui.ImVec2(rect[0], rect[1]),
+        draw.add_image(imgui_compat.texture(texture.id), imgui.ImVec2(rect[0], rect[1]),
                        imgui.ImVec2(rect[2], rect[3]))
         return rect
 
@@ -245,7 +246,7 @@ class CompareView:
         """Panel 1 over panel 0 to the right of the wipe line."""
         x0, y0, x1, y1 = rect
         split = x0 + (x1 - x0) * self.wipe
-        draw.add_image(imgui.ImTextureRef(self.textures[1].id), imgui.ImVec2(split, y0),
+        draw.add_image(imgui_compat.texture(self.textures[1].id), imgui.ImVec2(split, y0),
                        imgui.ImVec2(x1, y1), imgui.ImVec2(self.wipe, 0), imgui.ImVec2(1, 1))
         draw.add_line(imgui.ImVec2(split, y0), imgui.ImVec2(split, y1), 0xFFFFFFFF, 2)
 

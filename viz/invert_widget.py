@@ -14,6 +14,7 @@ from imgui_bundle import imgui
 from eg3d_runtime import views
 from eg3d_runtime.invert import Settings, invert, load_inputs, make_outdir, write_outputs
 from eg3d_runtime.inversion.targets import InversionError, dataset_camera
+from gui_utils import imgui_compat
 from gui_utils.gl_texture import Texture
 
 from .background import BackgroundTask
@@ -177,7 +178,7 @@ class InvertWidget(BackgroundTask):
             self._texture.update(self._preview)
             imgui.set_cursor_pos_x(viz.label_w)
             side = viz.button_w * 2
-            imgui.image(imgui.ImTextureRef(self._texture.id), imgui.ImVec2(side, side))
+            imgui.image(imgui_compat.texture(self._texture.id), imgui.ImVec2(side, side))
 
     def render_fields(self):
         return {}

@@ -2,6 +2,8 @@
 Hooks are attached only while this section is open."""
 from imgui_bundle import imgui
 
+from gui_utils import imgui_compat
+
 from .gui_helpers import button, label
 
 OUTPUT = 'output (render type above)'
@@ -30,7 +32,7 @@ class LayerWidget:
             imgui.text_disabled('Backbone layers are hidden while tri-planes are reused '
                                 '(Rendering > Cache).')
         imgui.begin_child('##layers', imgui.ImVec2(0, viz.font_size * 9),
-                          imgui.ChildFlags_.borders)
+                          imgui_compat.CHILD_BORDERS)
         if imgui.selectable(OUTPUT, self.layer is None)[0]:
             self.layer = None
         for name, shape in layers:

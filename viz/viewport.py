@@ -2,6 +2,7 @@
 left-drag to orbit, right-drag to move across the seed grid, and a quality/timing overlay."""
 from imgui_bundle import imgui
 
+from gui_utils import imgui_compat
 from gui_utils.gl_texture import Texture
 
 WINDOW_FLAGS = (imgui.WindowFlags_.no_decoration | imgui.WindowFlags_.no_move
@@ -71,7 +72,7 @@ class Viewport:
         if self.texture is not None and self.result is not None and self.result.image is not None:
             self.image_rect = fit(self.texture.width, self.texture.height, x, y, w, h)
             x0, y0, x1, y1 = self.image_rect
-            draw.add_image(imgui.ImTextureRef(self.texture.id), imgui.ImVec2(x0, y0),
+            draw.add_image(imgui_compat.texture(self.texture.id), imgui.ImVec2(x0, y0),
                            imgui.ImVec2(x1, y1))
         self._overlay(draw, x, y, w, h)
         imgui.end()

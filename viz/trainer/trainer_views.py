@@ -3,6 +3,7 @@ slider. Both draw only from a RunState that the monitor thread has already read.
 import numpy as np
 from imgui_bundle import imgui, implot
 
+from gui_utils import imgui_compat
 from gui_utils.gl_texture import Texture
 
 # Curve groups: title -> stats.jsonl names (Schedule/* exist only in our runs).
@@ -113,7 +114,7 @@ class FakesView:
             self.shown_path = path
         if self.texture is not None and self.shown_path is not None:
             h = width * self.texture.height / max(self.texture.width, 1)
-            imgui.image(imgui.ImTextureRef(self.texture.id), imgui.ImVec2(width, h))
+            imgui.image(imgui_compat.texture(self.texture.id), imgui.ImVec2(width, h))
             imgui.text_disabled(self.shown_path.name)
 
     def delete(self):

@@ -9,6 +9,7 @@ from imgui_bundle import imgui
 
 from eg3d_runtime.run_directory import format_time
 from eg3d_runtime.training.options import OPTION
+from gui_utils import imgui_compat
 
 from . import training_process as tp
 from ..gui_helpers import button, label
@@ -225,7 +226,7 @@ class TrainerWidget:
 
     def _log(self, state):
         imgui.begin_child('##logtail', imgui.ImVec2(-1, self.viz.font_size * 14),
-                          imgui.ChildFlags_.borders, imgui.WindowFlags_.horizontal_scrollbar)
+                          imgui_compat.CHILD_BORDERS, imgui.WindowFlags_.horizontal_scrollbar)
         for line in state.log_tail[-200:]:
             imgui.text_unformatted(line)
         if imgui.get_scroll_y() >= imgui.get_scroll_max_y() - 1:
