@@ -1,5 +1,8 @@
+import contextlib
+import http.server
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +21,34 @@ def relative_rms(actual, expected):
     actual = np.asarray(actual, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     return float(np.sqrt(np.mean((actual - expected) ** 2)) / np.sqrt(np.mean(expected ** 2)))
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A request handler for the tests' local servers: `reply` sends a whole answer, no logging."""
+    def reply(self, code, body, content_type=None):
+        self.send_response(code)
+        if content_type:
+            self.send_header('Content-Type', content_type)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def local_server(handler):
+    """Serves `handler` on 127.0.0.1 from a thread; yields http://127.0.0.1:PORT."""
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f'http://127.0.0.1:{server.server_port}'
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 @pytest.fixture(scope='session')

@@ -1,9 +1,7 @@
 """Training metrics: FID maths, statistics (single and multi-process), cache, detector file."""
 import hashlib
-import http.server
 import json
 import os
-import threading
 
 import numpy as np
 import PIL.Image
@@ -16,6 +14,8 @@ from eg3d_runtime.metrics import (METRICS, MetricUnavailable, calc_metric, datas
                                   report_metric)
 from eg3d_runtime.metrics import inception
 from eg3d_runtime.metrics.fid import FeatureStats
+
+from conftest import QuietHandler, local_server
 
 # Names train.py accepts (docs/eg3d-reference.md 4.3).
 OFFICIAL_NAMES = ['fid50k_full', 'kid50k_full', 'pr50k3_full', 'ppl2_wend', 'eqt50k_int',
@@ -386,33 +386,22 @@ def test_weights_path_prefers_argument_then_environment_then_cache(tmp_path, mon
     assert inception.weights_path(str(arg_file)) == arg_file
 
 
-class _RangeServer(http.server.BaseHTTPRequestHandler):
+class _RangeServer(QuietHandler):
     payload = b''
     ranges = []
 
     def do_GET(self):
         start = int(self.headers['Range'][6:-1]) if self.headers['Range'] else 0
         type(self).ranges.append(start)
-        body = self.payload[start:]
-        self.send_response(206 if start else 200)
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+        self.reply(206 if start else 200, self.payload[start:])
 
 
 @pytest.fixture
 def range_server():
     _RangeServer.payload = os.urandom(3_000_000)
     _RangeServer.ranges = []
-    server = http.server.HTTPServer(('127.0.0.1', 0), _RangeServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f'http://127.0.0.1:{server.server_port}/w.pth'
-    server.shutdown()
-    server.server_close()
+    with local_server(_RangeServer) as url:
+        yield f'{url}/w.pth'
 
 
 def test_download_resumes_checks_the_hash_and_moves_into_place(tmp_path, range_server):

@@ -12,7 +12,9 @@ packages=("$@")
 [ ${#packages[@]} -gt 0 ] || packages=(trimesh scikit-image lazy-loader PyOpenGL)
 mkdir -p "$dest" || exit 1
 for name in "${packages[@]}"; do
-    pin=$(grep -i "^$name==" requirements.txt) ||
+    # The pin for Python 3.11 and later, where a marker gives Python 3.10 another.
+    pin=$(grep -i "^$name==" requirements.txt | grep -v 'python_version < "3.11"' | sed 's/ *;.*//')
+    [ -n "$pin" ] ||
         { echo "fetch_gpu_wheels.sh: requirements.txt: no pin for $name" >&2; exit 1; }
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
         --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
