@@ -21,7 +21,8 @@ class FoldedBlock:
             up = block.conv0.up > 1
             kind = 'up3' if up else 'conv3'
             h_in = in_res if in_res else (res // 2 if up else res)
-            method = fc.choose_method(device, h_in, kind, winograd and wino_ok, min_tiles)
+            method = fc.choose_method(device, h_in, kind, winograd and wino_ok, min_tiles,
+                                      block.conv0.in_channels)
             self.conv0 = fc.fold_layer(block.conv0, ws[i], noise_mode, method, dtype)
             i += 1
         method = fc.choose_method(device, res, 'conv3', winograd and wino_ok, min_tiles)
@@ -37,11 +38,11 @@ class FoldedBlock:
             x = self.const
         else:
             h = x.shape[0] * (2 if self.conv0.kind == 'up3' else 1)
-            out = workspace.get(name + '.conv0', (h, h, self.conv0.out_channels), torch.float32,
-                                x.device)
+            out = workspace.get(name + '.conv0', (h, h, self.conv0.out_channels),
+                                self.conv0.out_dtype, x.device)
             x = self.conv0(x, out)
         out = workspace.get(name + '.conv1', (*x.shape[:2], self.conv1.out_channels),
-                            torch.float32, x.device)
+                            self.conv1.out_dtype, x.device)
         x = self.conv1(x, out)
         if img is not None and self.upsamples:
             img = fc.upsample2x(img) if self.default_filter else \

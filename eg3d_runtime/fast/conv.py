@@ -9,12 +9,19 @@ convolution (`fold_layer`, `fold_torgb`) and runs it on NHWC images ([H, W, C], 
   rewritten as ONE 3x3 convolution at the input resolution with 4x the output channels, one group
   per output phase, followed by a pixel shuffle (the phase kernels are derived numerically from
   the reference op, so the two agree by construction);
+- on CPUs the up-sampling convolution with many input channels runs as the reference op does,
+  a transposed strided 3x3 convolution (9 taps per INPUT pixel, a quarter of the phase form's)
+  then the FIR filter as a depthwise 4x4 convolution: measured 2-2.5x faster than the phase
+  form as Winograd for 256-512 input channels (and no 16x larger Winograd weights per w);
 - 3x3 convolutions run either as a direct convolution (oneDNN/cuDNN, channels last) or, on CPUs,
-  as Winograd F(4x4, 3x3) in row strips: 36 batched GEMMs instead of 9 taps per output pixel
-  (2.25x fewer multiplications, error ~3e-6 relative in float32), with the epilogue applied to
+  as Winograd F(4x4, 3x3) in row strips: 36 batched GEMMs instead of 144 multiplications per
+  4x4 output tile (4x fewer, error ~3e-6 relative in float32), with the epilogue applied to
   each strip while it is still in cache;
+- on CPUs, oneDNN writes a direct convolution (and the FIR after a transposed one) straight into
+  the output buffer, bias and noise added in the same pass (`fused_conv_supported`); in a 16-bit
+  format the result stays in that format for the next layer (no conversion passes);
 - big intermediate images live in reusable buffers (`Workspace`), so a frame does not page-fault
-  on fresh 100+ MB allocations.
+  on fresh 100+ MB allocations (measured: a fresh 64 MB buffer costs 7x its reuse here).
 
 Everything is plain PyTorch and runs unchanged on CUDA (where the direct path is used).
 """
@@ -36,6 +43,55 @@ _AT = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 
 
 # Target size of one strip's transformed input (bytes); 2-4 MB measured best on 2 cores.
 STRIP_BYTES = 3 << 20
+# Up-sampling convolutions with at least this many input channels run transposed on CPUs; with
+# fewer (the super-resolution's first layer, 32) the phase form as Winograd was faster.
+TRANSPOSED_MIN_CHANNELS = 128
+# Output bytes of one row strip of a oneDNN convolution on CPU workers (2 MB: 16-row strips of
+# the 512x512x128 bf16 layer, measured best of 2-32 strips).
+FUSED_STRIP_BYTES = 2 << 20
+
+
+@functools.lru_cache(maxsize=None)
+def fused_conv_supported(dtype):
+    """Whether oneDNN can add a convolution's result (+ bias) into an existing buffer in `dtype`
+    on this CPU (a private op, `mkldnn._convolution_pointwise_`; 16-bit formats need CPU
+    support): probed once per format against F.conv2d, else convolutions return a new tensor
+    that is copied into the buffer."""
+    try:
+        g = torch.Generator().manual_seed(0)     # a probe must not move the frame's numbers
+        x = torch.randn(1, 4, 5, 5, generator=g).to(dtype).contiguous(
+            memory_format=torch.channels_last)
+        w = torch.randn(3, 4, 3, 3, generator=g).to(dtype).contiguous(
+            memory_format=torch.channels_last)
+        b = torch.randn(3, generator=g).to(dtype)
+        out = torch.ones(1, 3, 5, 5, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        _fused_conv(out, x, w, b, 1, padding=(1, 1))
+        ref = F.conv2d(x.float(), w.float(), b.float(), padding=1) + 1
+        return bool(torch.allclose(out.float(), ref, rtol=2e-2, atol=2e-2))
+    except Exception:
+        return False
+
+
+def _fused_conv(out, x, weight, bias, groups, padding=(0, 1)):
+    """out += conv(x, weight) + bias, in place (NCHW views, channels last); by default padded
+    along the width only (row strips bring their neighbouring rows)."""
+    torch.ops.mkldnn._convolution_pointwise_(out, x, weight, bias, list(padding), [1, 1],
+                                             [1, 1], groups, 'add', 1.0, None, [], None)
+
+
+def _nchw(x):
+    """[H, W, C] -> the channels-last [1, C, H, W] view oneDNN takes."""
+    return x.permute(2, 0, 1).unsqueeze(0)
+
+
+def _rows(x, lo, hi):
+    """Rows lo .. hi of an NHWC image, zero rows where they fall outside it."""
+    h = x.shape[0]
+    if lo >= 0 and hi <= h:
+        return x[lo:hi]
+    padded = x.new_zeros(hi - lo, *x.shape[1:])
+    padded[max(lo, 0) - lo:min(hi, h) - lo].copy_(x[max(lo, 0):min(hi, h)])
+    return padded
 
 
 @functools.lru_cache(maxsize=None)
@@ -191,9 +247,19 @@ class FixedConv:
         self.out_channels, self.in_channels = weight.shape[:2]
         self.bias = bias.float().contiguous()
         self.u = self.weight = None
+        cpu = weight.device.type == 'cpu'
+        # oneDNN writes into the output buffer; in a 16-bit format the output keeps it
+        self.fused = cpu and method in ('direct', 'transposed') and kind != 'conv1' \
+            and fused_conv_supported(dtype)
+        self.out_dtype = dtype if self.fused else torch.float32
         if method == 'transposed':
-            self.weight = weight.to(dtype)
-            self.filter = resample_filter
+            # the reference op's transposed convolution ([Ci, Co, 3, 3], not flipped), then its
+            # FIR filter (flipped: upfirdn2d convolves) with the up-sampling gain 4, depthwise
+            self.weight = weight.transpose(0, 1).to(dtype).contiguous(
+                memory_format=torch.channels_last)
+            fir = resample_filter.float().flip([0, 1]) * 4
+            self.fir = fir.expand(self.out_channels, 1, *fir.shape).to(dtype).contiguous()
+            self.conv_bias = self.bias.to(dtype)
             return
         if method == 'winograd':
             if kind == 'up3':
@@ -234,7 +300,7 @@ class FixedConv:
         h, w = x.shape[:2]
         ho, wo = (2 * h, 2 * w) if self.kind == 'up3' else (h, w)
         if out is None:
-            out = torch.empty(ho, wo, self.out_channels, dtype=x.dtype, device=x.device)
+            out = torch.empty(ho, wo, self.out_channels, dtype=self.out_dtype, device=x.device)
         if self.method == 'winograd':
             if h % 4 == 0 and w % 4 == 0:
                 return self._winograd(x, out)
@@ -244,28 +310,60 @@ class FixedConv:
             full = self._winograd(F.pad(x, (0, 0, 0, wpad, 0, hp)))
             out.copy_(full[:s * h, :s * w])
             return out
-        xin = x.to(self.dtype).permute(2, 0, 1).unsqueeze(0)             # channels-last NCHW view
-        if self.method == 'transposed':
-            y = ops.conv2d_resample(xin, self.weight, f=self.filter.to(self.dtype), up=2,
-                                    padding=1, flip_weight=False)
-            out.copy_(y[0].permute(1, 2, 0)).add_(self.bias)
-        elif self.kind == 'conv1':
+        if self.kind == 'conv1':
             # 1x1: a matrix product on the NHWC pixels (oneDNN's 1x1 path copies to NCHW).
             wmat = self.weight.reshape(self.out_channels, self.in_channels).t()
-            torch.addmm(self.conv_bias, x.reshape(-1, self.in_channels).to(self.dtype), wmat,
-                        out=out.view(-1, self.out_channels)) if out.dtype == self.dtype else \
-                out.view(-1, self.out_channels).copy_(torch.addmm(
-                    self.conv_bias, x.reshape(-1, self.in_channels).to(self.dtype), wmat))
-        else:
-            y = F.conv2d(xin, self.weight, self.conv_bias, padding=1)
-            y = y[0].permute(1, 2, 0)                                      # [h, w, C'] view
-            if self.kind == 'up3':
-                y = y.reshape(h, w, 2, 2, self.out_channels).permute(0, 2, 1, 3, 4)
-                out.view(h, 2, w, 2, self.out_channels).copy_(y)
+            pixels = x.reshape(-1, self.in_channels).to(self.dtype)
+            if out.dtype == self.dtype:
+                torch.addmm(self.conv_bias, pixels, wmat, out=out.view(-1, self.out_channels))
             else:
-                out.copy_(y)
-        self._epilogue(out, self._noise_map(ho, wo, x.device))
+                out.view(-1, self.out_channels).copy_(torch.addmm(self.conv_bias, pixels, wmat))
+            return self._epilogue(out, None)
+        noise = self._noise_map(ho, wo, x.device)
+        if self.fused:
+            return self._fused(x, out, noise)
+        xin = _nchw(x.to(self.dtype))
+        weight, groups = self.weight, 1
+        if self.method == 'transposed':
+            xin = F.conv_transpose2d(xin, self.weight, stride=2)          # [1, Co, 2h+1, 2w+1]
+            weight, groups = self.fir, self.out_channels
+        y = F.conv2d(xin, weight, self.conv_bias, padding=1, groups=groups)[0].permute(1, 2, 0)
+        if self.method == 'polyphase':                                     # [h, w, 4 Co]
+            y = y.reshape(h, w, 2, 2, self.out_channels).permute(0, 2, 1, 3, 4)
+            out.view(h, 2, w, 2, self.out_channels).copy_(y)
+        else:
+            out.copy_(y)
+        return self._epilogue(out, noise)
+
+    def _fused(self, x, out, noise):
+        """CPU, oneDNN writing into `out`: row strips on the worker threads (each with one
+        intra-op thread, so a core taken by another process only slows its own strips; measured
+        18% faster than one two-thread call under load), small enough to stay in cache."""
+        rows = max(2, FUSED_STRIP_BYTES // (out.shape[1] * out.shape[2] * out.element_size()))
+        rows += rows % 2                                       # up-sampling: whole input rows
+        strips = [(r0, min(r0 + rows, out.shape[0])) for r0 in range(0, out.shape[0], rows)]
+        parallel_map(lambda strip: self._fused_strip(x, out, noise, *strip), strips, x.device)
         return out
+
+    def _fused_strip(self, x, out, noise, r0, r1):
+        """Output rows r0 .. r1 from the input rows they depend on (zeros beyond the image);
+        padding only along the rows' width."""
+        o = out[r0:r1]
+        if noise is None:
+            o.zero_()
+        else:
+            o.copy_(noise[r0:r1, :, None].expand_as(o))
+        if self.method == 'transposed':
+            # output rows [2a, 2b) filter rows 2a-1 .. 2b+1 of the transposed convolution,
+            # which input rows a-1 .. b give; its first and last rows are not needed
+            src = _nchw(_rows(x, r0 // 2 - 1, r1 // 2 + 1).to(self.dtype))
+            src = F.conv_transpose2d(src, self.weight, stride=2)[:, :, 1:-1]
+            weight, groups = self.fir, self.out_channels
+        else:
+            src = _nchw(_rows(x, r0 - 1, r1 + 1).to(self.dtype))
+            weight, groups = self.weight, 1
+        _fused_conv(_nchw(o), src, weight, self.conv_bias, groups)
+        self._epilogue(o, None)
 
     def _winograd(self, x, out=None):
         h, w, ci = x.shape
@@ -381,13 +479,16 @@ def fold_torgb(layer, w, dtype=torch.float32):
                      dtype=dtype)
 
 
-def choose_method(device, h_in, kind, winograd=True, min_tiles=64):
-    """Per layer: Winograd on CPU where the image has enough 4x4 tiles to amortise the weight
-    transform; else a direct convolution (transposed + FIR for up-sampling on CPU, the
-    polyphase 3x3 form on CUDA, where cuDNN is fastest on plain 3x3 convolutions)."""
+def choose_method(device, h_in, kind, winograd=True, min_tiles=64, in_channels=None):
+    """Per layer: on CPU, up-sampling from TRANSPOSED_MIN_CHANNELS input channels transposed;
+    Winograd where the image has enough 4x4 tiles to amortise the weight transform; else a
+    direct convolution (transposed + FIR for up-sampling on CPU, the polyphase 3x3 form on
+    CUDA, where cuDNN is fastest on plain 3x3 convolutions)."""
     if kind == 'conv1':
         return 'direct'
     if device.type == 'cpu':
+        if kind == 'up3' and (in_channels or 0) >= TRANSPOSED_MIN_CHANNELS:
+            return 'transposed'
         if winograd and h_in % 4 == 0 and (h_in // 4) ** 2 >= min_tiles:
             return 'winograd'
         return 'transposed' if kind == 'up3' else 'direct'
@@ -401,5 +502,6 @@ def params_signature(module):
 
 
 __all__ = ['FixedConv', 'Workspace', 'fold_layer', 'fold_torgb', 'winograd_weights',
+           'fused_conv_supported',
            'polyphase_weights', 'upsample2x', 'upsample_image', 'choose_method',
            'params_signature']

@@ -6,8 +6,10 @@ RMS error ~1e-6 in float32; within 1e-2 with reduced precision). Where the time 
 done about it, per stage of a frame:
 
 - backbone (new w only): modulation and demodulation are folded into plain convolution weights
-  for this w; up-sampling convolutions become one 3x3 convolution per output phase; big layers
-  run as Winograd F(4x4, 3x3) on CPU (conv.py, blocks.py); NHWC throughout, buffers reused. With
+  for this w; on CPU big 3x3 layers run as Winograd F(4x4, 3x3), up-sampling layers as a
+  transposed convolution + FIR, the rest as oneDNN convolutions into reused buffers, in row
+  strips (conv.py, blocks.py); on CUDA up-sampling is one 3x3 convolution per output phase;
+  NHWC throughout, buffers reused. With
   noise_mode 'const'/'none' the planes of the last w are kept, so repeated `G.planes(ws)` /
   `G.sample_mixed` calls (mesh export) do not recompute the backbone.
 - tri-plane table (once per set of planes): the planes as one padded channels-last table.

@@ -33,8 +33,9 @@ DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 # within timing noise keeps float32, which is exact to ~1e-6.
 MARGIN = 0.9
 # Version of the measurement, part of every record's key: records an older measurement made
-# are ignored (and dropped when the file is next written). 2: full-size super-resolution.
-VERSION = 2
+# are ignored (and dropped when the file is next written). 2: full-size super-resolution;
+# 3: the kernels changed what wins (transposed up-sampling, 16-bit outputs kept, row strips).
+VERSION = 3
 # Timing rounds (each format once per round, interleaved) after one warm-up run each; after two
 # rounds a format taking under 1/CLEAR of the other's time decides without the third.
 ROUNDS = 3
