@@ -60,14 +60,23 @@ def _frames(G, **kw):
     return fast, ref
 
 
+def _busy(seconds):
+    """A stand-in for a measured piece: `seconds` of CPU time (the measurement's clock)."""
+    def run():
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            pass
+    return run
+
+
 def _simulate_timings(monkeypatch, seconds):
-    """Replace the measured piece by sleeps of `seconds[name]`; returns the formats timed."""
+    """Replace the measured piece by `seconds[name]` of work; returns the formats timed."""
     made = []
 
     def runner(G, device, dtype, winograd, workspace=None):
         name = precision.name_of(dtype)
         made.append(name)
-        return lambda: time.sleep(seconds[name])
+        return _busy(seconds[name])
     monkeypatch.setattr(precision, 'superresolution_runner', runner)
     return made
 
@@ -207,9 +216,9 @@ def test_records_of_another_measurement_version_are_ignored_and_dropped(G, monke
     assert stored.startswith(f'v{precision.VERSION} | ')
 
 
-def test_one_slow_sample_does_not_decide(monkeypatch):
+def test_one_slow_sample_does_not_decide():
     """Minima over interleaved rounds: one run of fp32 slowed by another process leaves it
-    chosen; a clear difference stops after two rounds."""
+    chosen; a clear difference stops after two rounds. (A fake clock: the durations given.)"""
     durations = {'fp32': iter([0.0, 0.03, 0.004, 0.004]), 'bf16': iter([0.0, 0.005, 0.005,
                                                                          0.005])}
     clock = [0.0]
@@ -218,12 +227,13 @@ def test_one_slow_sample_does_not_decide(monkeypatch):
         def run():
             clock[0] += next(durations[name])
         return run
-    monkeypatch.setattr(precision.time, 'perf_counter', lambda: clock[0])
-    times = precision._time_formats({name: runner(name) for name in durations}, 3)
+    times = precision._time_formats({name: runner(name) for name in durations}, 3,
+                                    lambda: clock[0])
     assert [min(t) for t in times.values()] == pytest.approx([0.004, 0.005])
     assert len(times['fp32']) == 3
     durations = {'fp32': iter([0.0, 0.004, 0.004]), 'bf16': iter([0.0, 0.02, 0.02])}
-    times = precision._time_formats({name: runner(name) for name in durations}, 3)
+    times = precision._time_formats({name: runner(name) for name in durations}, 3,
+                                    lambda: clock[0])
     assert len(times['bf16']) == 2
 
 

@@ -116,14 +116,12 @@ def test_worker_renders_only_the_newest_args():
 def test_force_fp32_changes_the_arithmetic_of_frames(monkeypatch, user_dirs):
     """Where 'auto' picks bf16 (simulated: native bf16 measured faster), Force FP32 renders
     float32 arithmetic, and the result says which precision ran (Performance panel)."""
-    import time
-
     from conftest import REPO, relative_rms
     from eg3d_runtime.fast import precision
+    from test_precision import _busy
     monkeypatch.setenv('EG3D_CPU_BF16', '1')
     monkeypatch.setattr(precision, 'superresolution_runner', lambda G, device, dtype, winograd,
-                        workspace=None: (
-        lambda: time.sleep(0.02 if dtype == torch.float32 else 0.002)))
+                        workspace=None: _busy(0.02 if dtype == torch.float32 else 0.002))
     precision.forget()
     renderer = FrameRenderer('cpu')
     args = RenderArgs(pkl=str(REPO / 'checkpoints' / 'demo.pkl'), noise_mode='const')
