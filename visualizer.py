@@ -42,6 +42,22 @@ def build_parser():
     return p
 
 
+def start_render_worker(options):
+    """The render worker, already opening the first network and rendering a frame of it (its
+    result dropped) while the GUI modules are imported and the window is made, so that these
+    one-time costs overlap instead of adding up."""
+    from eg3d_runtime.devices import default_device
+    from eg3d_runtime.network_path import resolve_network
+    from viz.frame_renderer import FrameRenderer
+    from viz.render_args import RenderArgs
+    from viz.render_worker import RenderWorker
+    worker = RenderWorker(FrameRenderer(options.device or default_device()))
+    first = resolve_network(options.pkls[0])[0] if options.pkls else None
+    if first:
+        worker.warm_up([RenderArgs(pkl=first)])
+    return worker
+
+
 def main(argv=None):
     options = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(name)s: %(message)s')
@@ -51,12 +67,14 @@ def main(argv=None):
         print(f'error: {problem}', file=sys.stderr)
         return 1
     platform.configure(options.headless)
+    worker = start_render_worker(options)
     from gui_utils.window import WindowError
     from viz.app import Visualizer
     frames = options.frames if options.frames is not None else (1 if options.screenshot else None)
     try:
-        viz = Visualizer(options)
+        viz = Visualizer(options, worker)
     except WindowError as e:
+        worker.close()
         print(f'error: {e}', file=sys.stderr)
         return 1
     viz.run(frames=frames, screenshot=options.screenshot)

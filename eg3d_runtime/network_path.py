@@ -31,6 +31,16 @@ def locate_network(text):
     return (str(cached), None) if cached.exists() else (None, ckpt)
 
 
+def resolve_network(text):
+    """User text -> (absolute path or None, released Checkpoint to download or None, error or
+    None): what the viewer opens (the download runs in the background there)."""
+    try:
+        path, ckpt = locate_network(text)
+    except PickleLoadError as e:
+        return None, None, str(e)
+    return (str(Path(path).resolve()) if path else None), ckpt, None
+
+
 def network_path(text, stream=None):
     """Network argument -> local pickle path, for the command-line tools: a released checkpoint
     missing from the cache is downloaded first, with a progress line on `stream` (stderr).

@@ -113,6 +113,60 @@ def test_worker_renders_only_the_newest_args():
         worker.close()
 
 
+def test_warm_up_requests_go_after_real_ones_and_show_nothing():
+    fake = BlockingRenderer()
+    worker = RenderWorker(fake)
+    try:
+        worker.warm_up([RenderArgs(yaw=1.0), RenderArgs(yaw=2.0)])
+        assert worker.busy
+        for _ in range(500):                                    # rendering the first warm-up
+            if worker._busy_with is not None:
+                break
+            threading.Event().wait(0.01)
+        worker.submit(RenderArgs(yaw=9.0))                      # the GUI asks meanwhile
+        fake.release.set()
+        assert worker.wait_idle(timeout=10)
+        assert fake.rendered == [RenderArgs(yaw=1.0), RenderArgs(yaw=9.0), RenderArgs(yaw=2.0)]
+        assert worker.poll().args == RenderArgs(yaw=9.0)        # only the asked-for frame
+        assert worker.poll() is None
+    finally:
+        fake.release.set()
+        worker.close()
+
+
+def test_the_viewer_opens_its_network_before_the_window(fixture_pkl):
+    """visualizer.py starts the worker first: it opens the network and renders a frame of it
+    (dropped) while the GUI modules are imported."""
+    import visualizer
+    options = visualizer.build_parser().parse_args([str(fixture_pkl), '--device', 'cpu',
+                                                    '--nrr', '16'])
+    worker = visualizer.start_render_worker(options)
+    try:
+        assert worker.wait_idle(timeout=300)
+        renderer = worker._renderer
+        assert renderer._pkl == str(fixture_pkl.resolve())     # as the Network widget names it
+        assert worker.poll() is None
+    finally:
+        worker.close()
+
+
+def test_previews_do_not_measure_the_super_resolution(fixture_pkl, monkeypatch, user_dirs):
+    """A preview runs no super-resolution: its 'auto' precision is not measured for it (that
+    waits for the first full frame) and the Performance panel says so."""
+    from eg3d_runtime.fast import precision
+    from test_precision import _simulate_timings
+    monkeypatch.setenv('EG3D_CPU_BF16', '1')
+    precision.forget()
+    made = _simulate_timings(monkeypatch, {'fp32': 0.002, 'bf16': 0.02})
+    renderer = FrameRenderer('cpu')                  # a network whose 'auto' is not resolved yet
+    preview = renderer.render(fast_args(fixture_pkl, preview=True, seed_x=7.0))
+    assert preview.precision == 'backbone fp32, no super-resolution' and made == []
+    full = renderer.render(fast_args(fixture_pkl, seed_x=7.0))
+    assert full.precision == 'backbone fp32, super-resolution fp32' and sorted(made) == [
+        'bf16', 'fp32']
+    precision.forget()
+
+
 def test_force_fp32_changes_the_arithmetic_of_frames(monkeypatch, user_dirs):
     """Where 'auto' picks bf16 (simulated: native bf16 measured faster), Force FP32 renders
     float32 arithmetic, and the result says which precision ran (Performance panel)."""

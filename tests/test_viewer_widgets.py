@@ -183,7 +183,8 @@ def test_performance_widget_settings(viewer):
     for _ in range(600):                    # the panel names the precision of the frame shown
         frames(viz, 1)
         result = viz.viewport.result
-        if result is not None and result.image is not None and result.args.force_fp32:
+        if (result is not None and result.image is not None and result.args.force_fp32
+                and result.quality == 'full'):      # a preview runs no super-resolution
             break
     assert result.precision == 'backbone fp32, super-resolution fp32'
 

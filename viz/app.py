@@ -38,12 +38,14 @@ PANE_FLAGS = (imgui.WindowFlags_.no_title_bar | imgui.WindowFlags_.no_move
 
 
 class Visualizer:
-    def __init__(self, options):
+    def __init__(self, options, worker=None):
+        """`worker`: a RenderWorker already started for `options.device` (visualizer.py starts
+        it before importing the GUI, so that it opens the first network meanwhile)."""
         self.options = options
         self.window = ImguiWindow('EG3D Visualizer', options.width, options.height,
                                   headless=options.headless)
         self.device = options.device or default_device()
-        self.worker: RenderWorker[RenderArgs, RenderResult] = RenderWorker(
+        self.worker: RenderWorker[RenderArgs, RenderResult] = worker or RenderWorker(
             FrameRenderer(self.device))
         self.network = NO_NETWORK        # of the newest frame
         self.layers = ()                 # the newest frame's layers (layer viewer)

@@ -285,7 +285,8 @@ class FrameRenderer:
             args, quality, image=image, nrr=nrr, samples=(depth, importance),
             backbone_reused=reuse, layers=tuple(layers.layers) if args.layer_view else (),
             precision='reference path (official arithmetic)' if args.layer_view
-            else precision.describe(fastpath.precision_in_use(G, self.device, args.force_fp32)))
+            else precision.describe(fastpath.precision_in_use(G, self.device, args.force_fp32,
+                                                              want_sr)))
 
     @staticmethod
     def _backbone_first(G, ws, args):

@@ -8,22 +8,11 @@ from pathlib import Path
 from imgui_bundle import imgui
 
 import checkpoints
-from eg3d_runtime.network_path import locate_network
-from eg3d_runtime.pickles import PickleLoadError
+from eg3d_runtime.network_path import resolve_network
 from eg3d_runtime.run_directory import latest_snapshot
 
 from .gui_helpers import button, label
 from .settings import RecentList
-
-
-def resolve_network(text):
-    """User text -> (absolute path or None, released Checkpoint to download or None, error or
-    None); the download runs in the background (see `_start_download`)."""
-    try:
-        path, ckpt = locate_network(text)
-    except PickleLoadError as e:
-        return None, None, str(e)
-    return (str(Path(path).resolve()) if path else None), ckpt, None
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 The GUI calls `submit(args)` every frame (identical args are ignored) and `poll()` to pick up
 the latest finished frame. A newer request aborts an unwanted full-quality frame between stages.
+`warm_up(requests)` renders requests whose results nobody wants while nothing else is asked:
+the viewer opens its first network that way while its window is still being made.
 """
 import threading
 import time
@@ -44,6 +46,7 @@ class RenderWorker(Generic[RequestT, OutcomeT]):
         self._result = None           # newest finished result not yet polled
         self._busy_with = None
         self._status = None           # e.g. 'Loading x.pkl... 40%'
+        self._warm = []               # requests rendered only to prepare, results dropped
         self._stop = False
         self._thread = threading.Thread(target=self._run, name='render-worker', daemon=True)
         self._thread.start()
@@ -58,6 +61,15 @@ class RenderWorker(Generic[RequestT, OutcomeT]):
             self._lock.notify()
             return True
 
+    def warm_up(self, requests):
+        """Render `requests` whenever nothing else is pending, and drop their results: the
+        first frames' one-time costs (opening the network, oneDNN kernels, buffers, the 'auto'
+        precision measurement) are paid before anyone waits for a frame. A request submitted
+        meanwhile goes first and aborts a full-quality warm-up frame between stages."""
+        with self._lock:
+            self._warm.extend(requests)
+            self._lock.notify()
+
     def poll(self) -> OutcomeT | None:
         """The newest finished frame since the last poll, or None."""
         with self._lock:
@@ -66,7 +78,7 @@ class RenderWorker(Generic[RequestT, OutcomeT]):
 
     @property
     def busy(self):
-        return self._busy_with is not None or self._pending is not None
+        return self._busy_with is not None or self._pending is not None or bool(self._warm)
 
     @property
     def status(self):
@@ -99,16 +111,20 @@ class RenderWorker(Generic[RequestT, OutcomeT]):
     def _run(self):
         while True:
             with self._lock:
-                while self._pending is None and not self._stop:
+                while self._pending is None and not self._warm and not self._stop:
                     self._lock.wait()
                 if self._stop:
                     return
-                args, self._pending = self._pending, None
+                warming = self._pending is None
+                if warming:
+                    args = self._warm.pop(0)
+                else:
+                    args, self._pending = self._pending, None
                 self._busy_with = args
             result = self._renderer.render(args, should_abort=self._should_abort,
                                           on_progress=self._on_progress)
             with self._lock:
                 self._status = None
                 self._busy_with = None
-                if not result.aborted:
+                if not result.aborted and not warming:
                     self._result = result

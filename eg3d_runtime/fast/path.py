@@ -365,12 +365,14 @@ def use_precision(G, name, device):
             f'({name}, {torch.device(device).type})')
 
 
-def precision_in_use(G, device, force_fp32=False):
+def precision_in_use(G, device, force_fp32=False, superresolution=True):
     """{'backbone': name, 'superresolution': name} as the next frame on `device` will run,
-    for the Performance panel, the bench and the command-line logs."""
+    for the Performance panel, the bench and the command-line logs. Without the
+    super-resolution its entry is None, and 'auto' is not resolved (measured) for it."""
     device = torch.device(device)
+    sr = precision.name_of(conv_dtype(G, device, 'sr', force_fp32)) if superresolution else None
     return {'backbone': precision.name_of(conv_dtype(G, device, 'backbone', force_fp32)),
-            'superresolution': precision.name_of(conv_dtype(G, device, 'sr', force_fp32))}
+            'superresolution': sr}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -202,8 +202,11 @@ def add_option(parser):
 
 
 def describe(in_use):
-    """{'backbone': 'fp32', 'superresolution': 'bf16'} -> 'backbone fp32, super-resolution bf16'."""
-    return f"backbone {in_use['backbone']}, super-resolution {in_use['superresolution']}"
+    """{'backbone': 'fp32', 'superresolution': 'bf16'} -> 'backbone fp32, super-resolution bf16'
+    ('..., no super-resolution' where it is None: a frame that did not run it)."""
+    sr = in_use['superresolution']
+    return f"backbone {in_use['backbone']}, " + \
+        ('no super-resolution' if sr is None else f'super-resolution {sr}')
 
 
 def forget():
