@@ -18,6 +18,10 @@ class GlfwWindow:
     def __init__(self, title, width, height, headless=False, vsync=False):
         self.headless = headless
         if headless:
+            if glfw.get_version() < (3, 4):
+                raise WindowError('--headless needs GLFW 3.4 (its null platform); the GLFW loaded '
+                                  'is %d.%d.%d: call gui_utils.platform.configure(True) before '
+                                  'importing imgui_bundle' % glfw.get_version())
             glfw.init_hint(glfw.PLATFORM, glfw.PLATFORM_NULL)
         if not glfw.init():
             raise WindowError('GLFW could not initialise (no display or GL driver)')

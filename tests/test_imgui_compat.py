@@ -2,6 +2,7 @@
 Python 3.11+) and 1.90 (imgui-bundle 1.5.2 on Python 3.10), each simulated with a stand-in module
 (the installed one is the other answer on one of them; the GUI tests run on the real one)."""
 import importlib.util
+import os
 import sys
 import types
 
@@ -94,3 +95,25 @@ def test_contexts_one_after_another_draw_the_same_widgets():
         imgui.end()
         imgui.render()
         imgui_compat.destroy_context(context)
+
+
+def test_headless_keeps_glfws_own_library_whatever_imgui_bundle_points_at():
+    """Importing imgui-bundle points pip's glfw at imgui-bundle's own GLFW (PYGLFW_LIBRARY); in
+    1.5.2, the one for Python 3.10, that is GLFW 3.3, which has no null platform. After
+    configure(True), glfw keeps the library it bundles, whichever imgui-bundle is installed."""
+    import subprocess
+    code = ('from gui_utils import platform\n'
+            'platform.configure(True)\n'
+            'import imgui_bundle, glfw, glfw.library\n'
+            'print(glfw.library.glfw._name, glfw.get_version() >= (3, 4))\n')
+    env = {k: v for k, v in os.environ.items() if k != 'PYGLFW_LIBRARY'}
+    out = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert '/glfw/' in out[0] and 'imgui_bundle' not in out[0] and out[1] == 'True', out
+
+
+def test_headless_window_names_a_glfw_without_null_platform(monkeypatch):
+    from gui_utils import window
+    monkeypatch.setattr(window.glfw, 'get_version', lambda: (3, 3, 8))
+    with pytest.raises(window.WindowError, match=r'needs GLFW 3\.4.*3\.3\.8'):
+        window.GlfwWindow('t', 64, 64, headless=True)
