@@ -1,11 +1,46 @@
 """Memory of this process and its device, for the figures the training log and the benchmarks
-print: the resident size now (the status line's `cpumem`), and the peak during a block."""
+print (the resident size now, the status line's `cpumem`, and the peak during a block), and what
+the machine has left, which work whose size grows with an option is checked against before it
+allocates (`require`). torch is imported where it is used, so the commands' checks load fast."""
 import os
 import resource
 import sys
 import threading
 
-import torch
+GIB = 2 ** 30
+
+
+class InsufficientMemory(Exception):
+    """Work that would need more memory than the machine has; one line naming the option."""
+
+
+def available_memory(device='cpu'):
+    """Bytes the system can still give (Linux MemAvailable; on CUDA the device's free memory),
+    or None when unknown."""
+    if str(device).startswith('cuda'):
+        import torch
+        try:
+            return torch.cuda.mem_get_info(torch.device(device))[0]
+        except (RuntimeError, AssertionError, ValueError):
+            return None
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def require(needed, what, hint, device='cpu'):
+    """Raise InsufficientMemory when `needed` bytes exceed what `device` has left:
+    '<what>: needs about X GiB of memory, only Y GiB available (<hint>)'."""
+    free = available_memory(device)
+    if free is not None and needed > free:
+        where = '' if str(device) == 'cpu' else f' on {device}'
+        raise InsufficientMemory(f'{what}: needs about {needed / GIB:.1f} GiB of memory, only '
+                                 f'{free / GIB:.1f} GiB available{where} ({hint})')
 
 
 def rss_bytes():
@@ -35,6 +70,7 @@ class PeakMemory:
         self.base = 0
 
     def __enter__(self):
+        import torch
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -53,6 +89,7 @@ class PeakMemory:
             self._stop.wait(0.005)
 
     def __exit__(self, *exc):
+        import torch
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
             self.peak = torch.cuda.max_memory_allocated(self.device)

@@ -36,3 +36,22 @@ def test_peak_memory_on_cpu_sees_a_block_allocation():
     assert np.frombuffer(block, np.uint8).all()
     assert mem.peak - mem.base >= 60 * 2**20 and mem.reserved == 0
     assert mem.peak_mb == mem.peak / 2**20
+
+
+def test_work_past_the_available_memory_is_refused_in_one_line(monkeypatch):
+    monkeypatch.setattr(memory, 'available_memory', lambda device='cpu': 3 * memory.GIB)
+    memory.require(2 * memory.GIB, '--nrr 512', 'use a smaller --nrr')
+    try:
+        memory.require(30 * memory.GIB, '--nrr 4096', 'use a smaller --nrr')
+    except memory.InsufficientMemory as e:
+        assert str(e) == ('--nrr 4096: needs about 30.0 GiB of memory, only 3.0 GiB available '
+                          '(use a smaller --nrr)')
+    else:
+        raise AssertionError('not refused')
+    monkeypatch.setattr(memory, 'available_memory', lambda device='cpu': None)   # unknown
+    memory.require(10 ** 15, 'x', 'y')
+
+
+def test_available_memory_is_read_from_the_system():
+    free = memory.available_memory()
+    assert free is None or 0 < free < 2 ** 50

@@ -3,6 +3,8 @@ result, and whether the machine has the memory for it: everything the command li
 viewer settle before a network is touched."""
 import dataclasses
 
+from ..memory import InsufficientMemory, require
+
 BORDER_VALUE = -1000.0          # official value of the cleared border (docs/eg3d-reference.md 6.1)
 OFFICIAL_LEVEL = 10.0           # official iso level, raw sigma units
 MESH_FORMATS = ('ply', 'obj', 'glb', 'stl')
@@ -73,18 +75,6 @@ def official_trim(resolution):
     return int(30 * resolution / 256)
 
 
-def available_memory():
-    """Bytes the system can still give us (Linux MemAvailable), or None when unknown."""
-    try:
-        with open('/proc/meminfo') as f:
-            for line in f:
-                if line.startswith('MemAvailable:'):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def required_memory(options):
     """A generous estimate of the bytes an export needs beyond the loaded network: the volume,
     the folded tables, working chunks and, for meshes, a surface of ~10 N^2 vertices."""
@@ -98,8 +88,9 @@ def required_memory(options):
 
 
 def check_memory(options):
-    needed, free = required_memory(options), available_memory()
-    if free is not None and needed > free:
-        raise ShapeExportError(f'resolution {options.resolution}: needs about {needed / 2**30:.1f} '
-                               f'GiB of memory, only {free / 2**30:.1f} GiB available '
-                               f'(use a smaller --resolution)')
+    """ShapeExportError when the machine lacks the memory `required_memory` estimates."""
+    try:
+        require(required_memory(options), f'resolution {options.resolution}',
+                'use a smaller --resolution')
+    except InsufficientMemory as e:
+        raise ShapeExportError(str(e)) from None
