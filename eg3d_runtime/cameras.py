@@ -67,6 +67,27 @@ def camera_vector(cam2world, intrinsics):
     return torch.cat([cam2world.reshape(b, 16), k.to(cam2world)], dim=1)
 
 
+def label_problem(values, tolerance=1e-2):
+    """Why 25 finite numbers are not a camera a network can render from, or None: the first 16
+    must be a cam2world matrix (a rotation, determinant +1, bottom row 0 0 0 1), the last 9
+    normalised intrinsics with positive focal lengths and bottom row 0 0 1. (25 zeros used to
+    pass as a camera and render NaN.)"""
+    c = torch.as_tensor(values, dtype=torch.float64).reshape(25)
+    pose, k = c[:16].reshape(4, 4), c[16:].reshape(3, 3)
+    rotation = pose[:3, :3]
+    if not torch.allclose(pose[3], torch.tensor([0, 0, 0, 1.0], dtype=torch.float64),
+                          atol=tolerance):
+        return 'the cam2world bottom row is not 0 0 0 1'
+    if not torch.allclose(rotation.T @ rotation, torch.eye(3, dtype=torch.float64),
+                          atol=tolerance) or torch.linalg.det(rotation) <= 0:
+        return 'the cam2world 3x3 part is not a rotation'
+    if not (k[0, 0] > 0 and k[1, 1] > 0):
+        return 'the intrinsics have no positive focal lengths'
+    if not torch.allclose(k[2], torch.tensor([0, 0, 1.0], dtype=torch.float64), atol=tolerance):
+        return 'the intrinsics bottom row is not 0 0 1'
+    return None
+
+
 def orbit_camera(yaw=0.0, pitch=0.0, fov_degrees=FFHQ_FOV_DEGREES, radius=DEFAULT_RADIUS,
                  pivot=DEFAULT_PIVOT, device='cpu'):
     """c [1, 25] for the viewer's orbit: horizontal pi/2 + yaw, polar pi/2 + pitch."""

@@ -31,6 +31,7 @@ import numpy as np
 import PIL.Image
 
 from .files import atomic_open
+from .pictures import PictureError, read_picture
 from .training.dataset import (LABEL_FILE, DatasetError, is_image_name, mirror_camera_label,
                                parse_labels)
 
@@ -50,13 +51,11 @@ def parse_resolution(text):
 
 
 def _decode(data, where):
+    """8-bit grey or RGB with the right scaling (16-bit, palette, alpha: eg3d_runtime.pictures)."""
     try:
-        with PIL.Image.open(io.BytesIO(data)) as img:
-            if img.mode not in ('L', 'RGB'):
-                img = img.convert('RGB')
-            return np.array(img)
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DatasetError(f'{where}: cannot read the image ({e})') from None
+        return read_picture(data, where, grey=True)
+    except PictureError as e:
+        raise DatasetError(e) from None
 
 
 def _labels_from(read, names, where):

@@ -78,6 +78,66 @@ def test_inputs_that_are_not_images_or_cameras(tmp_path):
     assert torch.equal(load_camera(tmp_path / 'good.npy'), good)
 
 
+def _png(width, height, bit_depth, colour_type, pixels):
+    """A PNG written by hand (Pillow cannot write 16-bit colour): rows of big-endian samples."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack('>I', len(data)) + kind + data + struct.pack(
+            '>I', zlib.crc32(kind + data) & 0xffffffff)
+    raw = b''.join(b'\x00' + row for row in pixels)
+    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', width, height,
+                                                                 bit_depth, colour_type, 0, 0, 0))
+            + chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b''))
+
+
+def test_pictures_of_every_mode_become_rgb_with_the_right_scaling(tmp_path):
+    """16-bit grey used to become all white (Pillow clips I;16 in convert('RGB'))."""
+    grey16 = np.full((8, 8), 32896, np.uint16)          # 128 * 257
+    Image.fromarray(grey16).save(tmp_path / 'grey16.png')
+    (tmp_path / 'rgb16.png').write_bytes(_png(8, 8, 16, 2, [np.array(
+        [40000, 20000, 1000] * 8, '>u2').tobytes()] * 8))
+    (tmp_path / 'la16.png').write_bytes(_png(8, 8, 16, 4, [np.array(
+        [0, 32896] * 8, '>u2').tobytes()] * 8))        # black at alpha 128/255 over white
+    palette = Image.new('P', (8, 8), 1)
+    palette.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
+    palette.save(tmp_path / 'palette.png')
+    Image.new('CMYK', (8, 8), (0, 255, 255, 0)).save(tmp_path / 'cmyk.jpg')
+    Image.new('F', (8, 8), 0.5).save(tmp_path / 'float.tif')
+    expected = {'grey16.png': (128, 128, 128), 'rgb16.png': (156, 78, 4),
+                'la16.png': (127, 127, 127), 'palette.png': (10, 200, 30),
+                'cmyk.jpg': (255, 0, 0), 'float.tif': (128, 128, 128)}
+    for name, rgb in expected.items():
+        pixels = ((load_image(tmp_path / name, 8)[0, :, 4, 4] + 1) * 127.5).round()
+        assert pixels.tolist() == pytest.approx(list(rgb), abs=2), name
+
+
+def test_small_pictures_warn_and_bombs_are_refused_from_the_header(tmp_path):
+    Image.new('RGB', (1, 1), (0, 255, 0)).save(tmp_path / 'dot.png')
+    heard = []
+    assert load_image(tmp_path / 'dot.png', 16, warn=heard.append).shape == (1, 3, 16, 16)
+    assert heard == [f"{tmp_path / 'dot.png'}: 1x1 pixels, smaller than the network's 16x16; "
+                     'it is upscaled, so expect a blurry target']
+    (tmp_path / 'bomb.png').write_bytes(_png(60000, 60000, 8, 2, []))    # 65 bytes
+    with pytest.raises(InversionError, match=r'bomb\.png: claims 3,600,000,000 pixels, more '
+                                             r'than the 178,956,970 a picture may have'):
+        load_image(tmp_path / 'bomb.png', 16)
+
+
+def test_numbers_that_are_no_camera_are_refused(tmp_path):
+    scaled = torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0]))
+    for values, problem in (([0.0] * 25, 'the cam2world bottom row is not 0 0 0 1'),
+                            (torch.cat([scaled.reshape(-1), torch.zeros(9)]),
+                             'the cam2world 3x3 part is not a rotation'),
+                            (torch.cat([torch.eye(4).reshape(-1), torch.zeros(9)]),
+                             'the intrinsics have no positive focal lengths')):
+        path = tmp_path / 'c.json'
+        path.write_text(json.dumps([float(v) for v in values]))
+        with pytest.raises(InversionError, match=f'c.json: not a camera: {problem}$'):
+            load_camera(path)
+
+
 def test_camera_from_dataset_json(tmp_path):
     label = cameras.orbit_camera(0.3, -0.1)[0].tolist()
     (tmp_path / '00000').mkdir()

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from .. import cameras
+from ..pictures import PictureError, read_picture
 
 CAMERA_LENGTH = 25
 
@@ -16,21 +19,22 @@ class InversionError(Exception):
     """A problem the user can fix, reported as one line naming the file."""
 
 
-def load_image(path, resolution):
-    """Any picture -> [1, 3, R, R] float32 in [-1, 1]: centre-cropped to a square and resized
-    (Lanczos) to the network's resolution R, as the networks only make square pictures."""
+def load_image(path, resolution, warn=None):
+    """Any picture -> [1, 3, R, R] float32 in [-1, 1]: converted to 8-bit RGB with the right
+    scaling (eg3d_runtime.pictures), centre-cropped to a square and resized (Lanczos) to the
+    network's resolution R, as the networks only make square pictures. `warn(text)` hears of a
+    picture smaller than R, which is upscaled."""
     try:
-        with Image.open(path) as img:
-            img = img.convert('RGB')
-    except FileNotFoundError:
-        raise InversionError(f'{path}: no such file') from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        reason = 'not an image' if isinstance(e, UnidentifiedImageError) else f'cannot read ({e})'
-        raise InversionError(f'{path}: {reason}') from None
-    w, h = img.size
+        array = read_picture(path)
+    except PictureError as e:
+        raise InversionError(e) from None
+    h, w = array.shape[:2]
     side = min(w, h)
+    if side < resolution and warn is not None:
+        warn(f'{path}: {w}x{h} pixels, smaller than the network\'s {resolution}x{resolution}; '
+             'it is upscaled, so expect a blurry target')
     left, top = (w - side) // 2, (h - side) // 2
-    img = img.crop((left, top, left + side, top + side))
+    img = Image.fromarray(array[top:top + side, left:left + side])
     if side != resolution:
         img = img.resize((resolution, resolution), Image.LANCZOS)
     array = torch.from_numpy(np.asarray(img, dtype=np.float32).copy())
@@ -38,7 +42,8 @@ def load_image(path, resolution):
 
 
 def check_camera(values, where):
-    """Numbers -> c [1, 25] float32, or InversionError for a wrong length or NaN/infinity."""
+    """Numbers -> c [1, 25] float32, or InversionError for a wrong length, NaN/infinity or
+    numbers that are no camera (cameras.label_problem)."""
     try:
         array = np.asarray(values, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
@@ -48,6 +53,9 @@ def check_camera(values, where):
                              f'{CAMERA_LENGTH} (cam2world 4x4, then intrinsics 3x3)')
     if not np.isfinite(array).all():
         raise InversionError(f'{where}: the camera contains NaN or infinity')
+    problem = cameras.label_problem(array)
+    if problem:
+        raise InversionError(f'{where}: not a camera: {problem}')
     return torch.from_numpy(array.astype(np.float32)).reshape(1, CAMERA_LENGTH)
 
 
