@@ -25,26 +25,51 @@ EXIT_LINE = 'Exiting...'
 # Console line announcing the run directory (a launcher reads it from the trainer's output).
 OUTPUT_DIR_LABEL = 'Output directory:'
 
-SNAPSHOT_RE = re.compile(r'^network-snapshot-(\d+)\.pkl$')
+KIMG_PATTERN = r'(\d+(?:\.\d{3})?)'         # '000012', or '000012.400' (a fractional kimg)
+SNAPSHOT_RE = re.compile(r'^network-snapshot-' + KIMG_PATTERN + r'\.pkl$')
 METRIC_GLOB = 'metric-*.jsonl'
 METRIC_RE = re.compile(r'^metric-(.+)\.jsonl$')
 FAKES_SUFFIXES = {'rgb': '', 'raw': '_raw', 'depth': '_depth'}       # grid kind -> name suffix
-FAKES_RE = re.compile(r'^fakes(\d+)(' + '|'.join(FAKES_SUFFIXES.values()) + r')\.png$')
+FAKES_RE = re.compile(r'^fakes' + KIMG_PATTERN + '(' + '|'.join(FAKES_SUFFIXES.values())
+                      + r')\.png$')
 STATUS_RE = re.compile(r'^tick (\d+)\s+kimg ([\d.]+)\s+time .+?\s+sec/tick ([\d.]+)\s+'
                        r'sec/kimg ([\d.]+)')
 
 
 # ---- network snapshots --------------------------------------------------------------------------
 
+def snapshot_kimg_for(nimg, taken=()):
+    """The kimg that names the snapshot (and fakes grids) of a run at `nimg` images: the
+    official whole kimg, nimg // 1000, unless an earlier snapshot of the run (`taken`) has that
+    name already (fractional --kimg/--tick: two ticks within one kimg, or the final snapshot
+    just after one); then nimg / 1000, written with its fraction, so no snapshot replaces
+    another."""
+    whole = nimg // 1000
+    return whole if whole not in taken else nimg / 1000
+
+
+def _kimg_text(kimg):
+    """12 -> '000012'; 12.4 -> '000012.400' (a kimg is a multiple of 0.001: an image)."""
+    if isinstance(kimg, float) and not kimg.is_integer():
+        return f'{int(kimg):06d}.{round(kimg * 1000) % 1000:03d}'
+    return f'{int(kimg):06d}'
+
+
+def _parse_kimg(text):
+    return float(text) if '.' in text else int(text)
+
+
 def snapshot_name(kimg):
-    """'network-snapshot-KKKKKK.pkl' (KKKKKK = cur_nimg // 1000)."""
-    return f'network-snapshot-{int(kimg):06d}.pkl'
+    """'network-snapshot-KKKKKK.pkl' (KKKKKK: snapshot_kimg_for's kimg; with a fraction
+    'network-snapshot-KKKKKK.FFF.pkl')."""
+    return f'network-snapshot-{_kimg_text(kimg)}.pkl'
 
 
 def snapshot_kimg(name):
-    """The kimg in a snapshot's file name (any path), or None if it is not one."""
+    """The kimg in a snapshot's file name (any path): an int, a float for a fractional one, or
+    None if it is not one."""
     match = SNAPSHOT_RE.match(os.path.basename(str(name)))
-    return int(match.group(1)) if match else None
+    return _parse_kimg(match.group(1)) if match else None
 
 
 def list_snapshots(run_dir):
@@ -87,8 +112,9 @@ def metric_of_file(name):
 
 
 def fakes_name(kimg, kind='rgb'):
-    """'fakesKKKKKK.png', '..._raw.png' or '..._depth.png' (KKKKKK = the snapshot's kimg)."""
-    return f'fakes{int(kimg):06d}{FAKES_SUFFIXES[kind]}.png'
+    """'fakesKKKKKK.png', '..._raw.png' or '..._depth.png' (KKKKKK = the snapshot's kimg, as
+    in snapshot_name)."""
+    return f'fakes{_kimg_text(kimg)}{FAKES_SUFFIXES[kind]}.png'
 
 
 def fakes_kimg(name):
@@ -97,7 +123,7 @@ def fakes_kimg(name):
     if match is None:
         return None
     kind = next(k for k, suffix in FAKES_SUFFIXES.items() if suffix == match.group(2))
-    return int(match.group(1)), kind
+    return _parse_kimg(match.group(1)), kind
 
 
 # ---- lines of the console and log.txt -----------------------------------------------------------

@@ -64,3 +64,23 @@ def test_the_output_dir_line_train_prints_is_the_one_the_trainer_tab_reads(tmp_p
         rd.parse_output_dir('Output directory: ~/r')
     assert rd.parse_output_dir('Output directory:') is None
     assert rd.parse_output_dir('Number of GPUs:      1') is None
+
+
+def test_snapshots_of_fractional_kimg_get_their_own_names(tmp_path):
+    """--kimg 1.5 --tick 0.4 --snap 1 at batch 8: snapshots at 8, 400, 800, 1200 and 1500
+    images. The official name (whole kimg) is kept until a second snapshot of the run falls in
+    the same kimg; that one is named with its fraction, so nothing is overwritten."""
+    taken, names = set(), []
+    for nimg in (8, 400, 800, 1200, 1500, 2000):
+        kimg = rd.snapshot_kimg_for(nimg, taken)
+        taken.add(nimg // 1000)
+        names.append(rd.snapshot_name(kimg))
+        (tmp_path / names[-1]).write_text('')
+        (tmp_path / rd.fakes_name(kimg, 'depth')).write_text('')
+    assert names == ['network-snapshot-000000.pkl', 'network-snapshot-000000.400.pkl',
+                     'network-snapshot-000000.800.pkl', 'network-snapshot-000001.pkl',
+                     'network-snapshot-000001.500.pkl', 'network-snapshot-000002.pkl']
+    assert [k for k, *_ in rd.list_snapshots(tmp_path)] == [0, 0.4, 0.8, 1, 1.5, 2]
+    assert rd.latest_snapshot(tmp_path).name == 'network-snapshot-000002.pkl'
+    assert rd.fakes_kimg('fakes000001.500_depth.png') == (1.5, 'depth')
+    assert rd.snapshot_kimg('network-snapshot-000001.5.pkl') is None   # always 3 decimals

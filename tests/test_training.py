@@ -15,6 +15,7 @@ import torch
 from eg3d_runtime import dataset_tool, train
 from eg3d_runtime.fast import path as fastpath
 from eg3d_runtime.pickles import load_network_pkl, save_network_pkl
+from eg3d_runtime.run_directory import latest_snapshot
 from eg3d_runtime.training.loop import TrainingLoop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,8 +119,18 @@ def test_snapshot_round_trips_bit_exactly_through_our_loader(toys, tmp_path):
     assert loaded['training_set_kwargs']['path'] == toys
 
 
+def test_ticks_within_one_kimg_keep_every_snapshot(tiny_run):
+    """--kimg 0.008 --tick 0.004 --snap 1: the official name for the first, the fraction for
+    the second (it used to overwrite the first)."""
+    names = sorted(n for n in os.listdir(tiny_run) if n.startswith('network-snapshot-'))
+    assert names == ['network-snapshot-000000.008.pkl', 'network-snapshot-000000.pkl']
+    assert {'fakes000000.png', 'fakes000000.008.png'} <= set(os.listdir(tiny_run))
+    assert load_network_pkl(os.path.join(tiny_run, names[0]), keys=('G_ema',))['progress'] == \
+        {'cur_nimg': 8}
+
+
 def test_resume_continues_the_image_counter(tiny_run, toys, tmp_path):
-    snapshot = os.path.join(tiny_run, 'network-snapshot-000000.pkl')
+    snapshot = os.path.join(tiny_run, 'network-snapshot-000000.008.pkl')
     proc = run_train(['--outdir', str(tmp_path), '--data', toys, '--kimg', '0.016', '--tick',
                       '0.004', '--snap', '1', '--resume', snapshot, *TINY])
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -127,7 +138,7 @@ def test_resume_continues_the_image_counter(tiny_run, toys, tmp_path):
     first = stats_lines(run_dir)[0]
     assert first['Progress/kimg']['mean'] == pytest.approx(0.012)   # 8 images + one batch
     assert f'Resuming from "{snapshot}"' in open(os.path.join(run_dir, 'log.txt')).read()
-    assert load_network_pkl(os.path.join(run_dir, 'network-snapshot-000000.pkl'),
+    assert load_network_pkl(os.path.join(run_dir, 'network-snapshot-000000.016.pkl'),
                             keys=('G_ema',))['progress'] == {'cur_nimg': 16}
 
     restart = run_train(['--outdir', str(tmp_path), '--data', toys, '--kimg', '0.004',
@@ -155,7 +166,7 @@ def test_resume_from_a_snapshot_without_progress_uses_its_name(tiny_run, toys, t
 def test_resume_args_rebuild_the_command(tiny_run):
     args = train.resume_args(tiny_run)
     opts = train.build_parser().parse_args(args)
-    assert opts.resume.endswith('network-snapshot-000000.pkl')
+    assert opts.resume.endswith('network-snapshot-000000.008.pkl')     # the latest
     assert (opts.cfg, opts.batch, opts.cbase, opts.cmax, opts.kimg, opts.grid) == \
         ('demo', 4, 256, 16, 0.008, (2, 2))
 
@@ -188,7 +199,8 @@ def test_stop_request_snapshots_and_exits(toys, tmp_path):
     assert 'Stopped by request.' in open(run_dir / 'log.txt').read()
     assert not (run_dir / 'stop-request').exists()
     assert len(stats_lines(run_dir)) > before
-    final = load_network_pkl(run_dir / 'network-snapshot-000000.pkl')
+    final = load_network_pkl(latest_snapshot(run_dir))
+    assert final['progress']['cur_nimg'] > 4
     assert final['G_ema'] is not None and final['augment_pipe'] is not None
     assert final['G_ema'].rendering_kwargs['gpc_reg_prob'] == 0.5
 
@@ -333,7 +345,8 @@ def test_fakes_grid_holds_one_chunk_on_the_device_at_a_time(monkeypatch):
     chunks = 6
     state = SimpleNamespace(G_ema=G_ema, device='cpu', run_dir='unused', cur_nimg=0,
                             grid_size=(chunks, 2), grid_z=torch.zeros(2 * chunks, 4).split(2),
-                            grid_c=torch.zeros(2 * chunks, 25).split(2))
+                            grid_c=torch.zeros(2 * chunks, 25).split(2),
+                            _snapshot_kimg=lambda: 0)
     TrainingLoop._save_fakes(state)
     assert most_alive[0] == 3                     # one chunk's three outputs, never more
     assert {k: v.shape[0] for k, v in saved.items()} == dict.fromkeys(

@@ -26,8 +26,8 @@ from ..networks.augment import AugmentPipe
 from ..networks.discriminator import DualDiscriminator
 from ..networks.triplane import TriPlaneGenerator
 from ..pickles import save_network_pkl
-from ..run_directory import (EXIT_LINE, REALS_FILE, STATS_FILE, STOPPED_LINE, snapshot_name,
-                             status_line)
+from ..run_directory import (EXIT_LINE, REALS_FILE, STATS_FILE, STOPPED_LINE, snapshot_kimg_for,
+                             snapshot_name, status_line)
 from . import stats
 from .dataset import ImageFolderDataset, InfiniteSampler
 from .loss import EG3DLoss
@@ -162,6 +162,7 @@ class TrainingLoop:
             self.augment_pipe = self.augment_pipe.train().requires_grad_(False).to(self.device)
             self.augment_pipe.p.copy_(torch.as_tensor(options.get('augment_p', 0)))
         self.cur_nimg = 0
+        self._snapshot_kimgs = {}        # nimg -> the kimg its snapshot and fakes are named by
         if resume is not None:
             self._resume(resume)
         if self.num_gpus > 1:
@@ -331,10 +332,18 @@ class TrainingLoop:
                 chunks.append(out[name].cpu())
             del out
         merged = {name: torch.cat(chunks) for name, chunks in parts.items()}
-        save_fake_grids(merged, self.run_dir, self.cur_nimg // 1000, self.grid_size)
+        save_fake_grids(merged, self.run_dir, self._snapshot_kimg(), self.grid_size)
+
+    def _snapshot_kimg(self):
+        """The kimg naming the snapshot and fakes at the current image count: whole, as
+        official, unless this run has used that whole kimg already (snapshot_kimg_for)."""
+        if self.cur_nimg not in self._snapshot_kimgs:
+            taken = {nimg // 1000 for nimg in self._snapshot_kimgs}
+            self._snapshot_kimgs[self.cur_nimg] = snapshot_kimg_for(self.cur_nimg, taken)
+        return self._snapshot_kimgs[self.cur_nimg]
 
     def _save_network(self):
-        path = os.path.join(self.run_dir, snapshot_name(self.cur_nimg // 1000))
+        path = os.path.join(self.run_dir, snapshot_name(self._snapshot_kimg()))
         save_network_pkl(path, {
             'training_set_kwargs': dict(self.o['training_set_kwargs']),
             'G': self.G, 'D': self.D, 'G_ema': self.G_ema, 'augment_pipe': self.augment_pipe,

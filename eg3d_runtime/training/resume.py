@@ -35,7 +35,7 @@ def load_resume(c, restart):
         if isinstance(progress.get('cur_nimg'), int):
             cur_nimg = progress['cur_nimg']
         elif kimg is not None:
-            cur_nimg = kimg * 1000
+            cur_nimg = round(kimg * 1000)
     return {'path': path, 'networks': networks, 'cur_nimg': cur_nimg}
 
 

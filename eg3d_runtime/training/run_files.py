@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import sys
 import threading
 import traceback
@@ -19,7 +20,7 @@ import numpy as np
 import PIL.Image
 
 from ..files import atomic_open, atomic_write
-from ..run_directory import OPTIONS_FILE, fakes_name
+from ..run_directory import OPTIONS_FILE, STATS_FILE, fakes_name, list_snapshots
 
 
 def run_description(cfg, data_path, gpus, batch, gamma, desc=None):
@@ -58,6 +59,20 @@ def create_run_dir(outdir, cfg, data_path, gpus, batch, gamma, desc=None):
             return path
         except FileExistsError:
             run_id = max(run_id + 1, _next_run_id(outdir))
+
+
+@contextlib.contextmanager
+def removed_unless_started(run_dir, errors):
+    """A block that runs the training in `run_dir`: if it ends with one of `errors` (the ones
+    reported in one line: a bad dataset or resume file, Ctrl-C, SIGTERM) before the run logged
+    its first tick (no stats.jsonl, no snapshot), the directory goes too, so an early failure
+    leaves no run that never trained. Other exceptions keep it: log.txt holds their traceback."""
+    try:
+        yield run_dir
+    except errors:
+        if not os.path.exists(os.path.join(run_dir, STATS_FILE)) and not list_snapshots(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def write_training_options(run_dir, options):
