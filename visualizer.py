@@ -4,41 +4,52 @@
     python visualizer.py --run RUN_DIR      # the Trainer tab on a run, showing its newest snapshot
 
 The first pickle is opened, the others are listed in the Pickle section. Esc closes the window.
+A bad option is refused in one `error:` line before the window opens. With --headless,
+--screenshot or --frames the exit status is 1, with the reason on stderr in one line, when the
+view could not show what was asked (a network that does not load, a frame that fails); the
+screenshot is then not written.
 """
 import argparse
 import logging
 import sys
 from pathlib import Path
 
+from eg3d_runtime import arguments
 from viz.render_args import RENDER_TYPES
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog='python visualizer.py', description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('pkls', nargs='*', help='network pickles, run directories or released names')
+    p = arguments.Parser(prog='python visualizer.py', description=__doc__,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('pkls', nargs='*', type=arguments.network,
+                   help='network pickles, run directories or released names')
     p.add_argument('--headless', action='store_true',
                    help='render offscreen (OSMesa), e.g. on a server; use with --screenshot')
-    p.add_argument('--screenshot', type=Path, help='save the whole window to this PNG and exit')
-    p.add_argument('--frames', type=int, default=None,
+    p.add_argument('--screenshot', type=arguments.output_file('.png'),
+                   help='save the whole window to this PNG and exit')
+    p.add_argument('--force', action='store_true', help='replace an existing --screenshot')
+    p.add_argument('--frames', type=arguments.integer(1), default=None,
                    help='GUI frames to draw before the screenshot / before exiting')
-    p.add_argument('--width', type=int, default=1600)
-    p.add_argument('--height', type=int, default=900)
+    p.add_argument('--width', type=arguments.window_size, default=1600,
+                   help='window width in pixels (default 1600)')
+    p.add_argument('--height', type=arguments.window_size, default=900, help='window height in pixels (default 900)')
     p.add_argument('--device', choices=['cpu', 'cuda'], default=None,
                    help='render device (default: cuda when available)')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--yaw', type=float, default=0.0, help='camera yaw in radians')
-    p.add_argument('--pitch', type=float, default=0.0, help='camera pitch in radians')
-    p.add_argument('--fov', type=float, default=None, help='field of view in degrees')
-    p.add_argument('--psi', type=float, default=None, help='truncation psi (default 0.7)')
-    p.add_argument('--nrr', type=int, default=None, help='neural rendering resolution')
+    p.add_argument('--seed', type=arguments.seed, default=0)
+    p.add_argument('--yaw', type=arguments.angle, default=0.0, help='camera yaw in radians')
+    p.add_argument('--pitch', type=arguments.angle, default=0.0, help='camera pitch in radians')
+    p.add_argument('--fov', type=arguments.fov, default=None, help='field of view in degrees')
+    p.add_argument('--psi', type=arguments.psi, default=None, help='truncation psi (default 0.7)')
+    p.add_argument('--nrr', type=arguments.nrr, default=None, help='neural rendering resolution')
     p.add_argument('--render-type', choices=list(RENDER_TYPES), default='image')
     p.add_argument('--compare', action='store_true',
                    help='show the given pickles side by side (one pickle: at nrr 64 and 128)')
-    p.add_argument('--run', type=Path, default=None,
+    p.add_argument('--run', type=arguments.folder, default=None,
                    help='open the Trainer tab on this training run directory and follow its '
                         'latest snapshot in the view')
-    p.add_argument('--capture-dir', type=Path, default=None, help='where captures are saved')
+    p.add_argument('--capture-dir', type=arguments.output_dir, default=None,
+                   help='where captures are saved')
+    p.add_check(_screenshot_is_new)
     return p
 
 
@@ -58,6 +69,12 @@ def start_render_worker(options):
     return worker
 
 
+def _screenshot_is_new(options):
+    if options.screenshot and Path(options.screenshot).exists() and not options.force:
+        raise arguments.Refusal(options.screenshot, 'exists (add --force to replace it)',
+                                '--screenshot')
+
+
 def main(argv=None):
     options = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(name)s: %(message)s')
@@ -70,6 +87,7 @@ def main(argv=None):
     worker = start_render_worker(options)
     from gui_utils.window import WindowError
     from viz.app import Visualizer
+    bounded = options.headless or options.screenshot or options.frames is not None
     frames = options.frames if options.frames is not None else (1 if options.screenshot else None)
     try:
         viz = Visualizer(options, worker)
@@ -77,7 +95,10 @@ def main(argv=None):
         worker.close()
         print(f'error: {e}', file=sys.stderr)
         return 1
-    viz.run(frames=frames, screenshot=options.screenshot)
+    failure = viz.run(frames=frames, screenshot=options.screenshot)
+    if failure and bounded:     # scripted: the exit status says whether the view was made
+        print(f'error: {" ".join(failure.split())}', file=sys.stderr)
+        return 1
     return 0
 
 

@@ -46,14 +46,17 @@ def test_start_prints_no_opengl_notice(user_dirs):
     assert 'OpenGL_accelerate' not in r.stderr
 
 
-def test_bad_pickle_keeps_window_alive(tmp_path, user_dirs):
+def test_bad_pickle_keeps_window_alive_and_fails_the_headless_run(tmp_path, user_dirs):
+    """The window survives a bad pickle; a scripted run says in its exit status and one
+    stderr line that it could not make the view, and writes no screenshot of the error."""
     bad = tmp_path / 'broken.pkl'
     bad.write_bytes(b'\x80\x04garbage')
     shot = tmp_path / 'shot.png'
     r = run_visualizer(bad, '--headless', '--screenshot', shot, '--frames', 3, '--width', 900,
                        '--height', 500)
-    assert r.returncode == 0, r.stderr
-    assert shot.exists() and 'Traceback' not in r.stderr
+    assert r.returncode == 1 and 'Traceback' not in r.stderr
+    assert r.stderr.splitlines()[-1].startswith(f'error: {bad}: ')
+    assert not shot.exists() and not list(tmp_path.glob('.*'))
 
 
 def xdotool(*args):

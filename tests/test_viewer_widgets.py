@@ -209,3 +209,16 @@ def test_mesh_export_runs_in_the_background_and_cancels(viewer, tmp_path):
     mesh.join(timeout=120)
     assert mesh.message == 'export cancelled (no file written)'
     assert sorted(p.name for p in (tmp_path / 'meshes').iterdir()) == ['00001.ply']
+
+
+def test_long_messages_wrap_instead_of_being_cut():
+    """The offline message of a released network ends in the path to put the file at; the
+    view wraps it (here with 1 pixel per character) rather than cutting it at the edge."""
+    from viz.gui_helpers import wrap
+    text = ('error: ffhq512-128.pkl: cannot download https://api.ngc.nvidia.com/v2/models/x '
+            '(no network); offline, put the file at /home/me/.cache/eg3d-app/checkpoints/'
+            'ffhq512-128.pkl')
+    lines = wrap(text, 30, measure=len)
+    assert all(len(line) <= 30 for line in lines)
+    assert ''.join(lines).replace(' ', '') == text.replace(' ', '')
+    assert wrap('two words', 30, measure=len) == ['two words']

@@ -7,6 +7,7 @@ from imgui_bundle import imgui
 from PIL import Image
 
 from eg3d_runtime.devices import default_device
+from eg3d_runtime.files import atomic_open
 from gui_utils.imgui_window import ImguiWindow
 
 from .capture_widget import CaptureWidget
@@ -161,7 +162,8 @@ class Visualizer:
         self._show_results()
         self.window.render_gui()
         if screenshot is not None:
-            Image.fromarray(self.window.grab_framebuffer()).save(screenshot)
+            with atomic_open(screenshot) as f:
+                Image.fromarray(self.window.grab_framebuffer()).save(f, 'PNG')
         elif self.capture_widget.want_gui_grab:
             self.capture_widget.gui_grabbed(self.window.grab_framebuffer())
         self.window.end_frame()
@@ -253,18 +255,37 @@ class Visualizer:
             if image is not None:
                 self.capture_widget.orbit_frame(image)
 
+    def failure(self):
+        """Why the view does not show what was asked, in one line, or None: a network that
+        failed to load or download, or a frame (of any compare panel) that failed."""
+        if self.pickle_widget.error:
+            return self.pickle_widget.error
+        results = self.compare.results.values() if self.comparing else [self.viewport.result]
+        return next((r.error for r in results if r is not None and r.error), None)
+
+    def _waiting(self):
+        """Work that may still change what is on screen: a download, a render."""
+        busy = self.compare.busy if self.comparing else self.worker.busy
+        return self.pickle_widget.download is not None or busy
+
     def settle(self, timeout=600):
-        """Headless: wait until the newest full-quality frame is on screen."""
+        """Headless: wait until the newest full-quality frame is on screen, or until it is
+        clear that it will not be (a failure, with nothing left running)."""
         deadline = time.monotonic() + timeout
         self._last_change = 0.0
         while time.monotonic() < deadline:
             self.draw_frame()
-            if self.frame_complete(self.render_args()):
+            downloading = self.pickle_widget.download is not None
+            if not downloading and self.frame_complete(self.render_args()):
                 return True
+            if self.failure() and not self._waiting():
+                return False
             time.sleep(0.01)
         return False
 
     def run(self, frames=None, screenshot=None):
+        """Draw until the window closes, or `frames` frames; with `screenshot`, wait for the
+        full frame and save the window, unless the view failed. Returns failure()."""
         count = 0
         try:
             while not self.window.should_close:
@@ -274,7 +295,9 @@ class Visualizer:
                     break
             if screenshot:
                 self.settle()
-                self.draw_frame(screenshot=screenshot)
+                if not self.failure():
+                    self.draw_frame(screenshot=screenshot)
+            return self.failure()
         finally:
             self.close()
 

@@ -11,7 +11,7 @@ import checkpoints
 from eg3d_runtime.network_path import resolve_network
 from eg3d_runtime.run_directory import latest_snapshot
 
-from .gui_helpers import button, label
+from .gui_helpers import button, error_text, label
 from .settings import RecentList
 
 
@@ -97,7 +97,7 @@ def browse_popup(popup_id, lister, folder, run_entry=None):
     imgui.separator()
     listing = lister.listing(folder) or FolderListing(folder)
     if listing.error:
-        imgui.text_colored(imgui.ImVec4(1, 0.4, 0.4, 1), listing.error)
+        error_text(listing.error)
     keep_open = imgui.SelectableFlags_.dont_close_popups
     picked, shown = None, folder
     if imgui.selectable('..', False, keep_open)[0]:
@@ -219,7 +219,7 @@ class PickleWidget:
             imgui.progress_bar(fraction if fraction is not None else 0.0, imgui.ImVec2(-1, 0),
                                f'Downloading {name}...')
         elif self.error:
-            imgui.text_colored(imgui.ImVec4(1, 0.4, 0.4, 1), self.error)
+            error_text(self.error)
         elif self.pkl:
             imgui.text_disabled(self.pkl)
         else:

@@ -5,6 +5,8 @@ from imgui_bundle import imgui
 from gui_utils import imgui_compat
 from gui_utils.gl_texture import Texture
 
+from .gui_helpers import centred_text
+
 WINDOW_FLAGS = (imgui.WindowFlags_.no_decoration | imgui.WindowFlags_.no_move
                 | imgui.WindowFlags_.no_saved_settings | imgui.WindowFlags_.no_bring_to_front_on_focus
                 | imgui.WindowFlags_.no_scroll_with_mouse)
@@ -94,9 +96,7 @@ class Viewport:
             shadowed_text(draw, x + pad, y + pad + i * viz.font_size * 1.3, 0xFFFFFFFF, line)
         failed = viz.pickle_widget.error
         if failed:
-            size = imgui.calc_text_size(failed)
-            draw.add_text(imgui.ImVec2(x + (w - size.x) / 2, y + h - size.y - pad), 0xFF6666FF,
-                          failed)
+            centred_text(draw, x, y, w, h, 0xFF6666FF, failed, anchor=1, margin=pad)
         centre = status or (result.error if result is not None and result.error else None) \
             or (result.message if result is not None else None)
         if centre is None and result is None:
@@ -105,6 +105,5 @@ class Viewport:
                 'No network loaded: open a pickle in "Network & latent"'
         self.centre_text = centre
         if centre:
-            size = imgui.calc_text_size(centre)
             colour = 0xFF6666FF if result is not None and result.error and not status else 0xFFFFFFFF
-            draw.add_text(imgui.ImVec2(x + (w - size.x) / 2, y + (h - size.y) / 2), colour, centre)
+            centred_text(draw, x, y, w, h, colour, centre, margin=pad)

@@ -12,11 +12,10 @@ from eg3d_runtime.training.options import OPTION
 from gui_utils import imgui_compat
 
 from . import training_process as tp
-from ..gui_helpers import button, label
+from ..gui_helpers import button, error_text, label
 from .run_monitor import QUIET_SECONDS, MonitorThread
 from .trainer_views import CurvesView, FakesView
 
-RED = imgui.ImVec4(1, 0.4, 0.4, 1)
 FORM_FIRST = ('outdir', 'data')
 
 
@@ -173,7 +172,7 @@ class TrainerWidget:
                           if state.status == 'interrupted' else ''))
             if state.error:
                 imgui.set_cursor_pos_x(viz.label_w)
-                imgui.text_colored(RED, state.error)
+                error_text(state.error)
         imgui.set_cursor_pos_x(viz.label_w)
         alive = (running and not proc.stop_requested) or (
             not running and state is not None and state.status == 'running' and state.exists)
