@@ -214,6 +214,24 @@ def folder(text):
     return path
 
 
+def input_path(text):
+    """An argparse type: an existing, readable file or folder (a dataset: zip or folder)."""
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise Refusal(text, 'no such file or folder')
+    if not os.access(path, os.R_OK):
+        raise Refusal(text, 'is not readable')
+    return str(path)
+
+
+def name_part(text):
+    """An argparse type: text that becomes part of a file name: no path separator, not empty."""
+    value = str(text)
+    if not value.strip() or '/' in value or os.sep in value or '\0' in value:
+        raise Refusal(text, 'must be a non-empty name without / (part of a folder name)')
+    return value
+
+
 def input_file(text):
     """An argparse type: an existing, readable file."""
     path = Path(text).expanduser()

@@ -134,7 +134,7 @@ def test_trainer_tab_preset_is_a_valid_distillation(tmp_path, capsys):
 
 
 def test_distill_refuses_a_dataset(tmp_path, capsys):
-    assert train.main(['--outdir', str(tmp_path), *TINY, '--data', 'toys.zip']) == 1
+    assert train.main(['--outdir', str(tmp_path), *TINY, '--data', str(tmp_path)]) == 1
     assert 'leave out --data' in capsys.readouterr().err
 
 

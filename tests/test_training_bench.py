@@ -42,11 +42,13 @@ def test_bench_prints_every_piece_and_leaves_no_run_directory(tmp_path, monkeypa
     assert sorted(os.listdir(tmp_path)) == before
 
 
-def test_outdir_is_required_without_bench_and_bench_is_one_process(capsys):
+def test_outdir_is_required_without_bench_and_bench_is_one_process(capsys, tmp_path):
+    data = tmp_path / 'x.zip'
+    data.write_bytes(b'')
     with pytest.raises(SystemExit):
-        train.main(['--cfg', 'demo', '--data', 'x.zip', '--gpus', '1', '--batch', '4',
+        train.main(['--cfg', 'demo', '--data', str(data), '--gpus', '1', '--batch', '4',
                     '--gamma', '1'])
     assert '--outdir' in capsys.readouterr().err
-    assert train.main(['--cfg', 'demo', '--data', 'x.zip', '--gpus', '2', '--batch', '8',
+    assert train.main(['--cfg', 'demo', '--data', str(data), '--gpus', '2', '--batch', '8',
                        '--gamma', '1', '--bench']) == 1
     assert '--bench runs one process' in capsys.readouterr().err

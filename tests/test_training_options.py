@@ -58,10 +58,10 @@ def _commands(data, tmp_path):
             'distill': [f'--outdir={tmp_path}', '--metrics=none', *DISTILL]}
 
 
-def test_every_recorded_option_is_exercised_away_from_its_default(tmp_path):
+def test_every_recorded_option_is_exercised_away_from_its_default(data, tmp_path):
     parser = options.build_parser()
     given = set()
-    for argv in _commands('faces.zip', tmp_path).values():
+    for argv in _commands(data, tmp_path).values():
         parsed = vars(parser.parse_args(argv))
         given |= {name for name, value in parsed.items() if value != parser.get_default(name)}
     recorded = {option.dest for option in options.OPTIONS if option.json}
@@ -134,10 +134,10 @@ def test_an_official_run_resumes_with_what_it_recorded(tmp_path):
 
 
 @pytest.mark.parametrize('name', list(training_process.PRESETS))
-def test_every_preset_is_a_command_line_the_parser_takes(name, tmp_path):
+def test_every_preset_is_a_command_line_the_parser_takes(name, data, tmp_path):
     preset = training_process.PRESETS[name]
     argv = training_process.train_command({'outdir': str(tmp_path), 'data': '' if 'distill' in
-                                           preset else 'faces.zip', **preset})
+                                           preset else data, **preset})
     assert argv[:3] == training_process.TRAIN
     parsed = options.build_parser().parse_args(argv[3:])
     for key, value in preset.items():

@@ -2,8 +2,8 @@
 (build_options), and back: the option values a run's training_options.json records
 (recorded_values, which resume continues the run with). Both follow the option table
 (options.OPTIONS), which says where each option is recorded."""
-from .. import configs
-from .options import BUILT, METRIC_NAMES, OMIT, OPTIONS, TrainError, parse_grid_size
+from .. import arguments, configs
+from .options import BUILT, METRIC_NAMES, OMIT, OPTIONS, TrainError
 
 _VALUE = object()       # a key of every run: set from OPTIONS, or by build_options itself
 _OPTIONAL = object()    # a key of some runs: left out unless something sets it
@@ -88,7 +88,7 @@ def _resolve_defaults(opts):
         if getattr(opts, option.dest) is None and default is not None:
             setattr(opts, option.dest, default)
     if isinstance(opts.grid, str):
-        opts.grid = parse_grid_size(opts.grid)
+        opts.grid = arguments.grid(opts.grid)
     metrics = [] if opts.metrics.strip().lower() == 'none' else \
         [m.strip() for m in opts.metrics.split(',') if m.strip()]
     from ..metrics import metric_main
