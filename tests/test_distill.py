@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from eg3d_runtime import demo_quality, procedural, train, views
+from eg3d_runtime.run_directory import latest_snapshot
 from eg3d_runtime.training import distill, run_files
 from eg3d_runtime.training.distill import (DistillLoop, FigureDataset, FigureVolumes,
                                            VolumeSamples, edge_band, figure,
@@ -100,7 +101,7 @@ def test_resume_continues_a_distillation(distilled):
     c, dataset = train.build_options(train.build_parser().parse_args(args))
     assert c['distill'] == {'adversarial_weight': 0, 'volume_kimg': 0, 'field_kimg': 0,
                             'field_lr': None, 'sr_kimg': 0, 'sr_lr': None, 'sr_edge_weight': 0}
-    assert c['resume_pkl'].endswith('000000.pkl')
+    assert c['resume_pkl'] == str(latest_snapshot(distilled[0]))
     assert dataset.supersample == 1
 
 
