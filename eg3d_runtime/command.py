@@ -39,7 +39,7 @@ def sigterm_as_interrupt():
 
 def run_command(run, args, errors, interrupted):
     """run(args) -> exit status; `errors` are the exception types printed as one line (with
-    OutputExists, InsufficientMemory and MemoryError, which every command may meet),
+    OutputExists, InsufficientMemory, MemoryError and OSError, which every command may meet),
     `interrupted` says what Ctrl-C or SIGTERM left behind."""
     try:
         with sigterm_as_interrupt():
@@ -50,6 +50,10 @@ def run_command(run, args, errors, interrupted):
         return EXIT_ERROR
     except MemoryError:
         print('error: out of memory (try smaller sizes)', file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:     # a full disk, a folder made read-only meanwhile: nothing was kept
+        where = f'{e.filename}: ' if e.filename else ''
+        print(f'error: {where}{one_line(e.strerror or e)}', file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt as e:
         print(f'\n{interrupted}', file=sys.stderr)

@@ -2,22 +2,27 @@
 
     python -m eg3d_runtime.generate --network PKL --seeds 0-3 --yaw 0.3 --psi 0.7 --outdir out
 
+Writes seedNNNN.png and seedNNNN_depth.png for every seed, all of them or none; images of an
+earlier run are replaced only with --force.
+
 Camera and conditioning follow the official scripts: the mapping is conditioned on the frontal
 camera, the image is rendered from an orbit at (yaw, pitch) around the network's pivot.
 """
 import argparse
-import os
 import sys
 
 import torch
 from PIL import Image
 
-from . import cameras, views
+from . import arguments, cameras, views
+from .command import run_command
 from .devices import default_device
 from .fast import path as fastpath
 from .fast import precision
+from .files import Outputs
 from .network_path import network_path
 from .pickles import PickleLoadError, load_generator
+from .rendering.footprint import require_frame_memory
 
 
 @torch.no_grad()
@@ -30,52 +35,63 @@ def render_seed(G, seed, yaw=0.0, pitch=0.0, psi=1.0, cutoff=14, nrr=None,
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog='python -m eg3d_runtime.generate', description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--network', required=True,
+    p = arguments.Parser(prog='python -m eg3d_runtime.generate', description=__doc__,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--network', required=True, type=arguments.network,
                    help='network pickle, run directory (its latest snapshot) or released name')
-    p.add_argument('--seeds', type=views.parse_seeds, default=[0], help='e.g. 0-3,7 (default 0)')
-    p.add_argument('--yaw', type=float, default=0.0, help='camera yaw in radians (default 0)')
-    p.add_argument('--pitch', type=float, default=0.0, help='camera pitch (default 0)')
-    p.add_argument('--psi', type=float, default=1.0, help='truncation psi (default 1)')
-    p.add_argument('--cutoff', type=int, default=14, help='truncation cutoff (default 14)')
-    p.add_argument('--nrr', type=int, default=None,
+    p.add_argument('--seeds', type=arguments.seeds, default=[0], help='e.g. 0-3,7 (default 0)')
+    p.add_argument('--yaw', type=arguments.angle, default=0.0,
+                   help='camera yaw in radians (default 0)')
+    p.add_argument('--pitch', type=arguments.angle, default=0.0, help='camera pitch (default 0)')
+    p.add_argument('--psi', type=arguments.psi, default=1.0, help='truncation psi (default 1)')
+    p.add_argument('--cutoff', type=arguments.cutoff, default=14,
+                   help='truncation cutoff (default 14)')
+    p.add_argument('--nrr', type=arguments.nrr, default=None,
                    help="neural rendering resolution (default: the pickle's)")
-    p.add_argument('--fov', type=float, default=cameras.FFHQ_FOV_DEGREES,
+    p.add_argument('--fov', type=arguments.fov, default=cameras.FFHQ_FOV_DEGREES,
                    help='field of view in degrees, official convention (default 18.837)')
     p.add_argument('--noise-mode', choices=['const', 'random', 'none'], default='const')
     p.add_argument('--deterministic', action='store_true',
                    help='no sample jitter (linspace depths, inverse-CDF importance samples)')
-    p.add_argument('--outdir', default='out', help='output directory (default out)')
-    p.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
+    p.add_argument('--outdir', type=arguments.output_dir, default='out',
+                   help='output directory (default out)')
+    p.add_argument('--force', action='store_true', help='replace images of an earlier run')
+    p.add_argument('--device', type=arguments.device, default=None,
+                   help='cpu or cuda (default: cuda when available)')
     precision.add_option(p)
     return p
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def output_names(seeds):
+    return [name for seed in seeds for name in (f'seed{seed:04d}.png', f'seed{seed:04d}_depth.png')]
+
+
+def run(args):
+    """All the seeds' images, or none: written into a staging folder and moved into place
+    together (files.Outputs)."""
+    outputs = Outputs(args.outdir, output_names(args.seeds), args.force)
+    outputs.check()
     device = torch.device(args.device or default_device())
-    try:
-        G = load_generator(network_path(args.network), device=device)
-    except PickleLoadError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
+    G = load_generator(network_path(args.network), device=device)
+    require_frame_memory(G, device, f'--nrr {args.nrr or G.neural_rendering_resolution}',
+                         'use a smaller --nrr', nrr=args.nrr)
     print(fastpath.use_precision(G, args.precision, device))
-    try:
-        os.makedirs(args.outdir, exist_ok=True)
-    except OSError as e:
-        print(f'error: {args.outdir}: cannot create the output directory ({e.strerror})',
-              file=sys.stderr)
-        return 1
-    for seed in args.seeds:
-        out = render_seed(G, seed, args.yaw, args.pitch, args.psi, args.cutoff, args.nrr, args.fov,
-                          args.noise_mode, args.deterministic)
-        path = os.path.join(args.outdir, f'seed{seed:04d}.png')
-        Image.fromarray(views.image_to_uint8(out['image']).cpu().numpy(), 'RGB').save(path)
-        Image.fromarray(views.depth_to_uint8(out['image_depth']).cpu().numpy(), 'L').save(
-            os.path.join(args.outdir, f'seed{seed:04d}_depth.png'))
-        print(f'wrote {path} (+ _depth.png)')
+    with outputs:
+        for seed in args.seeds:
+            out = render_seed(G, seed, args.yaw, args.pitch, args.psi, args.cutoff, args.nrr,
+                              args.fov, args.noise_mode, args.deterministic)
+            Image.fromarray(views.image_to_uint8(out['image']).cpu().numpy(), 'RGB').save(
+                outputs.path(f'seed{seed:04d}.png'))
+            Image.fromarray(views.depth_to_uint8(out['image_depth']).cpu().numpy(), 'L').save(
+                outputs.path(f'seed{seed:04d}_depth.png'))
+            print(f'rendered seed {seed}')
+    print(f'wrote {len(args.seeds)} images (+ _depth.png) to {args.outdir}')
     return 0
+
+
+def main(argv=None):
+    return run_command(run, build_parser().parse_args(argv), PickleLoadError,
+                       'interrupted; no image was kept')
 
 
 if __name__ == '__main__':

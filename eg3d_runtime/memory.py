@@ -15,7 +15,8 @@ class InsufficientMemory(Exception):
 
 
 def available_memory(device='cpu'):
-    """Bytes the system can still give (Linux MemAvailable; on CUDA the device's free memory),
+    """Bytes the system can still give (Linux MemAvailable, less where this process's address
+    space is limited: `ulimit -v`, a batch system's limit; on CUDA the device's free memory),
     or None when unknown."""
     if str(device).startswith('cuda'):
         import torch
@@ -23,14 +24,30 @@ def available_memory(device='cpu'):
             return torch.cuda.mem_get_info(torch.device(device))[0]
         except (RuntimeError, AssertionError, ValueError):
             return None
+    known = [n for n in (_proc_kib('/proc/meminfo', 'MemAvailable:'), _address_space_left())
+             if n is not None]
+    return min(known) if known else None
+
+
+def _proc_kib(path, key):
+    """The bytes of a 'Key: N kB' line of a /proc file, or None."""
     try:
-        with open('/proc/meminfo') as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith('MemAvailable:'):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def _address_space_left():
+    """What RLIMIT_AS leaves beyond the address space in use, or None without a limit."""
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        return None
+    used = _proc_kib('/proc/self/status', 'VmSize:')
+    return None if used is None else max(limit - used, 0)
 
 
 def require(needed, what, hint, device='cpu'):

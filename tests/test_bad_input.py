@@ -9,8 +9,11 @@ the real command in a subprocess and checks:
 Most cases are refused by the command line's checks (eg3d_runtime.arguments) before torch is
 imported, a fraction of a second each; the ones that must load a network use the small demo.
 """
+import hashlib
+import json
 import os
 import re
+import resource
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ from conftest import REPO
 
 DEMO = str(REPO / 'checkpoints' / 'demo.pkl')
 VIEWER = ['visualizer.py']
+GEN = ['-m', 'eg3d_runtime.generate', '--network', '{demo}']
 
 
 @dataclass
@@ -34,6 +38,7 @@ class Case:
     setup: object = None      # setup(tmp) makes the files the case starts from
     left: set = field(default_factory=set)   # files the command may leave (beyond setup's)
     slow: bool = False
+    memory_gib: int = None    # the address space the command may use (ulimit -v)
 
 
 CASES = [
@@ -94,38 +99,154 @@ CASES = [
                                               '--height', '200'], 1,
          r'ffhq512-64\.pkl: cannot download .*; offline, put the file at .*/ffhq512-64\.pkl$',
          slow=True),
+
+    # ---- generate ----------------------------------------------------------------------------
+    Case('generate --psi nan', [*GEN, '--psi', 'nan', '--outdir', '{tmp}/o'], 2,
+         r'--psi nan: must be a finite number from -1 to 2$'),
+    Case('generate --nrr -4', [*GEN, '--nrr=-4', '--outdir', '{tmp}/o'], 2,
+         r'--nrr -4: must be an integer from 1 to 4096$'),
+    Case('generate --nrr 100000', [*GEN, '--nrr', '100000', '--outdir', '{tmp}/o'], 2,
+         r'--nrr 100000: must be an integer from 1 to 4096$'),
+    Case('generate --fov 180', [*GEN, '--fov', '180', '--outdir', '{tmp}/o'], 2,
+         r'--fov 180: must be a finite number above 0 and below 180$'),
+    Case('generate --yaw inf', [*GEN, '--yaw', 'inf', '--outdir', '{tmp}/o'], 2,
+         r'--yaw inf: must be a finite number$'),
+    Case('generate --cutoff -1', [*GEN, '--cutoff=-1', '--outdir', '{tmp}/o'], 2,
+         r'--cutoff -1: must be an integer from 0 to 1024$'),
+    Case('generate --seeds 3-1', [*GEN, '--seeds', '3-1', '--outdir', '{tmp}/o'], 2,
+         r'--seeds 3-1: the range 3-1 runs backwards \(write 1-3\)$'),
+    Case('generate --seeds 0-99999999', [*GEN, '--seeds', '0-99999999', '--outdir', '{tmp}/o'],
+         2, r'--seeds 0-99999999: at most 1000000 seeds$'),
+    Case('generate --outdir is a file', [*GEN, '--outdir', '{tmp}/f'], 2,
+         r'--outdir .*/f: is a file, not a folder$', setup=lambda tmp: (tmp / 'f').write_text('')),
+    Case('generate --device tpu', [*GEN, '--device', 'tpu', '--outdir', '{tmp}/o'], 2,
+         r'--device tpu: must be cpu, cuda or cuda:N$'),
+    Case('generate --network missing', ['-m', 'eg3d_runtime.generate', '--network',
+                                        '{tmp}/nope.pkl', '--outdir', '{tmp}/o'], 2,
+         r'--network .*/nope\.pkl: no such file or run directory'),
+    Case('generate --noise-mode x', [*GEN, '--noise-mode', 'x', '--outdir', '{tmp}/o'], 2,
+         r'--noise-mode x: must be one of const, random, none$'),
+    Case('generate --precision x', [*GEN, '--precision', 'x', '--outdir', '{tmp}/o'], 2,
+         r'--precision x: must be one of '),
+    Case('generate over an earlier result', [*GEN, '--seeds', '0-1', '--outdir', '{tmp}'], 1,
+         r'.*/seed0001\.png: exists from an earlier run \(add --force to replace it\)$',
+         setup=lambda tmp: (tmp / 'seed0001.png').write_text('')),
+    Case('generate --nrr past the memory', [*GEN, '--nrr', '4096', '--outdir', '{tmp}/o'], 1,
+         r'--nrr 4096: needs about \d+\.\d GiB of memory, only \d+\.\d GiB available '
+         r'\(use a smaller --nrr\)$', memory_gib=8),
+    Case('generate a truncated pickle', ['-m', 'eg3d_runtime.generate', '--network',
+                                         '{tmp}/t.pkl', '--outdir', '{tmp}/o'], 1,
+         r'.*/t\.pkl: ', setup=lambda tmp: (tmp / 't.pkl').write_bytes(
+             open(DEMO, 'rb').read()[:5000])),
 ]
 
 
 def _files(folder):
-    return {str(p.relative_to(folder)) for p in folder.rglob('*')}
+    """{path: content digest (None for a folder)} of everything under `folder`."""
+    return {str(p.relative_to(folder)): None if p.is_dir() else
+            hashlib.sha1(p.read_bytes()).hexdigest() for p in folder.rglob('*')}
+
+
+def _env(home):
+    return dict(os.environ, PYTHONPATH=str(REPO), XDG_CONFIG_HOME=str(home / 'config'),
+                XDG_CACHE_HOME=str(home / 'cache'), EG3D_CHECKPOINT_DIR=str(home / 'checkpoints'),
+                # offline: a download must fail at once, not wait for a network
+                http_proxy='http://127.0.0.1:9', https_proxy='http://127.0.0.1:9')
+
+
+def _prepare(case, home):
+    """The case's folder with its setup done: (folder, its files, the command line)."""
+    tmp = home / 'case'
+    tmp.mkdir()
+    if case.setup:
+        case.setup(tmp)
+    return tmp, _files(tmp), [a.format(tmp=tmp, demo=DEMO) for a in case.argv]
+
+
+def _batched(case):
+    """A bad command line with no limit is refused by the parser, before any work: those run
+    through the command's main() in one process per command (importing torch once, not once a
+    case), the rest each in a process of its own."""
+    return case.status == 2 and case.memory_gib is None and not case.slow
+
+
+def _entry(argv):
+    """The command of a command line: ('-m', module) or the script's path, and its arguments."""
+    return (tuple(argv[:2]), argv[2:]) if argv[0] == '-m' else ((argv[0],), argv[1:])
+
+
+@pytest.fixture(scope='module')
+def batch_results(tmp_path_factory):
+    """{case name: (exit status, stderr, folder, files before)} of every batched case."""
+    prepared = {}
+    for case in filter(_batched, CASES):
+        home = tmp_path_factory.mktemp('batched')
+        prepared[case.name] = (home, *_prepare(case, home))
+    results = {}
+    commands = {}
+    for case in filter(_batched, CASES):
+        entry, args = _entry(prepared[case.name][3])
+        commands.setdefault(entry, []).append((case.name, args))
+    for entry, cases in commands.items():
+        home = tmp_path_factory.mktemp('driver')
+        proc = subprocess.run([sys.executable, __file__, *entry], cwd=REPO, env=_env(home),
+                              input=json.dumps([args for _name, args in cases]),
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        for (name, _args), (status, stderr) in zip(cases, json.loads(proc.stdout)):
+            _home, tmp, before, _argv = prepared[name]
+            results[name] = status, stderr, tmp, before
+    return results
 
 
 @pytest.mark.parametrize('case', [pytest.param(c, id=c.name, marks=[pytest.mark.slow] * c.slow)
                                   for c in CASES])
-def test_bad_input_is_one_line_and_leaves_nothing(case, tmp_path, xvfb_display):
-    tmp = tmp_path / 'case'
-    tmp.mkdir()
-    if case.setup:
-        case.setup(tmp)
-    before = _files(tmp)
-    argv = [a.format(tmp=tmp, demo=DEMO) for a in case.argv]
-    env = dict(os.environ, PYTHONPATH=str(REPO), XDG_CONFIG_HOME=str(tmp_path / 'config'),
-               XDG_CACHE_HOME=str(tmp_path / 'cache'),
-               EG3D_CHECKPOINT_DIR=str(tmp_path / 'checkpoints'),
-               # offline: a download must fail at once, not wait for a network
-               http_proxy='http://127.0.0.1:9', https_proxy='http://127.0.0.1:9')
-    proc = subprocess.run([sys.executable, *argv], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=60 if case.status == 2 else 600)
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == case.status, proc.stderr[-3000:]
-    assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+def test_bad_input_is_one_line_and_leaves_nothing(case, tmp_path, xvfb_display, request):
+    if _batched(case):
+        status, stderr, tmp, before = request.getfixturevalue('batch_results')[case.name]
+    else:
+        tmp, before, argv = _prepare(case, tmp_path)
+        limit = case.memory_gib and (lambda: resource.setrlimit(
+            resource.RLIMIT_AS, (case.memory_gib * 2 ** 30, case.memory_gib * 2 ** 30)))
+        proc = subprocess.run([sys.executable, *argv], cwd=REPO, env=_env(tmp_path),
+                              capture_output=True, text=True, timeout=600, preexec_fn=limit)
+        status, stderr = proc.returncode, proc.stderr
+    lines = stderr.strip().splitlines()
+    assert status == case.status, stderr[-3000:]
+    assert 'Traceback' not in stderr, stderr[-3000:]
     errors = [line for line in lines if line.startswith('error:')]
-    assert len(errors) == 1 and lines[-1] == errors[0], proc.stderr[-3000:]
+    assert len(errors) == 1 and lines[-1] == errors[0], stderr[-3000:]
     if case.status == 2:
-        assert len(lines) == 1, proc.stderr
+        assert len(lines) == 1, stderr
     assert re.match(case.error, errors[0][len('error: '):]), errors[0]
-    assert _files(tmp) - before == case.left, 'left behind'
+    after = _files(tmp)
+    assert set(after) - set(before) == case.left, 'left behind'
+    assert {p: after.get(p) for p in before} == before, 'changed or lost'
+
+
+def _drive(entry):
+    """python tests/test_bad_input.py ENTRY < [argv, ...]: each command line through the
+    command's main() in this process; prints [[exit status, stderr], ...] as JSON."""
+    import contextlib
+    import importlib
+    import io
+    import runpy
+    import traceback
+    main = importlib.import_module(entry[1]).main if entry[0] == '-m' else \
+        runpy.run_path(str(REPO / entry[0]), run_name='batched')['main']
+    results = []
+    for argv in json.load(sys.stdin):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                status = main(argv)
+            except SystemExit as e:
+                status = e.code if isinstance(e.code, int) else 1
+            except BaseException:        # noqa: BLE001  the test reports the traceback
+                traceback.print_exc()
+                status = 1
+        results.append([status, err.getvalue()])
+    json.dump(results, sys.stdout)
 
 
 # ---- the checks themselves, in this process ----------------------------------------------------
@@ -168,3 +289,7 @@ def test_argparse_messages_become_one_line():
         '--w-frames x: must be an integer'
     assert arguments.one_line('the following arguments are required:\n --network') == \
         'the following arguments are required: --network'
+
+
+if __name__ == '__main__':
+    _drive(sys.argv[1:])

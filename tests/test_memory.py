@@ -55,3 +55,11 @@ def test_work_past_the_available_memory_is_refused_in_one_line(monkeypatch):
 def test_available_memory_is_read_from_the_system():
     free = memory.available_memory()
     assert free is None or 0 < free < 2 ** 50
+
+
+def test_an_address_space_limit_is_what_is_available(monkeypatch):
+    limit = memory._proc_kib('/proc/self/status', 'VmSize:') + memory.GIB
+    real = resource.getrlimit
+    monkeypatch.setattr(resource, 'getrlimit', lambda which: (limit, limit)
+                        if which == resource.RLIMIT_AS else real(which))
+    assert memory.GIB - 64 * 2 ** 20 < memory.available_memory() <= memory.GIB
