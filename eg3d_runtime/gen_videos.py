@@ -14,28 +14,30 @@ video; the mapping is conditioned on the frontal camera (docs/eg3d-reference.md 
 import argparse
 import math
 import os
-import re
 import sys
 import time
 
 import numpy as np
 import torch
 
-from . import views
+from . import arguments, views
 from .command import run_command
 from .devices import default_device
-from .files import atomic_open
+from .files import Outputs, atomic_open
 from .fast import path as fastpath
 from .fast import precision
 from .network_path import network_path
+from .memory import require
 from .pickles import PickleLoadError, load_generator
-from .shapes import (BORDER_VALUE, DensityField, ShapeExportError, ShapeOptions, TriplaneField,
-                     check_memory, export_field)
+from .rendering.footprint import frame_bytes
+from .shapes import (BORDER_VALUE, MIN_RESOLUTION, DensityField, ShapeExportError, ShapeOptions,
+                     TriplaneField, check_memory, export_field)
 from .video_files import FORMATS, video_file
 
 # The official focal lengths per --cfg; views.camera takes the FOV that gives them.
 FOCALS = {'FFHQ': 4.2647, 'AFHQ': 4.2647, 'Shapenet': 1.7074}
 WRAPS = 2   # keyframe copies on each side of the spline, as official
+MAX_SAMPLE_MULT = 16
 # The official orbit is centred on (3.14/2, 3.14/2), views.camera's on (pi/2, pi/2).
 OFFSET = 3.14 / 2 - math.pi / 2
 
@@ -192,25 +194,29 @@ class ShapeWriter:
     """--shapes: each frame's shape as the official voxel-unit PLY at level 10, and at the end
     the camera poses. The official writes every grid cell to the same file name, so the last
     cell's shape is what it keeps; only that one is computed here. The cleared border is -1000
-    (the official's is 0 here), which moves the vertices on the cut faces by under a voxel."""
+    (the official's is 0 here), which moves the vertices on the cut faces by under a voxel.
+    Files go where `place(name)` says (files.Outputs.path)."""
 
-    def __init__(self, G, outdir, layout_seeds, options):
-        first = layout_seeds.reshape(-1)[:2]
-        self.G, self.options = G, options
+    def __init__(self, G, place, layout_seeds, options):
+        self.G, self.place, self.options = G, place, options
         self.cells = layout_seeds.shape[0] * layout_seeds.shape[1]
-        self.dir = os.path.join(outdir, 'interpolation_' + '_'.join(map(str, first)))
-        self.trajectory = os.path.join(outdir, 'interpolation_trajectory.npy')
+        self.dir, self.trajectory = self.names(layout_seeds)
         self.poses = []
+
+    @staticmethod
+    def names(layout_seeds):
+        """The folder of the shapes and the file of the poses."""
+        first = layout_seeds.reshape(-1)[:2]
+        return 'interpolation_' + '_'.join(map(str, first)), 'interpolation_trajectory.npy'
 
     def __call__(self, frame, ws, c):
         self.poses += [c[0, :16].reshape(4, 4).cpu().numpy()] * self.cells
-        os.makedirs(self.dir, exist_ok=True)
         field = _VideoTrim(TriplaneField(self.G, ws), self.options.resolution)
-        export_field(field, os.path.join(self.dir, f'{frame:04d}_shape.ply'), self.options)
+        export_field(field, self.place(f'{self.dir}/{frame:04d}_shape.ply'), self.options)
 
     def finish(self):
         """Write the poses of every frame and cell, [frames * cells, 4, 4], as official."""
-        with atomic_open(self.trajectory, 'wb') as f:
+        with atomic_open(self.place(self.trajectory), 'wb') as f:
             np.save(f, np.stack(self.poses))
 
 
@@ -228,62 +234,51 @@ def write_video(path, frames, num_frames, fmt, fps):
     return rate
 
 
-def parse_grid(text):
-    m = re.fullmatch(r'(\d+)[x,](\d+)', text)
-    if not m or not int(m.group(1)) or not int(m.group(2)):
-        raise argparse.ArgumentTypeError(f"invalid grid '{text}' (use e.g. 4x2)")
-    return int(m.group(1)), int(m.group(2))
-
-
-def parse_bool(text):
-    if text.lower() in ('true', '1', 'yes'):
-        return True
-    if text.lower() in ('false', '0', 'no'):
-        return False
-    raise argparse.ArgumentTypeError(f"expected True or False, not '{text}'")
-
-
 def build_parser():
-    p = argparse.ArgumentParser(prog='python -m eg3d_runtime.gen_videos', description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--network', required=True,
+    p = arguments.Parser(prog='python -m eg3d_runtime.gen_videos', description=__doc__,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--network', required=True, type=arguments.network,
                    help='network pickle, run directory (its latest snapshot) or released name')
-    p.add_argument('--seeds', type=views.parse_seeds, required=True, help='e.g. 0-3,7')
-    p.add_argument('--shuffle-seed', type=int, default=None, help='shuffle the keyframe order')
-    p.add_argument('--grid', type=parse_grid, default=(1, 1), help='WxH (default 1x1)')
-    p.add_argument('--num-keyframes', '--num_keyframes', type=int, default=None,
+    p.add_argument('--seeds', type=arguments.seeds, required=True, help='e.g. 0-3,7')
+    p.add_argument('--shuffle-seed', type=arguments.seed, default=None,
+                   help='shuffle the keyframe order')
+    p.add_argument('--grid', type=arguments.grid, default=(1, 1), help='WxH (default 1x1)')
+    p.add_argument('--num-keyframes', '--num_keyframes', type=arguments.integer(1), default=None,
                    help='keyframes per cell (default: number of seeds / (W*H))')
-    p.add_argument('--w-frames', '--w_frames', type=int, default=120,
+    p.add_argument('--w-frames', '--w_frames', type=arguments.integer(1), default=120,
                    help='frames per keyframe (default 120)')
-    p.add_argument('--trunc', type=float, default=1.0, help='truncation psi (default 1)')
-    p.add_argument('--trunc-cutoff', '--trunc_cutoff', type=int, default=14,
+    p.add_argument('--trunc', type=arguments.psi, default=1.0, help='truncation psi (default 1)')
+    p.add_argument('--trunc-cutoff', '--trunc_cutoff', type=arguments.cutoff, default=14,
                    help='truncation cutoff (default 14)')
-    p.add_argument('--outdir', required=True, help='output directory')
+    p.add_argument('--outdir', required=True, type=arguments.output_dir,
+                   help='output directory')
+    p.add_argument('--force', action='store_true', help='replace the videos of an earlier run')
     p.add_argument('--cfg', choices=sorted(FOCALS), default='FFHQ',
                    help='camera focal of the dataset (default FFHQ)')
     p.add_argument('--image_mode', '--image-mode', dest='image_mode', default='image',
                    choices=['image', 'image_depth', 'image_raw'], help='(default image)')
-    p.add_argument('--sample_mult', '--sample-mult', dest='sample_mult', type=float, default=2,
+    p.add_argument('--sample_mult', '--sample-mult', dest='sample_mult',
+                   type=arguments.number(0, MAX_SAMPLE_MULT, lo_open=True), default=2,
                    help='multiplies both depth sample counts (default 2)')
-    p.add_argument('--nrr', type=int, default=None,
+    p.add_argument('--nrr', type=arguments.nrr, default=None,
                    help="neural rendering resolution (default: the pickle's)")
-    p.add_argument('--shapes', type=parse_bool, default=False, metavar='True|False',
+    p.add_argument('--shapes', type=arguments.boolean, default=False, metavar='True|False',
                    help='also write each frame\'s shape (PLY) and the camera poses (default False)')
-    p.add_argument('--shape-res', '--shape_res', type=int, default=512,
-                   help='shape grid points per axis (default 512, as official)')
-    p.add_argument('--interpolate', type=parse_bool, default=True, metavar='True|False',
+    p.add_argument('--shape-res', '--shape_res', type=arguments.integer(MIN_RESOLUTION),
+                   default=512, help='shape grid points per axis (default 512, as official)')
+    p.add_argument('--interpolate', type=arguments.boolean, default=True, metavar='True|False',
                    help='True: one interpolation video; False: one orbit video per seed')
-    p.add_argument('--fps', type=float, default=60, help='frames per second (default 60)')
+    p.add_argument('--fps', type=arguments.fps, default=60,
+                   help='frames per second (default 60)')
     p.add_argument('--format', choices=FORMATS, default='mp4', help='(default mp4)')
-    p.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
+    p.add_argument('--device', type=arguments.device, default=None,
+                   help='cpu or cuda (default: cuda when available)')
     precision.add_option(p)
     return p
 
 
 def plan(args):
     """[(file name, seed layout or seed, frame count)] for the videos to write."""
-    if args.w_frames < 1:
-        raise VideoError('--w-frames must be at least 1')
     if args.interpolate:
         layout_seeds = keyframe_seeds(args.seeds, args.grid, args.num_keyframes, args.shuffle_seed)
         return [('interpolation', layout_seeds, layout_seeds.shape[2] * args.w_frames)]
@@ -293,6 +288,38 @@ def plan(args):
                          '--num-keyframes (as official)')
     num_keyframes = keyframe_seeds([0], args.grid, args.num_keyframes).shape[2]
     return [(str(seed), seed, num_keyframes * args.w_frames) for seed in args.seeds]
+
+
+def required_memory(G, args, videos, side):
+    """A generous estimate of the bytes the videos need beyond the loaded network: the frames
+    rendered at once (every cell of an interpolation; an orbit renders one and tiles it), a
+    frame of the grid a few times over (layout, encoder) and the keyframes' spline, which holds
+    the ws of every keyframe 2 * WRAPS + 1 times and more while it is built."""
+    cells = args.grid[0] * args.grid[1]
+    render = frame_bytes(G, args.nrr, cells if args.interpolate else 1, args.sample_mult)
+    frame = 4 * 3 * side * side * cells
+    keyframes = 0
+    if args.interpolate:
+        ws_bytes = G.backbone.mapping.num_ws * G.w_dim * 4
+        keyframes = videos[0][1].size * ws_bytes * (2 * WRAPS + 1 + 3)
+    return render + frame + keyframes
+
+
+def check_sizes(G, args, videos, side):
+    """Refuse now, in one line, what would not fit: depth samples, an odd H.264 frame, memory."""
+    rk = G.rendering_kwargs
+    fewest = min(rk['depth_resolution'], rk['depth_resolution_importance'])
+    if int(fewest * args.sample_mult) < 1:
+        raise VideoError(f'--sample_mult {args.sample_mult:g}: leaves no depth samples of the '
+                         f'{fewest} of this network (at least {1 / fewest:g})')
+    width, height = side * args.grid[0], side * args.grid[1]
+    if args.format == 'mp4' and (width % 2 or height % 2):
+        raise VideoError(f'H.264 needs an even frame size, not {width}x{height} '
+                         '(change --nrr or --grid, or use --format webp)')
+    grid = 'x'.join(map(str, args.grid))
+    require(required_memory(G, args, videos, side),
+            f'--grid {grid} of {side}px frames, {videos[0][1].size if args.interpolate else 1} '
+            f'keyframes', 'use fewer seeds, a smaller --grid or --nrr', args.device or 'cpu')
 
 
 def run(args):
@@ -307,6 +334,11 @@ def run(args):
               file=sys.stderr)
     elif args.shapes:
         options = shape_options(args.shape_res)
+    names = [f'{name}.{args.format}' for name, _seeds, _frames in videos]
+    if options:
+        names += ShapeWriter.names(videos[0][1])
+    outputs = Outputs(args.outdir, names, args.force)
+    outputs.check()
     device = torch.device(args.device or default_device())
     try:
         G = load_generator(network_path(args.network), device=device)
@@ -315,36 +347,32 @@ def run(args):
     print(fastpath.use_precision(G, args.precision, device))
     side = (G.img_resolution if args.image_mode == 'image'
             else args.nrr or G.neural_rendering_resolution)
-    width, height = side * args.grid[0], side * args.grid[1]
-    if args.format == 'mp4' and (width % 2 or height % 2):
-        raise VideoError(f'H.264 needs an even frame size, not {width}x{height} '
-                         '(change --nrr or --grid, or use --format webp)')
-    try:
-        os.makedirs(args.outdir, exist_ok=True)
-    except OSError as e:
-        raise VideoError(f'{args.outdir}: cannot create the output directory ({e.strerror})')
+    check_sizes(G, args, videos, side)
     renderer = Renderer(G, args)
     torch.manual_seed(0)   # the ray sampler's jitter is reproducible per run
-    for name, seeds, num_frames in videos:
-        shapes = options and ShapeWriter(G, args.outdir, seeds, options)
-        frames = (renderer.interpolation(seeds, shapes) if args.interpolate
-                  else renderer.orbit(seeds, num_frames, args.grid))
-        path = os.path.join(args.outdir, f'{name}.{args.format}')
-        try:
-            rate = write_video(path, frames, num_frames, args.format, args.fps)
-            if shapes:
-                shapes.finish()
-        except ShapeExportError as e:
-            raise VideoError(e) from None
-        except OSError as e:
-            raise VideoError(f'{e.filename or path}: cannot write ({e.strerror or e})')
-        print(f'wrote {path} ({num_frames} frames, {rate:.2f} frames/s)')
+    with outputs:
+        for name, seeds, num_frames in videos:
+            shapes = options and ShapeWriter(G, outputs.path, seeds, options)
+            frames = (renderer.interpolation(seeds, shapes) if args.interpolate
+                      else renderer.orbit(seeds, num_frames, args.grid))
+            file = f'{name}.{args.format}'
+            try:
+                rate = write_video(outputs.path(file), frames, num_frames, args.format, args.fps)
+                if shapes:
+                    shapes.finish()
+            except ShapeExportError as e:
+                raise VideoError(e) from None
+            except OSError as e:
+                raise VideoError(f'{os.path.join(args.outdir, file)}: cannot write '
+                                 f'({e.strerror or e})') from None
+            print(f'rendered {file} ({num_frames} frames, {rate:.2f} frames/s)')
+    print(f"wrote {', '.join(os.path.join(args.outdir, n) for n in names)}")
 
 
 @torch.no_grad()
 def main(argv=None):
     return run_command(run, build_parser().parse_args(argv), VideoError,
-                       'interrupted; no partial video was kept')
+                       'interrupted; no video was kept')
 
 
 if __name__ == '__main__':

@@ -14,8 +14,11 @@ import json
 import os
 import re
 import resource
+import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -27,6 +30,9 @@ from conftest import REPO
 DEMO = str(REPO / 'checkpoints' / 'demo.pkl')
 VIEWER = ['visualizer.py']
 GEN = ['-m', 'eg3d_runtime.generate', '--network', '{demo}']
+GV = ['-m', 'eg3d_runtime.gen_videos', '--network', '{demo}', '--device', 'cpu']
+GV_SMALL = [*GV, '--sample_mult', '1', '--w-frames', '2', '--nrr', '16', '--format', 'webp',
+            '--image_mode', 'image_raw']
 
 
 @dataclass
@@ -39,6 +45,7 @@ class Case:
     left: set = field(default_factory=set)   # files the command may leave (beyond setup's)
     slow: bool = False
     memory_gib: int = None    # the address space the command may use (ulimit -v)
+    interrupt: tuple = None   # (signal, glob): sent once a path matching glob appears in {tmp}
 
 
 CASES = [
@@ -138,6 +145,73 @@ CASES = [
                                          '{tmp}/t.pkl', '--outdir', '{tmp}/o'], 1,
          r'.*/t\.pkl: ', setup=lambda tmp: (tmp / 't.pkl').write_bytes(
              open(DEMO, 'rb').read()[:5000])),
+
+    # ---- gen_videos --------------------------------------------------------------------------
+    Case('gen_videos --seeds 3-1', [*GV, '--seeds', '3-1', '--outdir', '{tmp}/o'], 2,
+         r'--seeds 3-1: the range 3-1 runs backwards \(write 1-3\)$'),
+    Case('gen_videos --fps 0', [*GV, '--seeds', '0', '--fps', '0', '--outdir', '{tmp}/o'], 2,
+         r'--fps 0: must be a finite number above 0 and at most 1000$'),
+    Case('gen_videos --fps -1', [*GV, '--seeds', '0', '--fps=-1', '--outdir', '{tmp}/o'], 2,
+         r'--fps -1: must be a finite number above 0 and at most 1000$'),
+    Case('gen_videos --trunc nan', [*GV, '--seeds', '0', '--trunc', 'nan', '--outdir',
+                                    '{tmp}/o'], 2,
+         r'--trunc nan: must be a finite number from -1 to 2$'),
+    Case('gen_videos --sample_mult 0', [*GV, '--seeds', '0', '--sample_mult', '0', '--outdir',
+                                        '{tmp}/o'], 2,
+         r'--sample_mult 0: must be a finite number above 0 and at most 16$'),
+    Case('gen_videos --w-frames 0', [*GV, '--seeds', '0', '--w-frames', '0', '--outdir',
+                                     '{tmp}/o'], 2, r'--w-frames 0: must be an integer of at least 1$'),
+    Case('gen_videos --num-keyframes 0', [*GV, '--seeds', '0', '--num-keyframes', '0',
+                                          '--outdir', '{tmp}/o'], 2,
+         r'--num-keyframes 0: must be an integer of at least 1$'),
+    Case('gen_videos --grid 0x2', [*GV, '--seeds', '0', '--grid', '0x2', '--outdir', '{tmp}/o'],
+         2, r'--grid 0x2: must be a grid WxH of whole numbers of at least 1, like 4x2$'),
+    Case('gen_videos --interpolate maybe', [*GV, '--seeds', '0', '--interpolate', 'maybe',
+                                            '--outdir', '{tmp}/o'], 2,
+         r'--interpolate maybe: must be True or False$'),
+    Case('gen_videos --shape-res 2', [*GV, '--seeds', '0', '--shapes', 'True', '--shape-res',
+                                      '2', '--outdir', '{tmp}/o'], 2,
+         r'--shape-res 2: must be an integer of at least 8$'),
+    Case('gen_videos --format avi', [*GV, '--seeds', '0', '--format', 'avi', '--outdir',
+                                     '{tmp}/o'], 2, r'--format avi: must be one of '),
+    Case('gen_videos --outdir under a file', [*GV, '--seeds', '0', '--outdir', '{tmp}/f/sub'],
+         2, r'--outdir .*/f/sub: .*/f is a file, not a folder$',
+         setup=lambda tmp: (tmp / 'f').write_text('')),
+    Case('gen_videos without --seeds', [*GV, '--outdir', '{tmp}/o'], 2,
+         r'the following arguments are required: --seeds$'),
+    Case('gen_videos seeds not divisible by the grid', [*GV_SMALL, '--seeds', '0-2', '--grid',
+                                                       '2x1', '--outdir', '{tmp}/o'], 1,
+         r'the number of seeds \(3\) must be divisible by grid W\*H \(2\)$'),
+    Case('gen_videos a pickle of text', ['-m', 'eg3d_runtime.gen_videos', '--network',
+                                         '{tmp}/bad.pkl', '--seeds', '0', '--outdir', '{tmp}/o'],
+         1, r'.*/bad\.pkl: ', setup=lambda tmp: (tmp / 'bad.pkl').write_text('hello world\n')),
+    Case('gen_videos --sample_mult leaving no samples', [*GV_SMALL, '--seeds', '0',
+                                                         '--sample_mult', '0.01', '--outdir',
+                                                         '{tmp}/o'], 1,
+         r'--sample_mult 0\.01: leaves no depth samples of the 16 of this network '
+         r'\(at least 0\.0625\)$'),
+    Case('gen_videos an odd H.264 frame', [*GV, '--seeds', '0', '--nrr', '15', '--image_mode',
+                                           'image_raw', '--outdir', '{tmp}/o'], 1,
+         r'H\.264 needs an even frame size, not 15x15 \(change --nrr or --grid, or use '
+         r'--format webp\)$'),
+    Case('gen_videos 100000 seeds on a 2x2 grid', [*GV, '--seeds', '0-99999', '--grid', '2x2',
+                                                   '--outdir', '{tmp}/o'], 1,
+         r'--grid 2x2 of 128px frames, 100000 keyframes: needs about \d+\.\d GiB of memory, '
+         r'only \d+\.\d GiB available \(use fewer seeds, a smaller --grid or --nrr\)$',
+         memory_gib=8),
+    Case('gen_videos 10000 seeds on a 100x100 grid', [*GV, '--seeds', '0-9999', '--grid',
+                                                      '100x100', '--outdir', '{tmp}/o'], 1,
+         r'--grid 100x100 of 128px frames, 10000 keyframes: needs about', memory_gib=8),
+    Case('gen_videos over an earlier video', [*GV_SMALL, '--seeds', '0', '--outdir', '{tmp}'],
+         1, r'.*/interpolation\.webp: exists from an earlier run \(add --force to replace it\)$',
+         setup=lambda tmp: (tmp / 'interpolation.webp').write_text('earlier')),
+    Case('gen_videos stopped by SIGTERM', [*GV_SMALL, '--w-frames', '300', '--seeds', '0',
+                                           '--outdir', '{tmp}/o'], 143,
+         r'interrupted; no video was kept$', interrupt=(signal.SIGTERM, '.o.partial-*/*')),
+    Case('gen_videos stopped by Ctrl-C', [*GV_SMALL, '--w-frames', '300', '--seeds', '0',
+                                          '--outdir', '{tmp}'], 130,
+         r'interrupted; no video was kept$', interrupt=(signal.SIGINT, '.partial-*/*'),
+         setup=lambda tmp: (tmp / 'other.txt').write_text('kept')),
 ]
 
 
@@ -167,7 +241,7 @@ def _batched(case):
     """A bad command line with no limit is refused by the parser, before any work: those run
     through the command's main() in one process per command (importing torch once, not once a
     case), the rest each in a process of its own."""
-    return case.status == 2 and case.memory_gib is None and not case.slow
+    return case.status == 2 and case.memory_gib is None and not case.slow and not case.interrupt
 
 
 def _entry(argv):
@@ -208,20 +282,42 @@ def test_bad_input_is_one_line_and_leaves_nothing(case, tmp_path, xvfb_display, 
         tmp, before, argv = _prepare(case, tmp_path)
         limit = case.memory_gib and (lambda: resource.setrlimit(
             resource.RLIMIT_AS, (case.memory_gib * 2 ** 30, case.memory_gib * 2 ** 30)))
-        proc = subprocess.run([sys.executable, *argv], cwd=REPO, env=_env(tmp_path),
-                              capture_output=True, text=True, timeout=600, preexec_fn=limit)
-        status, stderr = proc.returncode, proc.stderr
+        proc = subprocess.Popen([sys.executable, *argv], cwd=REPO, env=_env(tmp_path),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=limit)
+        stderr = _signal_when_it_appears(proc, tmp, *case.interrupt) if case.interrupt else \
+            proc.communicate(timeout=600)[1]
+        status = proc.returncode
     lines = stderr.strip().splitlines()
     assert status == case.status, stderr[-3000:]
     assert 'Traceback' not in stderr, stderr[-3000:]
-    errors = [line for line in lines if line.startswith('error:')]
-    assert len(errors) == 1 and lines[-1] == errors[0], stderr[-3000:]
-    if case.status == 2:
-        assert len(lines) == 1, stderr
-    assert re.match(case.error, errors[0][len('error: '):]), errors[0]
+    if case.interrupt:     # no error: a note that says what was kept
+        assert re.match(case.error, lines[-1]), stderr[-3000:]
+    else:
+        errors = [line for line in lines if line.startswith('error:')]
+        assert len(errors) == 1 and lines[-1] == errors[0], stderr[-3000:]
+        if case.status == 2:
+            assert len(lines) == 1, stderr
+        assert re.match(case.error, errors[0][len('error: '):]), errors[0]
     after = _files(tmp)
     assert set(after) - set(before) == case.left, 'left behind'
     assert {p: after.get(p) for p in before} == before, 'changed or lost'
+
+
+def _signal_when_it_appears(proc, folder, signum, pattern):
+    """Send `signum` to `proc` once `pattern` matches under `folder` (work under way), unless
+    it ends first; returns its stderr, read meanwhile so that progress cannot fill the pipe."""
+    chunks = []
+    reader = threading.Thread(target=lambda: chunks.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and not any(folder.glob(pattern)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(signum)
+    proc.wait(timeout=60)
+    reader.join()
+    return ''.join(chunks)
 
 
 def _drive(entry):

@@ -29,11 +29,11 @@ from .export import export_field, export_shape
 from .fields import DensityField, TriplaneField
 from .formats import srgb_to_linear
 from .mesh import marching_cubes
-from .options import (BORDER_VALUE, MESH_FORMATS, OFFICIAL_LEVEL, VOLUME_FORMATS, ExportCancelled,
-                      ShapeExportError, ShapeOptions, check_memory)
+from .options import (BORDER_VALUE, MESH_FORMATS, MIN_RESOLUTION, OFFICIAL_LEVEL, VOLUME_FORMATS,
+                      ExportCancelled, ShapeExportError, ShapeOptions, check_memory)
 from .sampling import official_points, regular_axis, sample_volume
 
-__all__ = ['BORDER_VALUE', 'MESH_FORMATS', 'OFFICIAL_LEVEL', 'VOLUME_FORMATS', 'DensityField',
+__all__ = ['BORDER_VALUE', 'MESH_FORMATS', 'MIN_RESOLUTION', 'OFFICIAL_LEVEL', 'VOLUME_FORMATS', 'DensityField',
            'ExportCancelled', 'ShapeExportError', 'ShapeOptions', 'TriplaneField', 'check_memory',
            'export_field', 'export_shape', 'marching_cubes', 'official_points', 'regular_axis',
            'sample_volume', 'srgb_to_linear']
