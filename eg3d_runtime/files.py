@@ -87,7 +87,7 @@ class Outputs:
         self.folder = Path(folder).expanduser()
         self.names = list(dict.fromkeys(str(n) for n in names))
         self.force = force
-        self.staging = None
+        self.staging = self._last = None
 
     def existing(self):
         """The names of the set that exist in the folder now."""
@@ -110,7 +110,7 @@ class Outputs:
         the block runs; its parent folder exists."""
         if Path(name).parts[0] not in self.names:
             raise ValueError(f'{name} is not one of the declared outputs')
-        path = self.staging / name
+        path = self._last = self.staging / name
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -132,6 +132,10 @@ class Outputs:
                     self._commit()
         finally:
             shutil.rmtree(self.staging, ignore_errors=True)
+        if isinstance(error, OSError):   # name the output (the one asked for last), not staging
+            with contextlib.suppress(ValueError, TypeError):
+                staged = Path(error.filename or self._last)
+                error.filename = str(self.folder / staged.relative_to(self.staging))
         return False
 
     def _commit(self):

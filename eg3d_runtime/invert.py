@@ -10,11 +10,11 @@ dataset.json beside it is used. Other picture sizes are centre-cropped and resiz
 
 Writes DIR/inverted.pkl (the tuned generator, official pickle format), DIR/w.npy (float32
 [1, num_ws, w_dim], the pivot to feed G.synthesis), DIR/camera.json (the camera used or
-estimated), DIR/proj.png (the reconstruction at that camera) and DIR/orbit.mp4. Loss without
---lpips-weights: pixel L2 + multi-scale SSIM.
+estimated), DIR/proj.png (the reconstruction at that camera) and DIR/orbit.mp4, all of them or
+none; an earlier inversion in DIR is replaced only with --force. Loss without --lpips-weights:
+pixel L2 + multi-scale SSIM.
 """
 import argparse
-import io
 import json
 import os
 import sys
@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import views
+from . import arguments, views
 from .command import run_command
 from .devices import default_device
 from .fast import path as fastpath
 from .fast import precision
-from .files import atomic_open, atomic_write
+from .files import Outputs
 from .gen_videos import Renderer, write_video
 from .gen_videos import build_parser as video_parser
 from .inversion.losses import LpipsDistance, ReconstructionLoss
@@ -39,6 +39,9 @@ from .inversion.optimise import SYNTHESIS, latent_stats, project, tune
 from .inversion.targets import InversionError, dataset_camera, load_camera, load_image
 from .network_path import network_path
 from .pickles import PickleLoadError, load_network_pkl, save_network_pkl
+
+MAX_STEPS = 1_000_000
+MAX_VIDEO_FRAMES = 100_000
 
 
 @dataclass
@@ -71,16 +74,17 @@ def invert(G, target, camera, settings, on_step=None):
     return Inversion(tuned, ws, c)
 
 
-def load_inputs(path, picture, device):
+def load_inputs(path, picture, device, warn=None):
     """(networks, target [1, 3, R, R]) for inverting `picture` in the network pickle at
-    `path`; a network without D cannot be written back as a snapshot."""
+    `path`; a network without D cannot be written back as a snapshot. `warn(text)` hears of a
+    picture smaller than the network's, which is upscaled."""
     try:
         networks = load_network_pkl(path, device=device)
     except PickleLoadError as e:
         raise InversionError(e) from None
     if networks.get('D') is None:
         raise InversionError(f'{path}: has no discriminator D to write an official snapshot')
-    return networks, load_image(picture, networks['G_ema'].img_resolution)
+    return networks, load_image(picture, networks['G_ema'].img_resolution, warn)
 
 
 @torch.no_grad()
@@ -89,29 +93,39 @@ def reconstruction(G, ws, c):
     return views.image_to_uint8(G.synthesis(ws, c, **SYNTHESIS)['image']).cpu().numpy()
 
 
-def write_outputs(outdir, networks, result, video_frames=0, video_fps=30):
+def output_names(video_frames=0):
+    """The files an inversion writes."""
+    return ['w.npy', 'camera.json', 'proj.png', 'inverted.pkl'] + \
+        (['orbit.mp4'] if video_frames > 0 else [])
+
+
+def write_outputs(outdir, networks, result, video_frames=0, video_fps=30, force=False):
     """Write DIR/w.npy, camera.json, proj.png, inverted.pkl (the tuned G as both G and G_ema,
-    beside the original's D) and, for video_frames > 0, orbit.mp4; each file appears whole or
-    not at all. Returns the paths written."""
-    paths = {name: os.path.join(outdir, name) for name in
-             ('w.npy', 'camera.json', 'proj.png', 'inverted.pkl')}
-    buffer = io.BytesIO()
-    np.save(buffer, result.ws.detach().cpu().numpy().astype(np.float32))
-    atomic_write(paths['w.npy'], buffer.getvalue())
-    atomic_write(paths['camera.json'], json.dumps(result.c[0].tolist()) + '\n')
-    with atomic_open(paths['proj.png']) as f:
-        Image.fromarray(reconstruction(result.G, result.ws, result.c), 'RGB').save(f, 'PNG')
-    save_network_pkl(paths['inverted.pkl'], {
-        'training_set_kwargs': networks.get('training_set_kwargs'), 'G': result.G,
-        'D': networks.get('D'), 'G_ema': result.G, 'augment_pipe': networks.get('augment_pipe')})
-    if video_frames > 0:
-        args = video_parser().parse_args(['--network', paths['inverted.pkl'], '--seeds', '0',
-                                          '--outdir', outdir])   # gen_videos' defaults
-        paths['orbit.mp4'] = os.path.join(outdir, 'orbit.mp4')
-        with torch.no_grad():
-            frames = Renderer(result.G, args).orbit_ws(result.ws, video_frames)
-            write_video(paths['orbit.mp4'], frames, video_frames, 'mp4', video_fps)
-    return list(paths.values())
+    beside the original's D) and, for video_frames > 0, orbit.mp4, all of them or none
+    (files.Outputs): an earlier inversion in DIR is replaced, whole, only with `force`, else
+    OutputExists. A pivot that is not finite (the optimisation diverged) writes nothing.
+    Returns the paths written."""
+    if not torch.isfinite(result.ws).all():
+        raise InversionError('the inversion diverged (its latent is not finite); nothing was '
+                             'written')
+    outputs = Outputs(outdir, output_names(video_frames), force)
+    with outputs:
+        np.save(outputs.path('w.npy'), result.ws.detach().cpu().numpy().astype(np.float32))
+        outputs.path('camera.json').write_text(json.dumps(result.c[0].tolist()) + '\n')
+        Image.fromarray(reconstruction(result.G, result.ws, result.c), 'RGB').save(
+            outputs.path('proj.png'))
+        pkl = outputs.path('inverted.pkl')
+        save_network_pkl(pkl, {
+            'training_set_kwargs': networks.get('training_set_kwargs'), 'G': result.G,
+            'D': networks.get('D'), 'G_ema': result.G,
+            'augment_pipe': networks.get('augment_pipe')})
+        if video_frames > 0:
+            args = video_parser().parse_args(['--network', str(pkl), '--seeds', '0',
+                                              '--outdir', outdir])   # gen_videos' defaults
+            with torch.no_grad():
+                frames = Renderer(result.G, args).orbit_ws(result.ws, video_frames)
+                write_video(outputs.path('orbit.mp4'), frames, video_frames, 'mp4', video_fps)
+    return [os.path.join(outdir, name) for name in outputs.names]
 
 
 class ProgressLine:
@@ -138,35 +152,45 @@ class ProgressLine:
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog='python -m eg3d_runtime.invert', description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--network', required=True,
+    p = arguments.Parser(prog='python -m eg3d_runtime.invert', description=__doc__,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--network', required=True, type=arguments.network,
                    help='network pickle, run directory (its latest snapshot) or released name')
-    p.add_argument('--target', required=True, help='the picture to invert')
-    p.add_argument('--camera', default=None,
+    p.add_argument('--target', required=True, type=arguments.input_file,
+                   help='the picture to invert')
+    p.add_argument('--camera', default=None, type=arguments.input_file,
                    help="the picture's camera: 25 numbers in a .json list or a .npy array")
     p.add_argument('--estimate-camera', action='store_true',
                    help='no camera: fit yaw, pitch and focal length, starting frontal')
-    p.add_argument('--outdir', required=True, help='output directory')
+    p.add_argument('--outdir', required=True, type=arguments.output_dir,
+                   help='output directory')
+    p.add_argument('--force', action='store_true', help='replace an earlier inversion in it')
     p.add_argument('--w-space', choices=['w', 'w+'], default='w',
                    help='one w for all layers, or one per layer (default w)')
-    p.add_argument('--num-steps', type=int, default=300, help='latent steps (default 300)')
-    p.add_argument('--pti-steps', type=int, default=100,
+    p.add_argument('--num-steps', type=arguments.integer(0, MAX_STEPS), default=300,
+                   help='latent steps (default 300)')
+    p.add_argument('--pti-steps', type=arguments.integer(0, MAX_STEPS), default=100,
                    help='pivotal tuning steps (default 100; 0: no tuning)')
-    p.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
-    p.add_argument('--lpips-weights', default=None,
+    p.add_argument('--seed', type=arguments.seed, default=0, help='random seed (default 0)')
+    p.add_argument('--lpips-weights', default=None, type=arguments.input_file,
                    help='TorchScript LPIPS network (StyleGAN2-ADA vgg16.pt) for a perceptual loss')
-    p.add_argument('--video-frames', type=int, default=120,
+    p.add_argument('--video-frames', type=arguments.integer(0, MAX_VIDEO_FRAMES), default=120,
                    help='frames of DIR/orbit.mp4 (default 120; 0: no video)')
-    p.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
+    p.add_argument('--device', type=arguments.device, default=None,
+                   help='cpu or cuda (default: cuda when available)')
     precision.add_option(p)
+    p.add_check(_camera_or_estimate)
     return p
+
+
+def _camera_or_estimate(args):
+    if args.camera and args.estimate_camera:
+        raise arguments.Refusal(args.camera, 'give either --camera or --estimate-camera, not '
+                                'both', '--camera')
 
 
 def target_camera(args):
     """c [1, 25] from --camera or the dataset.json beside the target, or None to estimate."""
-    if args.camera and args.estimate_camera:
-        raise InversionError('give either --camera or --estimate-camera, not both')
     if args.camera:
         return load_camera(args.camera)
     if args.estimate_camera:
@@ -188,20 +212,18 @@ def make_outdir(outdir):
 
 
 def run(args):
-    for name in ('num_steps', 'pti_steps', 'video_frames'):
-        if getattr(args, name) < 0:
-            raise InversionError(f"--{name.replace('_', '-')} must not be negative")
+    Outputs(args.outdir, output_names(args.video_frames), args.force).check()
     device = torch.device(args.device or default_device())
     try:
         path = network_path(args.network)
     except PickleLoadError as e:
         raise InversionError(e) from None
-    networks, target = load_inputs(path, args.target, device)
+    networks, target = load_inputs(path, args.target, device,
+                                   warn=lambda text: print(f'warning: {text}', file=sys.stderr))
     G = networks['G_ema']
     camera = target_camera(args)
     # loaded before any long work, so a bad file fails now
     lpips = LpipsDistance(args.lpips_weights, device) if args.lpips_weights else None
-    make_outdir(args.outdir)
     settings = Settings(args.w_space == 'w+', args.num_steps, args.pti_steps, args.seed, lpips)
     print(describe_loss(args.lpips_weights))
     start = time.perf_counter()
@@ -212,13 +234,14 @@ def run(args):
         progress.close()
     print(f'inverted in {time.perf_counter() - start:.0f} s; '
           + fastpath.use_precision(result.G, args.precision, device))
-    for written in write_outputs(args.outdir, networks, result, args.video_frames):
+    for written in write_outputs(args.outdir, networks, result, args.video_frames,
+                                 force=args.force):
         print(f'wrote {written}')
 
 
 def main(argv=None):
     return run_command(run, build_parser().parse_args(argv), InversionError,
-                       'interrupted; the files not yet written were not written')
+                       'interrupted; nothing was written')
 
 
 if __name__ == '__main__':

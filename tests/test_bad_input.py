@@ -11,17 +11,22 @@ imported, a fraction of a second each; the ones that must load a network use the
 """
 import hashlib
 import json
+import math
 import os
 import re
 import resource
 import signal
 import subprocess
+import struct
 import sys
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from eg3d_runtime import arguments
 
@@ -29,10 +34,37 @@ from conftest import REPO
 
 DEMO = str(REPO / 'checkpoints' / 'demo.pkl')
 VIEWER = ['visualizer.py']
+MEMORY_8_GIB = ((resource.RLIMIT_AS, 8 * 2 ** 30),)
 GEN = ['-m', 'eg3d_runtime.generate', '--network', '{demo}']
+INV = ['-m', 'eg3d_runtime.invert', '--network', '{demo}', '--target', '{tmp}/photo.png',
+       '--camera', '{tmp}/cam.json', '--num-steps', '2', '--pti-steps', '1', '--video-frames',
+       '0', '--device', 'cpu']
 GV = ['-m', 'eg3d_runtime.gen_videos', '--network', '{demo}', '--device', 'cpu']
 GV_SMALL = [*GV, '--sample_mult', '1', '--w-frames', '2', '--nrr', '16', '--format', 'webp',
             '--image_mode', 'image_raw']
+
+
+def _photo(tmp, camera=None, size=128):
+    """photo.png (noise, the demo's resolution) and cam.json: a frontal camera or `camera`."""
+    import torch
+    from eg3d_runtime import cameras
+    pixels = np.random.RandomState(0).randint(0, 256, (size, size, 3), np.uint8)
+    Image.fromarray(pixels).save(tmp / 'photo.png')
+    if camera is None:
+        pose = cameras.look_at_orbit(math.pi / 2, math.pi / 2, (0, 0, 0.2), 2.7)
+        camera = torch.cat([pose.reshape(-1), cameras.fov_to_intrinsics(18.837).reshape(-1)])
+        camera = [float(v) for v in camera]
+    (tmp / 'cam.json').write_text(json.dumps(camera))
+
+
+def _bomb(path, side=60000):
+    """A PNG of a few bytes whose header claims side x side pixels."""
+    def chunk(kind, data):
+        return struct.pack('>I', len(data)) + kind + data + \
+            struct.pack('>I', zlib.crc32(kind + data))
+    path.write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', side, side,
+                                                                        8, 2, 0, 0, 0)) +
+                     chunk(b'IDAT', zlib.compress(b'')) + chunk(b'IEND', b''))
 
 
 @dataclass
@@ -44,7 +76,7 @@ class Case:
     setup: object = None      # setup(tmp) makes the files the case starts from
     left: set = field(default_factory=set)   # files the command may leave (beyond setup's)
     slow: bool = False
-    memory_gib: int = None    # the address space the command may use (ulimit -v)
+    limits: tuple = ()        # (resource.RLIMIT_..., bytes): ulimit -v, -f ... of the command
     interrupt: tuple = None   # (signal, glob): sent once a path matching glob appears in {tmp}
 
 
@@ -140,7 +172,7 @@ CASES = [
          setup=lambda tmp: (tmp / 'seed0001.png').write_text('')),
     Case('generate --nrr past the memory', [*GEN, '--nrr', '4096', '--outdir', '{tmp}/o'], 1,
          r'--nrr 4096: needs about \d+\.\d GiB of memory, only \d+\.\d GiB available '
-         r'\(use a smaller --nrr\)$', memory_gib=8),
+         r'\(use a smaller --nrr\)$', limits=MEMORY_8_GIB),
     Case('generate a truncated pickle', ['-m', 'eg3d_runtime.generate', '--network',
                                          '{tmp}/t.pkl', '--outdir', '{tmp}/o'], 1,
          r'.*/t\.pkl: ', setup=lambda tmp: (tmp / 't.pkl').write_bytes(
@@ -198,10 +230,10 @@ CASES = [
                                                    '--outdir', '{tmp}/o'], 1,
          r'--grid 2x2 of 128px frames, 100000 keyframes: needs about \d+\.\d GiB of memory, '
          r'only \d+\.\d GiB available \(use fewer seeds, a smaller --grid or --nrr\)$',
-         memory_gib=8),
+         limits=MEMORY_8_GIB),
     Case('gen_videos 10000 seeds on a 100x100 grid', [*GV, '--seeds', '0-9999', '--grid',
                                                       '100x100', '--outdir', '{tmp}/o'], 1,
-         r'--grid 100x100 of 128px frames, 10000 keyframes: needs about', memory_gib=8),
+         r'--grid 100x100 of 128px frames, 10000 keyframes: needs about', limits=MEMORY_8_GIB),
     Case('gen_videos over an earlier video', [*GV_SMALL, '--seeds', '0', '--outdir', '{tmp}'],
          1, r'.*/interpolation\.webp: exists from an earlier run \(add --force to replace it\)$',
          setup=lambda tmp: (tmp / 'interpolation.webp').write_text('earlier')),
@@ -212,6 +244,52 @@ CASES = [
                                           '--outdir', '{tmp}'], 130,
          r'interrupted; no video was kept$', interrupt=(signal.SIGINT, '.partial-*/*'),
          setup=lambda tmp: (tmp / 'other.txt').write_text('kept')),
+
+    # ---- invert ------------------------------------------------------------------------------
+    Case('invert --num-steps -1', [*INV, '--num-steps=-1', '--outdir', '{tmp}/o'], 2,
+         r'--num-steps -1: must be an integer from 0 to 1000000$', setup=_photo),
+    Case('invert --video-frames -1', [*INV, '--video-frames=-1', '--outdir', '{tmp}/o'], 2,
+         r'--video-frames -1: must be an integer from 0 to 100000$', setup=_photo),
+    Case('invert --seed x', [*INV, '--seed', 'x', '--outdir', '{tmp}/o'], 2,
+         r'--seed x: must be an integer from 0 to 4294967295$', setup=_photo),
+    Case('invert --target missing', [*INV, '--target', '{tmp}/nope.png', '--outdir', '{tmp}/o'],
+         2, r'--target .*/nope\.png: no such file$', setup=_photo),
+    Case('invert --target a folder', [*INV, '--target', '{tmp}', '--outdir', '{tmp}/o'], 2,
+         r'--target .*: is a folder, not a file$', setup=_photo),
+    Case('invert --camera and --estimate-camera', [*INV, '--estimate-camera', '--outdir',
+                                                   '{tmp}/o'], 2,
+         r'--camera .*/cam\.json: give either --camera or --estimate-camera, not both$',
+         setup=_photo),
+    Case('invert --w-space z', [*INV, '--w-space', 'z', '--outdir', '{tmp}/o'], 2,
+         r'--w-space z: must be one of w, w\+$', setup=_photo),
+    Case('invert --outdir under a file', [*INV, '--outdir', '{tmp}/photo.png/o'], 2,
+         r'--outdir .*/photo\.png/o: .*/photo\.png is a file, not a folder$', setup=_photo),
+    Case('invert a target that is no picture', [*INV, '--target', '{tmp}/notes.txt', '--outdir',
+                                                '{tmp}/o'], 1, r'.*/notes\.txt: not an image',
+         setup=lambda tmp: (_photo(tmp), (tmp / 'notes.txt').write_text('hello'))),
+    Case('invert a decompression bomb', [*INV, '--target', '{tmp}/bomb.png', '--outdir',
+                                         '{tmp}/o'], 1,
+         r'.*/bomb\.png: claims 3,600,000,000 pixels, more than the ',
+         setup=lambda tmp: (_photo(tmp), _bomb(tmp / 'bomb.png'))),
+    Case('invert a camera of 16 numbers', [*INV, '--outdir', '{tmp}/o'], 1,
+         r'.*/cam\.json: the camera has 16 numbers, expected 25 \(cam2world 4x4, ',
+         setup=lambda tmp: _photo(tmp, [1.0] * 16)),
+    Case('invert a camera with NaN', [*INV, '--outdir', '{tmp}/o'], 1,
+         r'.*/cam\.json: the camera contains NaN or infinity$',
+         setup=lambda tmp: (_photo(tmp), (tmp / 'cam.json').write_text('[' + ', '.join(
+             ['NaN'] * 25) + ']'))),
+    Case('invert a camera of 25 zeros', [*INV, '--outdir', '{tmp}/o'], 1,
+         r'.*/cam\.json: not a camera: the cam2world bottom row is not 0 0 0 1$',
+         setup=lambda tmp: _photo(tmp, [0.0] * 25)),
+    Case('invert without a camera', [*INV[:6], *INV[8:], '--outdir', '{tmp}/o'], 1,
+         r'.*/photo\.png: no camera \(give --camera CAM, put the picture in a dataset\.json, '
+         r'or use --estimate-camera\)$', setup=_photo),
+    Case('invert over an earlier inversion', [*INV, '--outdir', '{tmp}'], 1,
+         r'.*/w\.npy: exists from an earlier run \(add --force to replace it\)$',
+         setup=lambda tmp: (_photo(tmp), (tmp / 'w.npy').write_text('earlier'))),
+    Case('invert a failed write', [*INV, '--outdir', '{tmp}/o'], 1,
+         r'.*/o/inverted\.pkl: File too large$', setup=_photo,
+         limits=((resource.RLIMIT_FSIZE, 2 ** 20),), slow=True),   # test_files: without invert
 ]
 
 
@@ -241,7 +319,7 @@ def _batched(case):
     """A bad command line with no limit is refused by the parser, before any work: those run
     through the command's main() in one process per command (importing torch once, not once a
     case), the rest each in a process of its own."""
-    return case.status == 2 and case.memory_gib is None and not case.slow and not case.interrupt
+    return case.status == 2 and not case.limits and not case.slow and not case.interrupt
 
 
 def _entry(argv):
@@ -280,8 +358,9 @@ def test_bad_input_is_one_line_and_leaves_nothing(case, tmp_path, xvfb_display, 
         status, stderr, tmp, before = request.getfixturevalue('batch_results')[case.name]
     else:
         tmp, before, argv = _prepare(case, tmp_path)
-        limit = case.memory_gib and (lambda: resource.setrlimit(
-            resource.RLIMIT_AS, (case.memory_gib * 2 ** 30, case.memory_gib * 2 ** 30)))
+        def limit():
+            for which, value in case.limits:
+                resource.setrlimit(which, (value, value))
         proc = subprocess.Popen([sys.executable, *argv], cwd=REPO, env=_env(tmp_path),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 preexec_fn=limit)
