@@ -5,6 +5,7 @@
 Meshes are in the world coordinates of the rendering camera frame (they overlay rendered images),
 with outward normals; --voxel-units gives the official PLY convention instead. --format mrc
 writes the official gen_samples.py --shapes volume (for ChimeraX: surface at level 10).
+Every seed's file is written, or none; files of an earlier run are replaced only with --force.
 """
 import argparse
 import os
@@ -13,15 +14,16 @@ import time
 
 import torch
 
-from eg3d_runtime import PickleLoadError, load_generator
+from eg3d_runtime import PickleLoadError, arguments, load_generator
+from eg3d_runtime.command import run_command
 from eg3d_runtime.fast import path as fastpath
 from eg3d_runtime.fast import precision
 from eg3d_runtime.configs import build_generator
 from eg3d_runtime.devices import default_device
-from eg3d_runtime.views import parse_seeds
+from eg3d_runtime.files import Outputs
 from eg3d_runtime.network_path import network_path
-from eg3d_runtime.shapes import (MESH_FORMATS, OFFICIAL_LEVEL, VOLUME_FORMATS, ShapeExportError,
-                                 ShapeOptions, check_memory, export_shape)
+from eg3d_runtime.shapes import (MESH_FORMATS, MIN_RESOLUTION, OFFICIAL_LEVEL, VOLUME_FORMATS,
+                                 ShapeExportError, ShapeOptions, check_memory, export_shape)
 
 
 class ProgressBar:
@@ -49,18 +51,20 @@ class ProgressBar:
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog='python shapes_export.py', description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = arguments.Parser(prog='python shapes_export.py', description=__doc__,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument('--network',
+    source.add_argument('--network', type=arguments.network,
                         help='network pickle, run directory (its latest snapshot) or released name')
     source.add_argument('--cfg', choices=['ffhq', 'afhq', 'shapenet'],
                         help='a randomly initialised full-size network instead (for --bench)')
-    p.add_argument('--seeds', type=parse_seeds, default=[0], help='e.g. 0-3,7 (default 0)')
-    p.add_argument('--psi', type=float, default=1.0, help='truncation psi (default 1)')
-    p.add_argument('--cutoff', type=int, default=14, help='truncation cutoff (default 14)')
-    p.add_argument('--resolution', type=int, default=512, help='grid points per axis (default 512)')
-    p.add_argument('--level', type=float, default=OFFICIAL_LEVEL,
+    p.add_argument('--seeds', type=arguments.seeds, default=[0], help='e.g. 0-3,7 (default 0)')
+    p.add_argument('--psi', type=arguments.psi, default=1.0, help='truncation psi (default 1)')
+    p.add_argument('--cutoff', type=arguments.cutoff, default=14,
+                   help='truncation cutoff (default 14)')
+    p.add_argument('--resolution', type=arguments.integer(MIN_RESOLUTION), default=512,
+                   help='grid points per axis (default 512)')
+    p.add_argument('--level', type=arguments.number(), default=OFFICIAL_LEVEL,
                    help='iso level in raw density units (default 10, as the official recipe)')
     p.add_argument('--format', choices=MESH_FORMATS + VOLUME_FORMATS, default='ply',
                    help='mesh (ply, obj, glb, stl) or density volume (mrc: the official file; '
@@ -74,15 +78,31 @@ def build_parser():
     p.add_argument('--coarse-to-fine', action='store_true',
                    help='sample the fine grid only near the surface (faster; may miss features '
                         'thinner than 4 voxels)')
-    p.add_argument('--trim', type=int, default=None,
+    p.add_argument('--trim', type=arguments.integer(0), default=None,
                    help='voxels cleared at each face of the cube (default int(30*res/256), as '
                         'official: 60 at 512)')
-    p.add_argument('--outdir', default='shapes', help='output directory (default shapes)')
-    p.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
+    p.add_argument('--outdir', type=arguments.output_dir, default='shapes',
+                   help='output directory (default shapes)')
+    p.add_argument('--force', action='store_true', help='replace the shapes of an earlier run')
+    p.add_argument('--device', type=arguments.device, default=None,
+                   help='cpu or cuda (default: cuda when available)')
     p.add_argument('--bench', action='store_true',
                    help='print wall seconds per stage, CPU seconds and peak RSS')
     precision.add_option(p)
+    p.add_check(_options_fit)
     return p
+
+
+def shape_options(args):
+    return ShapeOptions(resolution=args.resolution, level=args.level, format=args.format,
+                        colors=args.colors, smooth=args.smooth,
+                        largest_component=args.largest_component, voxel_units=args.voxel_units,
+                        coarse_to_fine=args.coarse_to_fine, trim=args.trim, psi=args.psi,
+                        cutoff=args.cutoff)
+
+
+def _options_fit(args):
+    shape_options(args).check()     # ValueError: combinations that cannot be (stl colours ...)
 
 
 def peak_rss_gib():
@@ -91,52 +111,45 @@ def peak_rss_gib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit / 2**30
 
 
-def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    options = ShapeOptions(resolution=args.resolution, level=args.level, format=args.format,
-                           colors=args.colors, smooth=args.smooth,
-                           largest_component=args.largest_component, voxel_units=args.voxel_units,
-                           coarse_to_fine=args.coarse_to_fine, trim=args.trim, psi=args.psi,
-                           cutoff=args.cutoff)
-    try:
-        options.check()
-    except ValueError as e:
-        parser.error(str(e))
-    try:
-        check_memory(options)           # before the network loads, so the error comes at once
-        if os.path.exists(args.outdir) and not os.path.isdir(args.outdir):
-            raise ShapeExportError(f'{args.outdir}: cannot use as output directory (not a '
-                                   f'directory)')
-        try:
-            os.makedirs(args.outdir, exist_ok=True)
-        except OSError as e:
-            raise ShapeExportError(f'{args.outdir}: cannot create the output directory '
-                                   f'({e.strerror})') from None
-        device = torch.device(args.device or default_device())
-        started = time.perf_counter()
-        if args.network:
-            G = load_generator(network_path(args.network), device=device)
-        else:
-            torch.manual_seed(0)        # the same random network every run
-            G = build_generator(args.cfg).to(device)
-        fastpath.options(G).set(args.precision)
-        backbone = precision.name_of(fastpath.conv_dtype(G, device, 'backbone'))
-        print(f'precision: backbone {backbone} ({args.precision}; shapes need no '
-              f'super-resolution)')
-        if args.bench:
-            print(f'bench: network ready in {time.perf_counter() - started:.1f} s, '
-                  f'{torch.get_num_threads()} threads, device {device}')
+def run(args):
+    """Every seed's shape, or none: written into a staging folder and moved into place together
+    (files.Outputs); the memory is checked before the network loads."""
+    options = shape_options(args)
+    outputs = Outputs(args.outdir, [f'seed{seed:04d}.{args.format}' for seed in args.seeds],
+                      args.force)
+    outputs.check()
+    check_memory(options)           # before the network loads, so the error comes at once
+    device = torch.device(args.device or default_device())
+    started = time.perf_counter()
+    if args.network:
+        G = load_generator(network_path(args.network), device=device)
+    else:
+        torch.manual_seed(0)        # the same random network every run
+        G = build_generator(args.cfg).to(device)
+    fastpath.options(G).set(args.precision)
+    backbone = precision.name_of(fastpath.conv_dtype(G, device, 'backbone'))
+    print(f'precision: backbone {backbone} ({args.precision}; shapes need no '
+          f'super-resolution)')
+    if args.bench:
+        print(f'bench: network ready in {time.perf_counter() - started:.1f} s, '
+              f'{torch.get_num_threads()} threads, device {device}')
+    with outputs:
         for seed in args.seeds:
-            path = os.path.join(args.outdir, f'seed{seed:04d}.{args.format}')
+            name = f'seed{seed:04d}.{args.format}'
             bar = ProgressBar(f'seed{seed:04d}')
             started, cpu = time.perf_counter(), time.process_time()
             try:
-                result = export_shape(G, seed, path, options, progress=bar)
+                result = export_shape(G, seed, outputs.path(name), options, progress=bar)
+            except MemoryError:
+                raise ShapeExportError(f'resolution {args.resolution}: out of memory (use a '
+                                       'smaller --resolution)') from None
+            except ShapeExportError as e:      # name the output, not its staging file
+                raise ShapeExportError(str(e).replace(str(outputs.path(name)),
+                                                      os.path.join(args.outdir, name))) from None
             finally:
                 bar.close()
             size = f' ({result.vertices} vertices, {result.faces} faces)' if result.faces else ''
-            print(f'wrote {path}{size}')
+            print(f'made {name}{size}')
             if args.bench:
                 stages = ', '.join(f'{k} {v:.1f}' for k, v in result.seconds.items())
                 print(f'bench: seed{seed:04d} {args.resolution}^3 {args.format}'
@@ -144,17 +157,13 @@ def main(argv=None):
                       f'{" colors" if args.colors else ""}: '
                       f'{time.perf_counter() - started:.1f} s ({stages}; '
                       f'{time.process_time() - cpu:.1f} s CPU), peak RSS {peak_rss_gib():.2f} GiB')
-    except (PickleLoadError, ShapeExportError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
-    except MemoryError:
-        print(f'error: resolution {args.resolution}: out of memory (use a smaller --resolution)',
-              file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print('interrupted: no file was left half-written', file=sys.stderr)
-        return 130
+    print(f"wrote {', '.join(os.path.join(args.outdir, name) for name in outputs.names)}")
     return 0
+
+
+def main(argv=None):
+    return run_command(run, build_parser().parse_args(argv), (PickleLoadError, ShapeExportError),
+                       'interrupted; no shape was kept')
 
 
 if __name__ == '__main__':

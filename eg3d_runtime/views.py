@@ -2,25 +2,10 @@
 conditioned as the official scripts do, the orbit camera around the network's own pivot, and
 frames turned into pictures. The command-line tools, shape export, the bench and the viewer all
 use these, so that a seed, a camera and a pixel mean the same everywhere."""
-import argparse
-import re
-
 import numpy as np
 import torch
 
 from . import cameras
-
-
-def parse_seeds(text):
-    """'0-3,7' -> [0, 1, 2, 3, 7]."""
-    seeds = []
-    for part in text.split(','):
-        m = re.fullmatch(r'\s*(\d+)\s*(?:-\s*(\d+)\s*)?', part)
-        if not m:
-            raise argparse.ArgumentTypeError(f"invalid seed list '{text}' (use e.g. 0-3,7)")
-        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-        seeds.extend(range(lo, hi + 1))
-    return seeds
 
 
 def latent(seed, z_dim, device='cpu'):

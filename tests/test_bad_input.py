@@ -36,6 +36,7 @@ DEMO = str(REPO / 'checkpoints' / 'demo.pkl')
 VIEWER = ['visualizer.py']
 MEMORY_8_GIB = ((resource.RLIMIT_AS, 8 * 2 ** 30),)
 GEN = ['-m', 'eg3d_runtime.generate', '--network', '{demo}']
+SH = ['shapes_export.py', '--network', '{demo}', '--device', 'cpu']
 INV = ['-m', 'eg3d_runtime.invert', '--network', '{demo}', '--target', '{tmp}/photo.png',
        '--camera', '{tmp}/cam.json', '--num-steps', '2', '--pti-steps', '1', '--video-frames',
        '0', '--device', 'cpu']
@@ -173,6 +174,9 @@ CASES = [
     Case('generate --nrr past the memory', [*GEN, '--nrr', '4096', '--outdir', '{tmp}/o'], 1,
          r'--nrr 4096: needs about \d+\.\d GiB of memory, only \d+\.\d GiB available '
          r'\(use a smaller --nrr\)$', limits=MEMORY_8_GIB),
+    Case('generate an empty pickle', ['-m', 'eg3d_runtime.generate', '--network',
+                                      '{tmp}/e.pkl', '--outdir', '{tmp}/o'], 1,
+         r'.*/e\.pkl: ', setup=lambda tmp: (tmp / 'e.pkl').write_bytes(b'')),
     Case('generate a truncated pickle', ['-m', 'eg3d_runtime.generate', '--network',
                                          '{tmp}/t.pkl', '--outdir', '{tmp}/o'], 1,
          r'.*/t\.pkl: ', setup=lambda tmp: (tmp / 't.pkl').write_bytes(
@@ -244,6 +248,41 @@ CASES = [
                                           '--outdir', '{tmp}'], 130,
          r'interrupted; no video was kept$', interrupt=(signal.SIGINT, '.partial-*/*'),
          setup=lambda tmp: (tmp / 'other.txt').write_text('kept')),
+
+    # ---- shapes_export -----------------------------------------------------------------------
+    Case('shapes_export --psi nan', [*SH, '--psi', 'nan', '--outdir', '{tmp}/o'], 2,
+         r'--psi nan: must be a finite number from -1 to 2$'),
+    Case('shapes_export --trim -3', [*SH, '--trim=-3', '--resolution', '64', '--outdir',
+                                     '{tmp}/o'], 2, r'--trim -3: must be an integer of at least 0$'),
+    Case('shapes_export --trim 40 of 64', [*SH, '--trim', '40', '--resolution', '64', '--outdir',
+                                           '{tmp}/o'], 2,
+         r'--trim 40: leaves nothing of a 64\^3 grid \(must be from 0 to 30\)$'),
+    Case('shapes_export --resolution 4', [*SH, '--resolution', '4', '--outdir', '{tmp}/o'], 2,
+         r'--resolution 4: must be an integer of at least 8$'),
+    Case('shapes_export --level inf', [*SH, '--level', 'inf', '--outdir', '{tmp}/o'], 2,
+         r'--level inf: must be a finite number$'),
+    Case('shapes_export stl with colours', [*SH, '--format', 'stl', '--colors', '--outdir',
+                                            '{tmp}/o'], 2,
+         r'--colors: stl files cannot hold colours \(use ply, obj or glb\)$'),
+    Case('shapes_export a volume smoothed', [*SH, '--format', 'mrc', '--smooth',
+                                             '--coarse-to-fine', '--outdir', '{tmp}/o'], 2,
+         r'--smooth, --coarse-to-fine: only for meshes, not the mrc volume$'),
+    Case('shapes_export --network and --cfg', [*SH, '--cfg', 'ffhq', '--outdir', '{tmp}/o'], 2,
+         r'--cfg: not allowed with --network$'),
+    Case('shapes_export without a network', ['shapes_export.py', '--outdir', '{tmp}/o'], 2,
+         r'one of the arguments --network --cfg is required$'),
+    Case('shapes_export --outdir a file', [*SH, '--outdir', '{tmp}/f'], 2,
+         r'--outdir .*/f: is a file, not a folder$', setup=lambda tmp: (tmp / 'f').write_text('')),
+    Case('shapes_export --resolution 100000', [*SH, '--resolution', '100000', '--outdir',
+                                               '{tmp}/o'], 1,
+         r'resolution 100000: needs about \d+\.\d GiB of memory, only \d+\.\d GiB available '
+         r'\(use a smaller --resolution\)$'),
+    Case('shapes_export no surface', [*SH, '--resolution', '16', '--level', '1000', '--outdir',
+                                      '{tmp}/o'], 1, r'.*/o/seed0000\.ply: no surface at level 1000'),
+    Case('shapes_export over an earlier shape', [*SH, '--seeds', '0-1', '--resolution', '16',
+                                                 '--outdir', '{tmp}'], 1,
+         r'.*/seed0001\.ply: exists from an earlier run \(add --force to replace it\)$',
+         setup=lambda tmp: (tmp / 'seed0001.ply').write_text('earlier')),
 
     # ---- invert ------------------------------------------------------------------------------
     Case('invert --num-steps -1', [*INV, '--num-steps=-1', '--outdir', '{tmp}/o'], 2,

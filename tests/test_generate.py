@@ -6,15 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eg3d_runtime.views import parse_seeds
-
 from conftest import REPO
-
-
-def test_parse_seeds():
-    assert parse_seeds('0-3,7') == [0, 1, 2, 3, 7]
-    with pytest.raises(Exception):
-        parse_seeds('a-b')
 
 
 def run_generate(*args):
@@ -47,13 +39,3 @@ def test_precision_option_is_obeyed_and_logged(tmp_path):
         assert f'precision: backbone {name}, super-resolution {name} ({name}, cpu)' in r.stdout
         images[name] = np.asarray(Image.open(tmp_path / name / 'seed0000.png'), dtype=float)
     assert 0 < np.abs(images['fp32'] - images['bf16']).mean() < 2
-
-
-@pytest.mark.parametrize('content', [b'', b'hello world\n'])
-def test_bad_network_is_one_line(tmp_path, content):
-    bad = tmp_path / 'bad.pkl'
-    bad.write_bytes(content)
-    r = run_generate('--network', bad, '--outdir', tmp_path / 'out')
-    assert r.returncode == 1
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f'error: {bad}: '), r.stderr

@@ -331,19 +331,3 @@ def test_command_line(tmp_path, fixture_pkl):
     for seed in (0, 1):
         assert len(load_mesh(tmp_path / f'seed{seed:04d}.obj').faces) > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ['seed0000.obj', 'seed0001.obj']
-
-
-@pytest.mark.parametrize('args, message', [
-    (['--level', 1000], 'seed0000.ply: no surface at level 1000'),
-    (['--resolution', 100000], 'resolution 100000: needs about'),
-    (['--outdir', 'FILE'], 'FILE: cannot use as output directory'),
-])
-def test_command_line_errors_are_one_line(tmp_path, fixture_pkl, args, message):
-    file = tmp_path / 'file.txt'
-    file.write_text('x')
-    args = [str(file) if a == 'FILE' else a for a in args]
-    outdir = [] if '--outdir' in args else ['--outdir', tmp_path]
-    r = run_cli('--network', fixture_pkl, '--resolution', 16, *outdir, *args)
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == 1 and len(lines) == 1, r.stderr
-    assert lines[0].startswith('error: ') and message.replace('FILE', str(file)) in lines[0]

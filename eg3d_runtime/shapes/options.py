@@ -44,23 +44,25 @@ class ShapeOptions:
         return max(trim, 1) if self.format in MESH_FORMATS else trim
 
     def check(self):
-        """Raise ValueError naming the option for impossible combinations."""
+        """Raise ValueError, one line naming the option as the command line spells it, for
+        impossible values and combinations."""
         if self.format not in MESH_FORMATS + VOLUME_FORMATS:
-            raise ValueError(f"unknown format '{self.format}' "
-                             f"(use one of {', '.join(MESH_FORMATS + VOLUME_FORMATS)})")
+            raise ValueError(f"--format {self.format}: must be one of "
+                             f"{', '.join(MESH_FORMATS + VOLUME_FORMATS)}")
         if self.resolution < MIN_RESOLUTION:
-            raise ValueError(f'resolution {self.resolution} is too small '
-                             f'(at least {MIN_RESOLUTION})')
-        if self.trim is not None and not 0 <= self.trim < (self.resolution - 1) // 2:
-            raise ValueError(f'trim {self.trim} leaves nothing of a {self.resolution}^3 grid')
+            raise ValueError(f'--resolution {self.resolution}: must be at least {MIN_RESOLUTION}')
+        most = (self.resolution - 1) // 2 - 1
+        if self.trim is not None and not 0 <= self.trim <= most:
+            raise ValueError(f'--trim {self.trim}: leaves nothing of a {self.resolution}^3 grid '
+                             f'(must be from 0 to {most})')
         if self.format == 'stl' and self.colors:
-            raise ValueError('stl files cannot hold colours (use ply, obj or glb)')
+            raise ValueError('--colors: stl files cannot hold colours (use ply, obj or glb)')
         if self.format in VOLUME_FORMATS:
             mesh_only = [name for name in ('colors', 'smooth', 'largest_component', 'voxel_units',
                                            'coarse_to_fine') if getattr(self, name)]
             if mesh_only:
-                raise ValueError(f"{', '.join(mesh_only)} only apply to meshes, "
-                                 f"not to the '{self.format}' volume")
+                options = ', '.join('--' + name.replace('_', '-') for name in mesh_only)
+                raise ValueError(f"{options}: only for meshes, not the {self.format} volume")
 
 
 @dataclasses.dataclass
