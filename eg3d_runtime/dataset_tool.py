@@ -8,7 +8,7 @@ Writes the official layout: `{idx//1000:05d}/img{idx:08d}.png` (uncompressed PNG
 uncompressed) and `dataset.json` with the labels re-keyed to the new names. Unlike the official
 tool, labels are checked before anything is written (a source dataset.json must give every image
 25 finite numbers), the destination appears only when complete (written under a temporary name,
-renamed at the end), and `--mirror` adds `<name>_mirror.png` copies with the mirrored camera, as
+renamed at the end), an existing dataset is replaced only with --force, and `--mirror` adds `<name>_mirror.png` copies with the mirrored camera, as
 the official `mirror_dataset.py` does afterwards. `--source procedural` renders in `--workers`
 processes (default: every available core) and gives the same images whatever their number.
 """
@@ -18,19 +18,19 @@ import io
 import json
 import os
 import re
-import shutil
-import signal
 import sys
-import tempfile
-import threading
 import time
 import zipfile
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
 
-from .files import atomic_open
+from . import arguments
+from .command import run_command
+from .files import OutputExists, Outputs
+from .memory import require
 from .pictures import PictureError, read_picture
 from .training.dataset import (LABEL_FILE, DatasetError, is_image_name, mirror_camera_label,
                                parse_labels)
@@ -41,13 +41,42 @@ PROCEDURAL_RESOLUTION = 64
 
 
 def parse_resolution(text):
-    """'R' or 'WxH' -> (W, H). Outputs must be square powers of two; only center-crop-wide
-    takes H < W (the official letterbox: a W x H picture centred on a W x W canvas)."""
-    m = re.fullmatch(r'(\d+)(?:[x,](\d+))?', text.strip())
+    """An argparse type: 'R' or 'WxH' -> (W, H). Outputs must be square powers of two; only
+    center-crop-wide takes H < W (the official letterbox: a W x H picture centred on a W x W
+    canvas): check_resolution, once the transform is known."""
+    m = re.fullmatch(r'(\d+)(?:[x,](\d+))?', str(text).strip())
     if not m:
-        raise DatasetError(f'--resolution {text!r}: expected R or WxH')
+        raise arguments.Refusal(text, 'must be R or WxH, like 256 or 512x256')
     w = int(m.group(1))
     return w, int(m.group(2) or w)
+
+
+def check_resolution(resolution, transform):
+    """ValueError (one line) unless (W, H) is a square power of two, or H < W with
+    center-crop-wide."""
+    w, h = resolution
+    if w < 1 or w & (w - 1) or not (h == w or (transform == 'center-crop-wide' and 0 < h < w)):
+        raise ValueError(f'--resolution {w}x{h}: must be square with a power-of-two size (H < W '
+                         'only with center-crop-wide)')
+
+
+# Generous bytes per output pixel in memory at once: a picture's resize (Pillow's 32-bit
+# accumulators), its array and its PNG; a procedural worker's 2x2 supersampled rays, hits and
+# shading in float32.
+PIXEL_BYTES = 32
+PROCEDURAL_PIXEL_BYTES = 1024
+
+
+def required_memory(source, resolution, workers):
+    """Bytes a conversion to `resolution` (W, H) needs at once, or 0 when the sources' sizes
+    decide (no --resolution)."""
+    if resolution is None and source != PROCEDURAL:
+        return 0
+    w, h = resolution or (PROCEDURAL_RESOLUTION, PROCEDURAL_RESOLUTION)
+    if source == PROCEDURAL:
+        from .procedural import available_cores
+        return w * h * (PIXEL_BYTES + PROCEDURAL_PIXEL_BYTES * (workers or available_cores()))
+    return w * w * PIXEL_BYTES      # center-crop-wide's canvas is W x W
 
 
 def _decode(data, where):
@@ -129,10 +158,11 @@ def open_source(source, max_images, resolution, workers=None):
 def make_transform(transform, resolution):
     """The official crop/resize modes with LANCZOS resampling; None drops an image."""
     if resolution is not None:
+        try:
+            check_resolution(resolution, transform)
+        except ValueError as e:
+            raise DatasetError(e) from None
         w, h = resolution
-        if w < 1 or w & (w - 1) or not (h == w or (transform == 'center-crop-wide' and 0 < h < w)):
-            raise DatasetError(f'--resolution {w}x{h}: output must be square with a '
-                               'power-of-two size (H < W only with center-crop-wide)')
 
     def resize(img, size):
         if img.shape[1] == size[0] and img.shape[0] == size[1]:
@@ -171,140 +201,152 @@ def _png(img):
 
 
 @contextlib.contextmanager
-def _writer(dest):
-    """Yield write(name, data) into the zip or (empty) folder `dest`, which appears only when
-    the block succeeds: a failed run leaves no destination behind."""
-    is_zip = dest.lower().endswith('.zip')
-    if not is_zip and os.path.isdir(dest) and os.listdir(dest):
-        raise DatasetError(f'{dest}: --dest folder must be empty')
-    dest = os.path.abspath(dest)
-    parent = os.path.dirname(dest)
-    os.makedirs(parent, exist_ok=True)
-    if is_zip:
-        with atomic_open(dest) as f, zipfile.ZipFile(f, 'w', compression=zipfile.ZIP_STORED) as z:
-            yield z.writestr
-        return
-    # A folder is renamed whole; atomic_open only replaces files.
-    tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(dest)}.tmp-', dir=parent)
-
-    def write(name, data):
-        path = os.path.join(tmp, name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, 'wb') as f:
-            f.write(data)
+def _writer(dest, force=False):
+    """Yield write(name, data) into the zip or folder `dest`, which appears only when the block
+    succeeds (files.Outputs): a failed or interrupted run leaves no destination behind. An
+    existing dataset (a zip, a folder that is not empty) is replaced only with `force`."""
+    dest = Path(os.path.abspath(dest))
+    is_zip = dest.suffix.lower() == '.zip'
+    if dest.is_file() and not is_zip:
+        raise DatasetError(f'{dest}: --dest is a file that is not a .zip')
+    empty_folder = dest.is_dir() and not any(dest.iterdir())
+    outputs = Outputs(dest.parent, [dest.name], force or empty_folder)
     try:
+        outputs.check()
+    except OutputExists as e:
+        raise DatasetError(e) from None
+    with outputs:
+        target = outputs.path(dest.name)
+        if is_zip:
+            with open(target, 'wb') as f, zipfile.ZipFile(f, 'w',
+                                                           compression=zipfile.ZIP_STORED) as z:
+                yield z.writestr
+            return
+        target.mkdir()
+
+        def write(name, data):
+            path = target / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
         yield write
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would survive the rename
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def convert(source, dest, resolution=None, max_images=None, transform=None, mirror=False,
-            workers=None):
+            workers=None, force=False):
     """Write the dataset (resolution: (W, H) or None); returns the number of images written.
-    Raises DatasetError."""
-    items = open_source(source, max_images, resolution, workers)
+    An existing dataset at `dest` is replaced only with `force`. Raises DatasetError."""
     transform_image = make_transform(transform, resolution)
-    # closing: an error here stops the procedural renderers now, not when garbage collected.
-    with contextlib.closing(items), _writer(dest) as write:
-        labels = []
-        shape = None
-        idx = 0
-        for img, label, where in items:
-            img = transform_image(img)
-            if img is None:
-                continue
-            if shape is None:
-                shape = img.shape
-                h, w = shape[:2]
-                if h != w or w & (w - 1):
-                    raise DatasetError(f'{where}: output images must be square with a '
-                                       f'power-of-two size, got {w}x{h} (use --resolution)')
-            elif img.shape != shape:
-                raise DatasetError(f'{where}: image is {img.shape}, unlike the first {shape}')
-            name = f'{idx // 1000:05d}/img{idx:08d}.png'
-            write(name, _png(img))
-            labels.append([name, label])
-            if mirror:
-                flipped = name[:-len('.png')] + '_mirror.png'
-                write(flipped, _png(np.ascontiguousarray(img[:, ::-1])))
-                labels.append([flipped, None if label is None else mirror_camera_label(label)])
-            idx += 1
-        if any(label is None for _, label in labels):
-            meta = {'labels': None}
-        else:
-            meta = {'labels': [[n, [float(x) for x in label]] for n, label in labels]}
-        write(LABEL_FILE, json.dumps(meta).encode())
+    with _writer(dest, force) as write:
+        items = open_source(source, max_images, resolution, workers)
+        # closing: an error stops the procedural renderers now, not when garbage collected.
+        with contextlib.closing(items):
+            return _convert(items, transform_image, mirror, write)
+
+
+def _convert(items, transform_image, mirror, write):
+    """Write the images and labels of `items` through `write`; the number written."""
+    labels = []
+    shape = None
+    idx = 0
+    for img, label, where in items:
+        img = transform_image(img)
+        if img is None:
+            continue
+        if shape is None:
+            shape = img.shape
+            h, w = shape[:2]
+            if h != w or w & (w - 1):
+                raise DatasetError(f'{where}: output images must be square with a '
+                                   f'power-of-two size, got {w}x{h} (use --resolution)')
+        elif img.shape != shape:
+            raise DatasetError(f'{where}: image is {img.shape}, unlike the first {shape}')
+        name = f'{idx // 1000:05d}/img{idx:08d}.png'
+        write(name, _png(img))
+        labels.append([name, label])
+        if mirror:
+            flipped = name[:-len('.png')] + '_mirror.png'
+            write(flipped, _png(np.ascontiguousarray(img[:, ::-1])))
+            labels.append([flipped, None if label is None else mirror_camera_label(label)])
+        idx += 1
+    if any(label is None for _, label in labels):
+        meta = {'labels': None}
+    else:
+        meta = {'labels': [[n, [float(x) for x in label]] for n, label in labels]}
+    write(LABEL_FILE, json.dumps(meta).encode())
     return len(labels)
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (the Trainer tab's Stop, `kill`) ends a build as Ctrl-C does: workers stopped,
-    nothing written. Python's default would end the process at once, leaving temporary files."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(
+def build_parser():
+    p = arguments.Parser(
         prog='python -m eg3d_runtime.dataset_tool',
         description='Pack images and 25-float camera labels into an EG3D dataset (zip or folder).')
-    parser.add_argument('--source', required=True,
-                        help=f'image folder, zip, or "{PROCEDURAL}" (rendered toy figures)')
-    parser.add_argument('--dest', required=True, help='output .zip or (empty) folder')
-    parser.add_argument('--resolution', help='output size R or WxH (square, power of two); '
+    p.add_argument('--source', required=True, type=source_argument,
+                   help=f'image folder, zip, or "{PROCEDURAL}" (rendered toy figures)')
+    p.add_argument('--dest', required=True, type=dest_argument,
+                   help='output .zip or folder (an existing dataset is replaced only with --force)')
+    p.add_argument('--force', action='store_true', help='replace an existing dataset at --dest')
+    p.add_argument('--resolution', type=parse_resolution,
+                   help='output size R or WxH (square, power of two); '
                         f'{PROCEDURAL} defaults to {PROCEDURAL_RESOLUTION}')
-    parser.add_argument('--max-images', type=int,
-                        help=f'use the first N images ({PROCEDURAL}: N images, default '
+    p.add_argument('--max-images', type=arguments.integer(0),
+                   help=f'use the first N images ({PROCEDURAL}: N images, default '
                         f'{PROCEDURAL_COUNT})')
-    parser.add_argument('--transform', choices=['center-crop', 'center-crop-wide'])
-    parser.add_argument('--mirror', action='store_true',
-                        help='add a mirrored copy of every image with the mirrored camera')
-    parser.add_argument('--workers', type=int,
-                        help=f'processes rendering {PROCEDURAL} images (default: the available '
+    p.add_argument('--transform', choices=['center-crop', 'center-crop-wide'])
+    p.add_argument('--mirror', action='store_true',
+                   help='add a mirrored copy of every image with the mirrored camera')
+    p.add_argument('--workers', type=arguments.integer(1, 1024),
+                   help=f'processes rendering {PROCEDURAL} images (default: the available '
                         'cores)')
-    args = parser.parse_args(argv)
+    p.add_check(_resolution_fits)
+    return p
+
+
+def source_argument(text):
+    """An argparse type: 'procedural', a folder or a .zip."""
+    if text == PROCEDURAL:
+        return text
+    path = arguments.input_path(text)
+    if not os.path.isdir(path) and not path.lower().endswith('.zip'):
+        raise arguments.Refusal(text, f'must be a folder, a .zip or "{PROCEDURAL}"')
+    return path
+
+
+def dest_argument(text):
+    """An argparse type: a .zip (a file that can be made) or a folder."""
+    if str(text).lower().endswith('.zip'):
+        return arguments.output_file('.zip')(text)
+    if os.path.isfile(text):
+        raise arguments.Refusal(text, 'is a file: give a .zip or a folder')
+    return arguments.output_dir(text)
+
+
+def _resolution_fits(args):
+    if args.transform and args.resolution is None:
+        raise ValueError(f'--transform {args.transform}: needs --resolution')
+    if args.resolution is not None:
+        check_resolution(args.resolution, args.transform)
+
+
+def run(args):
+    w, h = args.resolution or (0, 0)
+    require(required_memory(args.source, args.resolution, args.workers),
+            f'--resolution {w}x{h}' if args.resolution else f'{PROCEDURAL} at {PROCEDURAL_RESOLUTION}',
+            'use a smaller --resolution or fewer --workers')
     start = time.perf_counter()
     try:
-        if args.max_images is not None and args.max_images < 0:
-            raise DatasetError(f'--max-images {args.max_images}: must be >= 0')
-        if args.workers is not None and args.workers < 1:
-            raise DatasetError(f'--workers {args.workers}: must be >= 1')
-        resolution = None if args.resolution is None else parse_resolution(args.resolution)
-        with _sigterm_as_interrupt():
-            n = convert(args.source, args.dest, resolution, args.max_images, args.transform,
-                        args.mirror, args.workers)
-    except DatasetError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f'error: {e.filename or args.dest}: {e.strerror or e}', file=sys.stderr)
-        return 1
+        n = convert(args.source, args.dest, args.resolution, args.max_images, args.transform,
+                    args.mirror, args.workers, args.force)
     except BrokenProcessPool as e:
-        print(f'error: {args.source}: a rendering process died ({e}); nothing written',
-              file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f'error: {args.dest}: interrupted; nothing written', file=sys.stderr)
-        return 130
+        raise DatasetError(f'{args.source}: a rendering process died ({e}); nothing written') \
+            from None
     seconds = time.perf_counter() - start
     print(f'{args.dest}: {n} images in {seconds:.1f} s ({n / max(seconds, 1e-9):.1f} images/s)')
     return 0
+
+
+def main(argv=None):
+    return run_command(run, build_parser().parse_args(argv), DatasetError,
+                       'interrupted; nothing written')
 
 
 if __name__ == '__main__':

@@ -37,6 +37,7 @@ VIEWER = ['visualizer.py']
 MEMORY_8_GIB = ((resource.RLIMIT_AS, 8 * 2 ** 30),)
 GEN = ['-m', 'eg3d_runtime.generate', '--network', '{demo}']
 SH = ['shapes_export.py', '--network', '{demo}', '--device', 'cpu']
+DT = ['-m', 'eg3d_runtime.dataset_tool']
 INV = ['-m', 'eg3d_runtime.invert', '--network', '{demo}', '--target', '{tmp}/photo.png',
        '--camera', '{tmp}/cam.json', '--num-steps', '2', '--pti-steps', '1', '--video-frames',
        '0', '--device', 'cpu']
@@ -56,6 +57,15 @@ def _photo(tmp, camera=None, size=128):
         camera = torch.cat([pose.reshape(-1), cameras.fov_to_intrinsics(18.837).reshape(-1)])
         camera = [float(v) for v in camera]
     (tmp / 'cam.json').write_text(json.dumps(camera))
+
+
+def _pictures(tmp, count=4, size=64):
+    """src/: `count` noise pictures of size x size."""
+    (tmp / 'src').mkdir()
+    rng = np.random.RandomState(0)
+    for i in range(count):
+        Image.fromarray(rng.randint(0, 256, (size, size, 3), np.uint8)).save(tmp / 'src' /
+                                                                            f'{i}.png')
 
 
 def _bomb(path, side=60000):
@@ -283,6 +293,58 @@ CASES = [
                                                  '--outdir', '{tmp}'], 1,
          r'.*/seed0001\.ply: exists from an earlier run \(add --force to replace it\)$',
          setup=lambda tmp: (tmp / 'seed0001.ply').write_text('earlier')),
+
+    # ---- dataset_tool ------------------------------------------------------------------------
+    Case('dataset_tool --resolution 65536', [*DT, '--source', '{tmp}/src', '--dest',
+                                             '{tmp}/d.zip', '--resolution', '65536'], 1,
+         r'--resolution 65536x65536: needs about \d+\.\d GiB of memory, only \d+\.\d GiB '
+         r'available \(use a smaller --resolution or fewer --workers\)$', setup=_pictures,
+         limits=MEMORY_8_GIB),
+    Case('dataset_tool --resolution 48', [*DT, '--source', '{tmp}/src', '--dest', '{tmp}/d.zip',
+                                          '--resolution', '48'], 2,
+         r'--resolution 48x48: must be square with a power-of-two size \(H < W only with '
+         r'center-crop-wide\)$', setup=_pictures),
+    Case('dataset_tool --resolution 32x16', [*DT, '--source', '{tmp}/src', '--dest',
+                                             '{tmp}/d.zip', '--resolution', '32x16'], 2,
+         r'--resolution 32x16: must be square', setup=_pictures),
+    Case('dataset_tool --resolution big', [*DT, '--source', '{tmp}/src', '--dest', '{tmp}/d.zip',
+                                           '--resolution', 'big'], 2,
+         r'--resolution big: must be R or WxH, like 256 or 512x256$', setup=_pictures),
+    Case('dataset_tool --transform alone', [*DT, '--source', '{tmp}/src', '--dest',
+                                            '{tmp}/d.zip', '--transform', 'center-crop'], 2,
+         r'--transform center-crop: needs --resolution$', setup=_pictures),
+    Case('dataset_tool --max-images -1', [*DT, '--source', '{tmp}/src', '--dest', '{tmp}/d.zip',
+                                          '--max-images=-1'], 2,
+         r'--max-images -1: must be an integer of at least 0$', setup=_pictures),
+    Case('dataset_tool --workers 0', [*DT, '--source', 'procedural', '--dest', '{tmp}/d.zip',
+                                      '--workers', '0'], 2,
+         r'--workers 0: must be an integer from 1 to 1024$'),
+    Case('dataset_tool --source missing', [*DT, '--source', '{tmp}/nope', '--dest',
+                                           '{tmp}/d.zip'], 2,
+         r'--source .*/nope: no such file or folder$'),
+    Case('dataset_tool --source a picture', [*DT, '--source', '{tmp}/src/0.png', '--dest',
+                                             '{tmp}/d.zip'], 2,
+         r'--source .*/0\.png: must be a folder, a \.zip or "procedural"$', setup=_pictures),
+    Case('dataset_tool --dest a file', [*DT, '--source', '{tmp}/src', '--dest', '{tmp}/afile'],
+         2, r'--dest .*/afile: is a file: give a \.zip or a folder$',
+         setup=lambda tmp: (_pictures(tmp), (tmp / 'afile').write_text('mine'))),
+    Case('dataset_tool --dest an existing zip', [*DT, '--source', '{tmp}/src', '--dest',
+                                                 '{tmp}/d.zip'], 1,
+         r'.*/d\.zip: exists from an earlier run \(add --force to replace it\)$',
+         setup=lambda tmp: (_pictures(tmp), (tmp / 'd.zip').write_text('an earlier dataset'))),
+    Case('dataset_tool --dest a folder in use', [*DT, '--source', '{tmp}/src', '--dest',
+                                                 '{tmp}/d'], 1,
+         r'.*/d: exists from an earlier run \(add --force to replace it\)$',
+         setup=lambda tmp: (_pictures(tmp), (tmp / 'd').mkdir(),
+                            (tmp / 'd' / 'mine.txt').write_text('kept'))),
+    Case('dataset_tool a truncated picture', [*DT, '--source', '{tmp}/src', '--dest',
+                                              '{tmp}/d.zip'], 1, r'.*/src/3\.png: ',
+         setup=lambda tmp: (_pictures(tmp), (tmp / 'src' / '3.png').write_bytes(
+             (tmp / 'src' / '3.png').read_bytes()[:200]))),
+    Case('dataset_tool stopped by SIGTERM', [*DT, '--source', 'procedural', '--dest',
+                                             '{tmp}/d.zip', '--workers', '1', '--max-images',
+                                             '100000'], 143, r'interrupted; nothing written$',
+         interrupt=(signal.SIGTERM, '.partial-*/d.zip')),
 
     # ---- invert ------------------------------------------------------------------------------
     Case('invert --num-steps -1', [*INV, '--num-steps=-1', '--outdir', '{tmp}/o'], 2,

@@ -131,11 +131,6 @@ def test_procedural_workers_render_the_serial_images(tmp_path, capsys):
         with zipfile.ZipFile(dest) as z:
             packed.append({name: z.read(name) for name in z.namelist()})
     assert packed[0] == packed[1]
-    dest = tmp_path / 'none.zip'
-    assert dataset_tool.main(['--source', 'procedural', '--dest', str(dest),
-                              '--workers', '0']) == 1
-    assert capsys.readouterr().err.strip() == 'error: --workers 0: must be >= 1'
-    assert not dest.exists()
 
 
 def test_procedural_pool_shuts_down_on_errors_and_early_close():
@@ -274,11 +269,7 @@ def test_resolution_errors(tmp_path, procedural_zip, capsys):
     dest = tmp_path / 'out.zip'
     assert dataset_tool.main(['--source', str(src), '--dest', str(dest)]) == 1
     assert 'must be square with a power-of-two size, got 24x16' in capsys.readouterr().err
-    for bad in ('48', '32x16', 'big'):
-        assert dataset_tool.main(['--source', str(src), '--dest', str(dest),
-                                  '--resolution', bad]) == 1
-        assert '--resolution' in capsys.readouterr().err
-    assert not dest.exists()
+    assert not dest.exists()      # the command line's refusals: tests/test_bad_input.py
 
 
 def test_infinite_sampler():
