@@ -32,7 +32,8 @@ def build_parser():
                    help='GUI frames to draw before the screenshot / before exiting')
     p.add_argument('--width', type=arguments.window_size, default=1600,
                    help='window width in pixels (default 1600)')
-    p.add_argument('--height', type=arguments.window_size, default=900, help='window height in pixels (default 900)')
+    p.add_argument('--height', type=arguments.window_size, default=900,
+                   help='window height in pixels (default 900)')
     p.add_argument('--device', choices=['cpu', 'cuda'], default=None,
                    help='render device (default: cuda when available)')
     p.add_argument('--seed', type=arguments.seed, default=0)

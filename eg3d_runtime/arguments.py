@@ -95,7 +95,8 @@ def number(lo=None, hi=None, lo_open=False, hi_open=False):
 
 
 def boolean(text):
-    """An argparse type: True/False as the official scripts spell them (also yes/no, 1/0, on/off)."""
+    """An argparse type: True/False as the official scripts spell them (also yes/no, 1/0,
+    on/off)."""
     value = str(text).strip().lower()
     if value in ('true', '1', 'yes', 'y', 't', 'on'):
         return True

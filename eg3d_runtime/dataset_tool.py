@@ -328,10 +328,9 @@ def _resolution_fits(args):
 
 
 def run(args):
-    w, h = args.resolution or (0, 0)
+    w, h = args.resolution or (PROCEDURAL_RESOLUTION, PROCEDURAL_RESOLUTION)
     require(required_memory(args.source, args.resolution, args.workers),
-            f'--resolution {w}x{h}' if args.resolution else f'{PROCEDURAL} at {PROCEDURAL_RESOLUTION}',
-            'use a smaller --resolution or fewer --workers')
+            f'--resolution {w}x{h}', 'use a smaller --resolution or fewer --workers')
     start = time.perf_counter()
     try:
         n = convert(args.source, args.dest, args.resolution, args.max_images, args.transform,

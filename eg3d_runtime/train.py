@@ -30,6 +30,8 @@ from .training.resume import load_resume, resolve_resume_path, resume_args
 
 __all__ = ['main', 'build_parser', 'build_options', 'resume_args', 'TrainError']
 
+ONE_LINE_ERRORS = (TrainError, ValueError, OSError)   # DatasetError is a ValueError
+
 
 def _request_stop(run_dir):
     def handler(signum, frame):
@@ -133,15 +135,19 @@ def main(argv=None):
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, _request_stop(c['run_dir']))
         print('Launching processes...', flush=True)
-        if opts.gpus == 1:
-            run_process(0, c, opts.resume_restart)
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                init = 'file://' + os.path.abspath(os.path.join(tmp, '.torch_distributed_init'))
-                torch.multiprocessing.spawn(run_process, nprocs=opts.gpus,
-                                            args=(c, opts.resume_restart, init, opts.gpus))
-    except (TrainError, ValueError, OSError) as e:
-        print(f'train: {e}', file=sys.stderr)
+        # a run that fails in one line before its first tick (a bad dataset or --resume file)
+        # or is stopped then leaves no run directory
+        stopped = ONE_LINE_ERRORS + (KeyboardInterrupt,)
+        with run_files.removed_unless_started(c['run_dir'], stopped):
+            if opts.gpus == 1:
+                run_process(0, c, opts.resume_restart)
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    init = 'file://' + os.path.abspath(os.path.join(tmp, '.torch_distributed_init'))
+                    torch.multiprocessing.spawn(run_process, nprocs=opts.gpus,
+                                                args=(c, opts.resume_restart, init, opts.gpus))
+    except ONE_LINE_ERRORS as e:
+        print(f'error: {" ".join(str(e).split())}', file=sys.stderr)
         return 1
     return 0
 

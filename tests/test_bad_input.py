@@ -38,6 +38,9 @@ MEMORY_8_GIB = ((resource.RLIMIT_AS, 8 * 2 ** 30),)
 GEN = ['-m', 'eg3d_runtime.generate', '--network', '{demo}']
 SH = ['shapes_export.py', '--network', '{demo}', '--device', 'cpu']
 DT = ['-m', 'eg3d_runtime.dataset_tool']
+TR = ['-m', 'eg3d_runtime.train', '--cfg', 'demo', '--gpus', '1', '--batch', '4', '--gamma', '1',
+      '--cbase', '256', '--cmax', '16', '--workers', '0', '--grid', '2x2', '--metrics', 'none',
+      '--kimg', '0.008', '--data', '{tmp}/data']
 INV = ['-m', 'eg3d_runtime.invert', '--network', '{demo}', '--target', '{tmp}/photo.png',
        '--camera', '{tmp}/cam.json', '--num-steps', '2', '--pti-steps', '1', '--video-frames',
        '0', '--device', 'cpu']
@@ -46,17 +49,32 @@ GV_SMALL = [*GV, '--sample_mult', '1', '--w-frames', '2', '--nrr', '16', '--form
             '--image_mode', 'image_raw']
 
 
-def _photo(tmp, camera=None, size=128):
-    """photo.png (noise, the demo's resolution) and cam.json: a frontal camera or `camera`."""
+def _frontal_camera():
+    """The 25 numbers of a frontal camera (dataset.json's label convention)."""
     import torch
     from eg3d_runtime import cameras
+    pose = cameras.look_at_orbit(math.pi / 2, math.pi / 2, (0, 0, 0.2), 2.7)
+    return [float(v) for v in torch.cat([pose.reshape(-1),
+                                         cameras.fov_to_intrinsics(18.837).reshape(-1)])]
+
+
+def _photo(tmp, camera=None, size=128):
+    """photo.png (noise, the demo's resolution) and cam.json: a frontal camera or `camera`."""
     pixels = np.random.RandomState(0).randint(0, 256, (size, size, 3), np.uint8)
     Image.fromarray(pixels).save(tmp / 'photo.png')
-    if camera is None:
-        pose = cameras.look_at_orbit(math.pi / 2, math.pi / 2, (0, 0, 0.2), 2.7)
-        camera = torch.cat([pose.reshape(-1), cameras.fov_to_intrinsics(18.837).reshape(-1)])
-        camera = [float(v) for v in camera]
-    (tmp / 'cam.json').write_text(json.dumps(camera))
+    (tmp / 'cam.json').write_text(json.dumps(_frontal_camera() if camera is None else camera))
+
+
+def _dataset(tmp, truncated=False):
+    """data/: four 64-px pictures with frontal cameras in dataset.json (the last picture cut
+    short with `truncated`)."""
+    _pictures(tmp)
+    (tmp / 'src').rename(tmp / 'data')
+    names = sorted(p.name for p in (tmp / 'data').iterdir())
+    (tmp / 'data' / 'dataset.json').write_text(json.dumps(
+        {'labels': [[name, _frontal_camera()] for name in names]}))
+    if truncated:
+        (tmp / 'data' / names[-1]).write_bytes((tmp / 'data' / names[-1]).read_bytes()[:200])
 
 
 def _pictures(tmp, count=4, size=64):
@@ -206,7 +224,8 @@ CASES = [
                                         '{tmp}/o'], 2,
          r'--sample_mult 0: must be a finite number above 0 and at most 16$'),
     Case('gen_videos --w-frames 0', [*GV, '--seeds', '0', '--w-frames', '0', '--outdir',
-                                     '{tmp}/o'], 2, r'--w-frames 0: must be an integer of at least 1$'),
+                                     '{tmp}/o'], 2,
+         r'--w-frames 0: must be an integer of at least 1$'),
     Case('gen_videos --num-keyframes 0', [*GV, '--seeds', '0', '--num-keyframes', '0',
                                           '--outdir', '{tmp}/o'], 2,
          r'--num-keyframes 0: must be an integer of at least 1$'),
@@ -263,7 +282,8 @@ CASES = [
     Case('shapes_export --psi nan', [*SH, '--psi', 'nan', '--outdir', '{tmp}/o'], 2,
          r'--psi nan: must be a finite number from -1 to 2$'),
     Case('shapes_export --trim -3', [*SH, '--trim=-3', '--resolution', '64', '--outdir',
-                                     '{tmp}/o'], 2, r'--trim -3: must be an integer of at least 0$'),
+                                     '{tmp}/o'], 2,
+         r'--trim -3: must be an integer of at least 0$'),
     Case('shapes_export --trim 40 of 64', [*SH, '--trim', '40', '--resolution', '64', '--outdir',
                                            '{tmp}/o'], 2,
          r'--trim 40: leaves nothing of a 64\^3 grid \(must be from 0 to 30\)$'),
@@ -288,7 +308,8 @@ CASES = [
          r'resolution 100000: needs about \d+\.\d GiB of memory, only \d+\.\d GiB available '
          r'\(use a smaller --resolution\)$'),
     Case('shapes_export no surface', [*SH, '--resolution', '16', '--level', '1000', '--outdir',
-                                      '{tmp}/o'], 1, r'.*/o/seed0000\.ply: no surface at level 1000'),
+                                      '{tmp}/o'], 1,
+         r'.*/o/seed0000\.ply: no surface at level 1000'),
     Case('shapes_export over an earlier shape', [*SH, '--seeds', '0-1', '--resolution', '16',
                                                  '--outdir', '{tmp}'], 1,
          r'.*/seed0001\.ply: exists from an earlier run \(add --force to replace it\)$',
@@ -345,6 +366,31 @@ CASES = [
                                              '{tmp}/d.zip', '--workers', '1', '--max-images',
                                              '100000'], 143, r'interrupted; nothing written$',
          interrupt=(signal.SIGTERM, '.partial-*/d.zip')),
+
+    # ---- train ------------------------------------------------------------------------------
+    Case('train --kimg nan', [*TR, '--kimg', 'nan', '--outdir', '{tmp}/runs'], 2,
+         r'--kimg nan: must be a finite number', setup=_dataset),
+    Case('train --batch 0', [*TR, '--batch', '0', '--outdir', '{tmp}/runs'], 2,
+         r'--batch 0: must be an integer of at least 1$', setup=_dataset),
+    Case('train --gamma inf', [*TR, '--gamma', 'inf', '--outdir', '{tmp}/runs'], 2,
+         r'--gamma inf: must be a finite number', setup=_dataset),
+    Case('train --snap 0', [*TR, '--snap', '0', '--outdir', '{tmp}/runs'], 2,
+         r'--snap 0: must be an integer of at least 1$', setup=_dataset),
+    Case('train --data missing', [*TR[:-2], '--data', '{tmp}/nope.zip', '--outdir', '{tmp}/runs'], 2,
+         r'--data .*/nope\.zip: no such file or folder$'),
+    Case('train --outdir a file', [*TR, '--outdir', '{tmp}/f'], 2,
+         r'--outdir .*/f: is a file, not a folder$',
+         setup=lambda tmp: (_dataset(tmp), (tmp / 'f').write_text(''))),
+    Case('train --desc with /', [*TR, '--desc', 'a/b', '--outdir', '{tmp}/runs'], 2,
+         r'--desc a/b: must be a non-empty name without /', setup=_dataset),
+    Case('train without --outdir', TR, 2,
+         r'the following arguments are required: --outdir$', setup=_dataset),
+    Case('train a truncated picture', [*TR, '--outdir', '{tmp}/runs'], 1, r'.*/data/3\.png: ',
+         setup=lambda tmp: _dataset(tmp, truncated=True), left={'runs'}),
+    Case('train --resume of a text file', [*TR, '--resume', '{tmp}/bad.pkl', '--outdir',
+                                           '{tmp}/runs'], 1, r'--resume: .*/bad\.pkl: ',
+         setup=lambda tmp: (_dataset(tmp), (tmp / 'bad.pkl').write_text('hello')),
+         left={'runs'}),
 
     # ---- invert ------------------------------------------------------------------------------
     Case('invert --num-steps -1', [*INV, '--num-steps=-1', '--outdir', '{tmp}/o'], 2,

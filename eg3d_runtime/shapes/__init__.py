@@ -33,7 +33,7 @@ from .options import (BORDER_VALUE, MESH_FORMATS, MIN_RESOLUTION, OFFICIAL_LEVEL
                       ExportCancelled, ShapeExportError, ShapeOptions, check_memory)
 from .sampling import official_points, regular_axis, sample_volume
 
-__all__ = ['BORDER_VALUE', 'MESH_FORMATS', 'MIN_RESOLUTION', 'OFFICIAL_LEVEL', 'VOLUME_FORMATS', 'DensityField',
-           'ExportCancelled', 'ShapeExportError', 'ShapeOptions', 'TriplaneField', 'check_memory',
+__all__ = ['BORDER_VALUE', 'MESH_FORMATS', 'MIN_RESOLUTION', 'OFFICIAL_LEVEL', 'VOLUME_FORMATS',
+           'DensityField', 'ExportCancelled', 'ShapeExportError', 'ShapeOptions', 'TriplaneField', 'check_memory',
            'export_field', 'export_shape', 'marching_cubes', 'official_points', 'regular_axis',
            'sample_volume', 'srgb_to_linear']
