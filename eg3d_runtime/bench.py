@@ -28,12 +28,16 @@ import time
 
 import torch
 
-from . import configs, preview, views
+from . import arguments, configs, preview, views
+from .command import run_command
 from .devices import default_device
 from .fast import path as fastpath
 from .fast import precision
 from .fast.render import PlaneTable
-from .memory import PeakMemory
+from .files import atomic_write
+from .memory import PeakMemory, require
+from .pickles import PickleLoadError
+from .rendering.footprint import frame_bytes
 
 
 # ------------------------------------------------------------------------------------------------
@@ -127,6 +131,7 @@ def run(args):
     fastpath.options(G).set(args.precision)
     rk = G.rendering_kwargs
     nrr = args.nrr or (G.neural_rendering_resolution if args.network else 128)
+    check_memory(G, args, nrr, device)
     d, i = rk['depth_resolution'], rk['depth_resolution_importance']
     b = Bench(G, device, nrr, args.reps, args.noise_mode)
     faithful = not args.no_faithful
@@ -168,9 +173,8 @@ def run(args):
 
         march = [(nrr, d, i)]
         for extra in args.march:
-            r, dd, ii = (int(v) for v in extra.split(','))
-            if (r, dd, ii) not in march:
-                march.append((r, dd, ii))
+            if extra not in march:
+                march.append(extra)
         feats = None
         for res, dd, ii in march:
             opts = {**rk, 'depth_resolution': dd, 'depth_resolution_importance': ii}
@@ -331,54 +335,88 @@ def format_table(result, rows):
     return '\n'.join(lines)
 
 
+def march_setting(text):
+    """An argparse type: 'nrr,coarse,fine' -> three integers, nrr within arguments.nrr's range
+    and both sample counts at least 1."""
+    parts = str(text).split(',')
+    try:
+        res, coarse, fine = (int(v) for v in parts)
+    except ValueError:
+        raise arguments.Refusal(text, 'must be nrr,coarse,fine like 64,48,48') from None
+    if not 1 <= res <= arguments.MAX_NRR or coarse < 1 or fine < 1:
+        raise arguments.Refusal(text, f'nrr must be from 1 to {arguments.MAX_NRR}, the sample '
+                                      'counts at least 1')
+    return res, coarse, fine
+
+
 def build_parser():
-    p = argparse.ArgumentParser(prog='python -m eg3d_runtime.bench', description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = arguments.Parser(prog='python -m eg3d_runtime.bench', description=__doc__,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group()
-    src.add_argument('--network',
+    src.add_argument('--network', type=arguments.network,
                      help='network pickle, run directory (its latest snapshot) or released name')
     src.add_argument('--cfg', default='ffhq', choices=['ffhq', 'afhq', 'shapenet'],
                      help='family of the randomly initialised full-size network (default ffhq)')
     p.add_argument('--device', choices=['cpu', 'cuda'], default=None,
                    help='default: cuda when available')
-    p.add_argument('--json', help='also write the results to this JSON file')
+    p.add_argument('--json', type=arguments.output_file('.json'),
+                   help='also write the results to this JSON file')
+    p.add_argument('--force', action='store_true', help='replace an existing --json file')
     precision.add_option(p)
-    p.add_argument('--nrr', type=int, default=None,
+    p.add_argument('--nrr', type=arguments.nrr, default=None,
                    help="neural rendering resolution (default: the pickle's, 128 for --cfg)")
-    p.add_argument('--reps', type=int, default=None, help='repetitions (default 3 CPU, 20 CUDA)')
-    p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
+    p.add_argument('--reps', type=arguments.integer(1, 10000), default=None,
+                   help='repetitions (default 3 CPU, 20 CUDA)')
+    p.add_argument('--threads', type=arguments.integer(1, 4096), default=None,
+                   help='torch.set_num_threads')
     p.add_argument('--noise-mode', default='const', choices=['const', 'random', 'none'])
-    p.add_argument('--preview-fps', type=float, default=20.0, help='preview target (default 20)')
-    p.add_argument('--preview-frames', type=int, default=None,
+    p.add_argument('--preview-fps', type=arguments.number(0, 1000, lo_open=True), default=20.0,
+                   help='preview target (default 20)')
+    p.add_argument('--preview-frames', type=arguments.integer(1, 100000), default=None,
                    help='frames of the simulated drag (default 40 CPU, 200 CUDA)')
     p.add_argument('--empty-space-skipping', action='store_true',
                    help='preview with empty-space skipping')
-    p.add_argument('--march', action='append', default=['64,48,48', '64,24,24'],
+    p.add_argument('--march', action='append', type=march_setting,
+                   default=[(64, 48, 48), (64, 24, 24)],
                    help='extra ray-marching settings nrr,coarse,fine (repeatable)')
     p.add_argument('--no-faithful', action='store_true', help='skip the reference path')
+    p.add_check(_json_is_new)
     return p
+
+
+def _json_is_new(args):
+    if args.json and os.path.exists(args.json) and not args.force:
+        raise arguments.Refusal(args.json, 'exists (add --force to replace it)', '--json')
+
+
+def check_memory(G, args, nrr, device):
+    """InsufficientMemory (one line) when the largest frame the bench renders would not fit:
+    the faithful path holds every depth sample at once."""
+    rk = G.rendering_kwargs
+    settings = [(nrr, rk['depth_resolution'], rk['depth_resolution_importance']), *args.march]
+    res, coarse, fine = max(settings, key=lambda s: s[0] ** 2 * (s[1] + s[2]))
+    require(frame_bytes(G, res, samples=coarse + fine, faithful=not args.no_faithful),
+            f'--nrr {res} with {coarse}+{fine} samples' + ('' if args.no_faithful else
+                                                          ' on the faithful path'),
+            'use a smaller --nrr or --march, or --no-faithful', device)
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     device = torch.device(args.device or default_device())
     if device.type == 'cuda' and not torch.cuda.is_available():
-        print('error: --device cuda but CUDA is not available', file=sys.stderr)
+        print('error: --device cuda: CUDA is not available', file=sys.stderr)
         return 1
     args.reps = args.reps or (20 if device.type == 'cuda' else 3)
     args.preview_frames = args.preview_frames or (200 if device.type == 'cuda' else 40)
-    try:
-        result, rows = run(args)
-    except Exception as e:  # one line, not a traceback, for expected failures
-        from .pickles import PickleLoadError
-        if isinstance(e, (PickleLoadError, FileNotFoundError)):
-            print(f'error: {e}', file=sys.stderr)
-            return 1
-        raise
+    return run_command(_run_and_report, args, PickleLoadError, 'interrupted')
+
+
+def _run_and_report(args):
+    result, rows = run(args)
     print(format_table(result, rows))
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(result, f, indent=2)
+        atomic_write(args.json, json.dumps(result, indent=2))
         print(f'wrote {args.json}')
     return 0
 

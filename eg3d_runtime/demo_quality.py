@@ -11,12 +11,14 @@ the same measure: 8 seeds x 3 yaws (-0.5, 0, +0.5), psi 0.7, the pickle's own re
 """
 import argparse
 import itertools
+import os
 import sys
 
 import numpy as np
 import torch
 
-from . import procedural, views
+from . import arguments, procedural, views
+from .command import run_command
 from .generate import render_seed
 from .network_path import network_path
 from .pickles import PickleLoadError, load_generator
@@ -71,40 +73,42 @@ def measure(images):
             'sharpness': sharpness(images.reshape(-1, *images.shape[2:]))}
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog='python -m eg3d_runtime.demo_quality', description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser():
+    p = arguments.Parser(prog='python -m eg3d_runtime.demo_quality', description=__doc__,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument('--network',
+    source.add_argument('--network', type=arguments.network,
                         help='network pickle, run directory (its latest snapshot) or released name')
     source.add_argument('--figures', action='store_true',
                         help='measure the procedural toy figures a distilled demo learns '
                              f'(seed k = figure k, {REFERENCE_RESOLUTION}x{REFERENCE_RESOLUTION})')
-    p.add_argument('--grid', help='write the 8 x 3 images to this PNG')
-    args = p.parse_args(argv)
-    with torch.no_grad():
-        return _report(args)
+    p.add_argument('--grid', type=arguments.output_file('.png'),
+                   help='write the 8 x 3 images to this PNG')
+    p.add_argument('--force', action='store_true', help='replace an existing --grid file')
+    p.add_check(_grid_is_new)
+    return p
 
 
+def _grid_is_new(args):
+    if args.grid and os.path.exists(args.grid) and not args.force:
+        raise arguments.Refusal(args.grid, 'exists (add --force to replace it)', '--grid')
+
+
+def main(argv=None):
+    return run_command(_report, build_parser().parse_args(argv), PickleLoadError, 'interrupted')
+
+
+@torch.no_grad()
 def _report(args):
     if args.figures:
         images = render_figures()
     else:
-        try:
-            G = load_generator(network_path(args.network))
-        except PickleLoadError as e:
-            print(f'error: {e}', file=sys.stderr)
-            return 1
-        images = render_views(G)
+        images = render_views(load_generator(network_path(args.network)))
     for name, value in measure(images).items():
         print(f'{name}: {value:.1f}')
     if args.grid:
-        try:
-            save_image_grid(images.reshape(-1, *images.shape[2:]).transpose(0, 3, 1, 2),
-                            args.grid, (0, 255), (len(SEEDS), len(YAWS)))
-        except OSError as e:
-            print(f'error: {args.grid}: cannot write the grid ({e.strerror})', file=sys.stderr)
-            return 1
+        save_image_grid(images.reshape(-1, *images.shape[2:]).transpose(0, 3, 1, 2),
+                        args.grid, (0, 255), (len(SEEDS), len(YAWS)))
         print(f'wrote {args.grid}')
     return 0
 

@@ -41,6 +41,8 @@ DT = ['-m', 'eg3d_runtime.dataset_tool']
 TR = ['-m', 'eg3d_runtime.train', '--cfg', 'demo', '--gpus', '1', '--batch', '4', '--gamma', '1',
       '--cbase', '256', '--cmax', '16', '--workers', '0', '--grid', '2x2', '--metrics', 'none',
       '--kimg', '0.008', '--data', '{tmp}/data']
+BENCH = ['-m', 'eg3d_runtime.bench', '--network', '{demo}', '--device', 'cpu']
+DQ = ['-m', 'eg3d_runtime.demo_quality']
 INV = ['-m', 'eg3d_runtime.invert', '--network', '{demo}', '--target', '{tmp}/photo.png',
        '--camera', '{tmp}/cam.json', '--num-steps', '2', '--pti-steps', '1', '--video-frames',
        '0', '--device', 'cpu']
@@ -376,7 +378,8 @@ CASES = [
          r'--gamma inf: must be a finite number', setup=_dataset),
     Case('train --snap 0', [*TR, '--snap', '0', '--outdir', '{tmp}/runs'], 2,
          r'--snap 0: must be an integer of at least 1$', setup=_dataset),
-    Case('train --data missing', [*TR[:-2], '--data', '{tmp}/nope.zip', '--outdir', '{tmp}/runs'], 2,
+    Case('train --data missing', [*TR[:-2], '--data', '{tmp}/nope.zip', '--outdir',
+                                  '{tmp}/runs'], 2,
          r'--data .*/nope\.zip: no such file or folder$'),
     Case('train --outdir a file', [*TR, '--outdir', '{tmp}/f'], 2,
          r'--outdir .*/f: is a file, not a folder$',
@@ -391,6 +394,38 @@ CASES = [
                                            '{tmp}/runs'], 1, r'--resume: .*/bad\.pkl: ',
          setup=lambda tmp: (_dataset(tmp), (tmp / 'bad.pkl').write_text('hello')),
          left={'runs'}),
+
+    # ---- bench and demo_quality ----------------------------------------------------------------
+    Case('bench --nrr 0', [*BENCH, '--nrr', '0'], 2,
+         r'--nrr 0: must be an integer from 1 to 4096$'),
+    Case('bench --reps 0', [*BENCH, '--reps', '0'], 2,
+         r'--reps 0: must be an integer from 1 to 10000$'),
+    Case('bench --threads -2', [*BENCH, '--threads=-2'], 2,
+         r'--threads -2: must be an integer from 1 to 4096$'),
+    Case('bench --preview-fps nan', [*BENCH, '--preview-fps', 'nan'], 2,
+         r'--preview-fps nan: must be a finite number above 0 and at most 1000$'),
+    Case('bench --march 64,0,48', [*BENCH, '--march', '64,0,48'], 2,
+         r'--march 64,0,48: nrr must be from 1 to 4096, the sample counts at least 1$'),
+    Case('bench --march 64x48', [*BENCH, '--march', '64x48'], 2,
+         r'--march 64x48: must be nrr,coarse,fine like 64,48,48$'),
+    Case('bench --json exists', [*BENCH, '--json', '{tmp}/b.json'], 2,
+         r'--json .*/b\.json: exists \(add --force to replace it\)$',
+         setup=lambda tmp: (tmp / 'b.json').write_text('{}')),
+    Case('bench --device tpu', [*BENCH, '--device', 'tpu'], 2,
+         r'--device tpu: must be one of cpu, cuda$'),
+    Case('bench faithful past the memory', [*BENCH, '--nrr', '1024', '--reps', '1'], 1,
+         r'--nrr 1024 with 16\+16 samples on the faithful path: needs about \d+\.\d GiB of '
+         r'memory, only \d+\.\d GiB available \(use a smaller --nrr or --march, or '
+         r'--no-faithful\)$', limits=MEMORY_8_GIB),
+    Case('demo_quality --grid not png', [*DQ, '--figures', '--grid', '{tmp}/g.jpg'], 2,
+         r'--grid .*/g\.jpg: must end in \.png$'),
+    Case('demo_quality --grid exists', [*DQ, '--figures', '--grid', '{tmp}/g.png'], 2,
+         r'--grid .*/g\.png: exists \(add --force to replace it\)$',
+         setup=lambda tmp: (tmp / 'g.png').write_text('')),
+    Case('demo_quality --network and --figures', [*DQ, '--figures', '--network', '{demo}'], 2,
+         r'--network: not allowed with --figures$'),
+    Case('demo_quality a pickle of text', [*DQ, '--network', '{tmp}/bad.pkl'], 1,
+         r'.*/bad\.pkl: ', setup=lambda tmp: (tmp / 'bad.pkl').write_text('hello')),
 
     # ---- invert ------------------------------------------------------------------------------
     Case('invert --num-steps -1', [*INV, '--num-steps=-1', '--outdir', '{tmp}/o'], 2,
