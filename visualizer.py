@@ -12,7 +12,6 @@ screenshot is then not written.
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from eg3d_runtime import arguments
 from viz.render_args import RENDER_TYPES
@@ -50,7 +49,7 @@ def build_parser():
                         'latest snapshot in the view')
     p.add_argument('--capture-dir', type=arguments.output_dir, default=None,
                    help='where captures are saved')
-    p.add_check(_screenshot_is_new)
+    p.add_check(arguments.replaced_only_with_force('--screenshot'))
     return p
 
 
@@ -68,12 +67,6 @@ def start_render_worker(options):
     if first:
         worker.warm_up([RenderArgs(pkl=first)])
     return worker
-
-
-def _screenshot_is_new(options):
-    if options.screenshot and Path(options.screenshot).exists() and not options.force:
-        raise arguments.Refusal(options.screenshot, 'exists (add --force to replace it)',
-                                '--screenshot')
 
 
 def main(argv=None):

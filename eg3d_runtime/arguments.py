@@ -204,6 +204,18 @@ def output_file(*suffixes):
     return parse
 
 
+def replaced_only_with_force(option):
+    """A check for Parser.add_check: the file that `option` ('--json') names may exist already
+    only with --force."""
+    dest = option.lstrip('-').replace('-', '_')
+
+    def check(args):
+        path = getattr(args, dest)
+        if path and os.path.exists(path) and not args.force:
+            raise Refusal(path, 'exists (add --force to replace it)', option)
+    return check
+
+
 def folder(text):
     """An argparse type: a folder that need not exist yet (a run that has not started) but is
     not a file."""

@@ -380,13 +380,8 @@ def build_parser():
                    default=[(64, 48, 48), (64, 24, 24)],
                    help='extra ray-marching settings nrr,coarse,fine (repeatable)')
     p.add_argument('--no-faithful', action='store_true', help='skip the reference path')
-    p.add_check(_json_is_new)
+    p.add_check(arguments.replaced_only_with_force('--json'))
     return p
-
-
-def _json_is_new(args):
-    if args.json and os.path.exists(args.json) and not args.force:
-        raise arguments.Refusal(args.json, 'exists (add --force to replace it)', '--json')
 
 
 def check_memory(G, args, nrr, device):

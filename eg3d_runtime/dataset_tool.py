@@ -12,7 +12,6 @@ renamed at the end), an existing dataset is replaced only with --force, and `--m
 the official `mirror_dataset.py` does afterwards. `--source procedural` renders in `--workers`
 processes (default: every available core) and gives the same images whatever their number.
 """
-import argparse
 import contextlib
 import io
 import json

@@ -11,7 +11,6 @@ the same measure: 8 seeds x 3 yaws (-0.5, 0, +0.5), psi 0.7, the pickle's own re
 """
 import argparse
 import itertools
-import os
 import sys
 
 import numpy as np
@@ -85,13 +84,8 @@ def build_parser():
     p.add_argument('--grid', type=arguments.output_file('.png'),
                    help='write the 8 x 3 images to this PNG')
     p.add_argument('--force', action='store_true', help='replace an existing --grid file')
-    p.add_check(_grid_is_new)
+    p.add_check(arguments.replaced_only_with_force('--grid'))
     return p
-
-
-def _grid_is_new(args):
-    if args.grid and os.path.exists(args.grid) and not args.force:
-        raise arguments.Refusal(args.grid, 'exists (add --force to replace it)', '--grid')
 
 
 def main(argv=None):
