@@ -268,6 +268,15 @@ class Visualizer:
         busy = self.compare.busy if self.comparing else self.worker.busy
         return self.pickle_widget.download is not None or busy
 
+    def _hopeless(self):
+        """Nothing more will reach the screen: no network to show (one that failed to load
+        with none before it), or the frame failed. (A failed load that keeps the previous
+        network still shows a frame.)"""
+        if self.pickle_widget.error and not self.pickle_widget.pkl:
+            return True
+        results = self.compare.results.values() if self.comparing else [self.viewport.result]
+        return any(r is not None and r.error for r in results)
+
     def settle(self, timeout=600):
         """Headless: wait until the newest full-quality frame is on screen, or until it is
         clear that it will not be (a failure, with nothing left running)."""
@@ -278,7 +287,7 @@ class Visualizer:
             downloading = self.pickle_widget.download is not None
             if not downloading and self.frame_complete(self.render_args()):
                 return True
-            if self.failure() and not self._waiting():
+            if self._hopeless() and not self._waiting():
                 return False
             time.sleep(0.01)
         return False
