@@ -104,3 +104,18 @@ def test_outputs_refuse_a_file_as_folder_and_undeclared_names(tmp_path):
         with Outputs(tmp_path / 'out', ['a.png']) as outputs:
             outputs.path('b.png')
     assert os.listdir(tmp_path) == ['afile']
+
+
+def test_a_failed_write_names_the_output_not_its_staging_file(tmp_path):
+    folder = tmp_path / 'out'
+    with pytest.raises(OSError) as failed:                 # as a full disk or `ulimit -f` ends
+        with Outputs(folder, ['a.png', 'b.pkl']) as outputs:
+            outputs.path('a.png').write_text('a')
+            with open(outputs.path('b.pkl'), 'wb'):
+                raise OSError(27, 'File too large')        # file.write names no file
+    assert failed.value.filename == str(folder / 'b.pkl')
+    with pytest.raises(OSError) as failed:
+        with Outputs(folder, ['a.png']) as outputs:
+            open(outputs.path('a.png').parent / 'sub' / 'x')   # an error that names its file
+    assert failed.value.filename == str(folder / 'sub' / 'x')
+    assert not folder.exists()
