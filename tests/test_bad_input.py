@@ -167,6 +167,11 @@ CASES = [
          r'.*/d\.pkl: ', setup=lambda tmp: __import__('pickle').dump({'a': 1},
                                                                        open(tmp / 'd.pkl', 'wb')),
          slow=True),
+    Case('viewer --nrr past the memory', [*VIEWER, '{demo}', '--headless', '--screenshot',
+                                          '{tmp}/s.png', '--nrr', '4096', '--width', '320',
+                                          '--height', '200'], 1,
+         r'neural res\. 4096 x 4096: needs about \d+\.\d GiB of memory, only \d+\.\d GiB '
+         r'available \(choose a smaller one in Render\)$', limits=MEMORY_8_GIB),
     Case('viewer offline released network', [*VIEWER, 'ffhq512-64', '--headless',
                                               '--screenshot', '{tmp}/s.png', '--width', '320',
                                               '--height', '200'], 1,

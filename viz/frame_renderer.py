@@ -18,7 +18,9 @@ import torch
 from eg3d_runtime import PickleLoadError, load_generator, views
 from eg3d_runtime.fast import path as fastpath
 from eg3d_runtime.fast import precision
+from eg3d_runtime.memory import InsufficientMemory
 from eg3d_runtime.preview import AdaptivePreview, ladder_for
+from eg3d_runtime.rendering.footprint import require_frame_memory
 
 from .layer_capture import capture_layers, layer_to_image
 from .render_args import RenderArgs
@@ -215,6 +217,11 @@ class FrameRenderer:
                 t2 = time.perf_counter()
                 if should_abort():
                     raise RenderAborted()
+                if not args.preview:      # refused in one line, not grown until killed
+                    nrr = args.nrr or G.neural_rendering_resolution
+                    require_frame_memory(G, self.device, f'neural res. {nrr} x {nrr}',
+                                         'choose a smaller one in Render', nrr,
+                                         sample_mult=args.depth_mult)
                 frame = self._synthesize(G, ws, args, quality, should_abort)
             self._sync()
             t3 = time.perf_counter()
@@ -227,6 +234,8 @@ class FrameRenderer:
             return RenderResult(args, quality, network=network, aborted=True)
         except PickleLoadError as e:
             return RenderResult(args, quality, error=str(e), load_failed=True)
+        except InsufficientMemory as e:
+            return RenderResult(args, quality, network=network, error=str(e))
         except Exception as e:  # a bad network or option must not take the viewer down
             return RenderResult(args, quality, network=network,
                                 error=f'{type(e).__name__}: {e}'.splitlines()[0])
