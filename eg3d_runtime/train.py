@@ -22,15 +22,18 @@ import tempfile
 import torch
 
 from .devices import cuda_available
+from .memory import InsufficientMemory
 from .run_directory import LOG_FILE, STOP_FILE, output_dir_line
 from .training import run_files
+from .training.footprint import require_training_memory
 from .training.options import TrainError, build_parser
 from .training.training_options import build_options
 from .training.resume import load_resume, resolve_resume_path, resume_args
 
 __all__ = ['main', 'build_parser', 'build_options', 'resume_args', 'TrainError']
 
-ONE_LINE_ERRORS = (TrainError, ValueError, OSError)   # DatasetError is a ValueError
+ONE_LINE_ERRORS = (TrainError, ValueError, OSError,   # DatasetError is a ValueError
+                   InsufficientMemory)
 
 
 def _request_stop(run_dir):
@@ -115,6 +118,8 @@ def main(argv=None):
             raise TrainError(f'--gpus {opts.gpus}: only {torch.cuda.device_count()} CUDA '
                              'devices here (use torchrun for several machines)')
         rank = int(os.environ.get('RANK', 0)) if torchrun_world else 0
+        if not opts.dry_run:     # before the run directory is made or anything allocated
+            require_training_memory(c, _device_for(int(os.environ.get('LOCAL_RANK', rank))))
         if opts.bench is not None:
             from .training.bench import run_bench
             return run_bench(c, opts.cfg, _device_for(0), opts.bench)

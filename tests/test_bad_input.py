@@ -398,6 +398,11 @@ CASES = [
          r'the following arguments are required: --outdir$', setup=_dataset),
     Case('train a truncated picture', [*TR, '--outdir', '{tmp}/runs'], 1, r'.*/data/3\.png: ',
          setup=lambda tmp: _dataset(tmp, truncated=True), left={'runs'}),
+    Case('train --batch past the memory', [*TR, '--batch', '100000', '--outdir', '{tmp}/runs'],
+         1, r'--batch 100000 \(--batch-gpu 100000, --gpus 1\) at 64 px, nrr 32, 32 samples: needs '
+         r'about \d+\.\d GiB of memory, only \d+\.\d GiB available \(use a smaller --batch-gpu, '
+         r'which accumulates the same --batch, or a smaller --batch\)$', setup=_dataset,
+         limits=MEMORY_8_GIB),
     Case('train --resume of a text file', [*TR, '--resume', '{tmp}/bad.pkl', '--outdir',
                                            '{tmp}/runs'], 1, r'--resume: .*/bad\.pkl: ',
          setup=lambda tmp: (_dataset(tmp), (tmp / 'bad.pkl').write_text('hello')),

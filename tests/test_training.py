@@ -363,3 +363,43 @@ def test_no_lazy_regularisation_builds_one_optimizer_per_network():
                             'D_reg_interval': 16})
     assert [p.name for p in phases] == ['Gboth', 'Dmain', 'Dreg']
     assert phases[0].opt.param_groups[0]['betas'] == (0.0, 0.99)
+
+
+def _options(data, *args):
+    opts = train.build_parser().parse_args(['--cfg', 'demo', '--gpus', '1', '--gamma', '1',
+                                            '--workers', '0', '--grid', '2x2', '--data', data,
+                                            '--outdir', 'unused', *args])
+    return train.build_options(opts)[0]
+
+
+def test_training_memory_estimate_covers_measured_steps(toys, tmp_path):
+    """The estimate train checks --batch against (training/footprint.py) grows with the
+    micro-batch and lies within 1-4x the measured peak (RSS above the constructed loop) of two
+    real steps of the demo network at batch 4, the first running all four phases."""
+    from eg3d_runtime.memory import PeakMemory, rss_bytes
+    from eg3d_runtime.training.footprint import process_bytes
+    sizes = [process_bytes(_options(toys, '--batch', str(b))) for b in (4, 8, 16)]
+    assert sizes[0] < sizes[1] < sizes[2]
+    assert process_bytes(_options(toys, '--batch', '16', '--batch-gpu', '4')) < sizes[2]
+    c = dict(_options(toys, '--batch', '4'), run_dir=str(tmp_path))
+    loop = TrainingLoop(str(tmp_path), c, device='cpu')
+    before = rss_bytes()
+    with PeakMemory(torch.device('cpu')) as mem:
+        loop._train_batch(0)
+        loop._train_batch(1)
+    measured = mem.peak - before
+    assert measured <= sizes[0] <= 4 * measured, (measured / 2**20, sizes[0] / 2**20)
+
+
+def test_training_memory_is_checked_per_device(toys, monkeypatch):
+    """CPU processes share the machine's memory (all --gpus of them count); on CUDA each
+    process has its own device."""
+    from eg3d_runtime.training import footprint
+    asked = []
+    monkeypatch.setattr(footprint, 'require', lambda needed, what, hint, device:
+                        asked.append((needed, device.type)))
+    c = _options(toys, '--batch', '8', '--gpus', '2')
+    footprint.require_training_memory(c, torch.device('cpu'))
+    footprint.require_training_memory(c, torch.device('cuda', 0))
+    assert asked == [(2 * footprint.process_bytes(c), 'cpu'),
+                     (footprint.process_bytes(c), 'cuda')]
