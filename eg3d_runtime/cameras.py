@@ -8,9 +8,12 @@ import math
 
 import torch
 
+from .networks.panohead import is_panohead
+
 FFHQ_FOV_DEGREES = 18.837
 DEFAULT_RADIUS = 2.7
 DEFAULT_PIVOT = (0, 0, 0.2)      # the official scripts' look-at point (FFHQ heads)
+PANOHEAD_PIVOT = (0, 0, 0)
 
 
 def _normalize(v):
@@ -95,12 +98,21 @@ def orbit_camera(yaw=0.0, pitch=0.0, fov_degrees=FFHQ_FOV_DEGREES, radius=DEFAUL
     return camera_vector(pose, fov_to_intrinsics(fov_degrees)).to(device)
 
 
+def network_pivot(rendering_kwargs):
+    """The look-at point of a network's scripts: its `avg_camera_pivot`, except for PanoHead,
+    whose scripts look at the origin whatever that option says (docs/panohead-reference.md
+    4)."""
+    if is_panohead(rendering_kwargs):
+        return PANOHEAD_PIVOT
+    return rendering_kwargs.get('avg_camera_pivot', DEFAULT_PIVOT)
+
+
 def orbit_camera_for(rendering_kwargs, yaw=0.0, pitch=0.0, fov_degrees=FFHQ_FOV_DEGREES,
                      device='cpu', pivot=None):
     """orbit_camera with the radius and pivot a network was trained with (`pivot` overrides
     the pivot, e.g. the viewer's look-at point)."""
     if pivot is None:
-        pivot = rendering_kwargs.get('avg_camera_pivot', DEFAULT_PIVOT)
+        pivot = network_pivot(rendering_kwargs)
     return orbit_camera(yaw, pitch, fov_degrees,
                         radius=rendering_kwargs.get('avg_camera_radius', DEFAULT_RADIUS),
                         pivot=pivot, device=device)

@@ -12,6 +12,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get('EG3D_FIXTURES', REPO / 'tests' / 'data'))  # tests/data/README.md
 FIXTURE_PKL = FIXTURES / 'ffhq-micro.pkl'
+# A PanoHead snapshot written by PanoHead's own code: STEM.pkl, STEM-ref.npz, STEM-ref.json
+# (tests/data/README.md); EG3D_PANOHEAD_FIXTURE runs the same tests on another, e.g. the
+# micro-scale one at the released model's sizes.
+PANOHEAD_STEM = os.environ.get('EG3D_PANOHEAD_FIXTURE', str(FIXTURES / 'panohead-small'))
 # Every machine runs the same tests: the CPU bf16 probe answers "no" unless a test simulates
 # "yes" (tests/test_precision.py); the environment carries this into subprocesses too.
 os.environ['EG3D_CPU_BF16'] = '0'
@@ -74,6 +78,32 @@ def fixture_networks(fixture_pkl):
 @pytest.fixture(scope='session')
 def fixture_G(fixture_networks):
     return fixture_networks['G_ema']
+
+
+@pytest.fixture(scope='session')
+def panohead_pkl():
+    path = Path(PANOHEAD_STEM + '.pkl')
+    if not path.exists():
+        pytest.fail(f'PanoHead fixture not found at {path} (see tests/data/README.md)')
+    return path
+
+
+@pytest.fixture(scope='session')
+def panohead_reference(panohead_pkl):
+    """PanoHead's outputs for its fixture: arrays and the case list."""
+    meta = json.loads(Path(PANOHEAD_STEM + '-ref.json').read_text())
+    return np.load(PANOHEAD_STEM + '-ref.npz'), meta
+
+
+@pytest.fixture(scope='session')
+def panohead_networks(panohead_pkl):
+    from eg3d_runtime import load_network_pkl
+    return load_network_pkl(panohead_pkl)
+
+
+@pytest.fixture(scope='session')
+def panohead_G(panohead_networks):
+    return panohead_networks['G_ema']
 
 
 @pytest.fixture(scope='session')

@@ -122,9 +122,12 @@ def filtered_resizing(image, size, f=None, filter_mode='antialiased'):
 class DualDiscriminator(nn.Module):
     def __init__(self, c_dim, img_resolution, img_channels, architecture='resnet',
                  channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256, cmap_dim=None,
-                 disc_c_noise=0, block_kwargs={}, mapping_kwargs={}, epilogue_kwargs={}):
+                 disc_c_noise=0, block_kwargs={}, mapping_kwargs={}, epilogue_kwargs={}, *,
+                 input_channels=None):
+        """`input_channels`: channels of the stacked input, by default the image's and the raw
+        image's (MaskDualDiscriminatorV2 adds the mask's)."""
         super().__init__()
-        img_channels *= 2
+        img_channels = input_channels or img_channels * 2
         self.c_dim = c_dim
         self.img_resolution = img_resolution
         self.img_resolution_log2 = int(np.log2(img_resolution))
@@ -153,10 +156,14 @@ class DualDiscriminator(nn.Module):
         self.register_buffer('resample_filter', ops.setup_filter([1, 3, 3, 1]))
         self.disc_c_noise = disc_c_noise
 
+    def stacked_input(self, img):
+        """The image and the raw image resized to its size, as channels."""
+        raw = filtered_resizing(img['image_raw'], size=img['image'].shape[-1], f=self.resample_filter)
+        return torch.cat([img['image'], raw], 1)
+
     def forward(self, img, c, update_emas=False, **block_kwargs):
         """img: dict with 'image' [N,3,R,R] and 'image_raw' [N,3,r,r]; c [N,25] -> logits [N,1]."""
-        raw = filtered_resizing(img['image_raw'], size=img['image'].shape[-1], f=self.resample_filter)
-        x, img = None, torch.cat([img['image'], raw], 1)
+        x, img = None, self.stacked_input(img)
         for res in self.block_resolutions:
             x, img = getattr(self, f'b{res}')(x, img, **block_kwargs)
         cmap = None
@@ -165,3 +172,22 @@ class DualDiscriminator(nn.Module):
                 c = c + torch.randn_like(c) * c.std(0) * self.disc_c_noise
             cmap = self.mapping(None, c)
         return self.b4(x, img, cmap)
+
+
+class MaskDualDiscriminatorV2(DualDiscriminator):
+    """PanoHead's discriminator: DualDiscriminator on the image, the raw image and the mask
+    (`image_mask` resized to the image and mapped from [0, 1] to [-1, 1]) stacked as
+    2 img_channels + seg_channels channels. `seg_resolution` is recorded but unused, as in
+    PanoHead's V2."""
+
+    def __init__(self, c_dim, img_resolution, img_channels, seg_resolution, seg_channels,
+                 **kwargs):
+        super().__init__(c_dim, img_resolution, img_channels,
+                         input_channels=img_channels * 2 + seg_channels, **kwargs)
+        self.seg_resolution = seg_resolution
+        self.seg_channels = seg_channels
+
+    def stacked_input(self, img):
+        size = img['image'].shape[-1]
+        mask = filtered_resizing(img['image_mask'], size=size, f=self.resample_filter)
+        return torch.cat([super().stacked_input(img), 2 * mask - 1], 1)

@@ -91,7 +91,9 @@ class MappingNetwork(nn.Module):
     """z (and the embedded camera c) -> w, broadcast to num_ws, with truncation around w_avg."""
 
     def __init__(self, z_dim, c_dim, w_dim, num_ws, num_layers=8, embed_features=None,
-                 layer_features=None, activation='lrelu', lr_multiplier=0.01, w_avg_beta=0.998):
+                 layer_features=None, activation='lrelu', lr_multiplier=0.01, w_avg_beta=0.998,
+                 last_activation=None):
+        """`last_activation` (PanoHead) replaces the activation of the last layer."""
         super().__init__()
         self.z_dim = z_dim
         self.c_dim = c_dim
@@ -109,8 +111,9 @@ class MappingNetwork(nn.Module):
         if c_dim > 0:
             self.embed = FullyConnectedLayer(c_dim, embed_features)
         for idx in range(num_layers):
+            act = last_activation if idx == num_layers - 1 and last_activation else activation
             setattr(self, f'fc{idx}', FullyConnectedLayer(
-                features[idx], features[idx + 1], activation=activation, lr_multiplier=lr_multiplier))
+                features[idx], features[idx + 1], activation=act, lr_multiplier=lr_multiplier))
         if num_ws is not None and w_avg_beta is not None:
             self.register_buffer('w_avg', torch.zeros([w_dim]))
 

@@ -22,6 +22,8 @@ class TriPlaneGenerator(nn.Module):
     is None; their renderer, ray sampler and decoder may then be the official classes, so those
     are called with the official signatures only."""
 
+    renderer_class = ImportanceRenderer
+
     def __init__(self, z_dim, c_dim, w_dim, img_resolution, img_channels, sr_num_fp16_res=0,
                  mapping_kwargs={}, rendering_kwargs={}, sr_kwargs={}, plane_resolution=256,
                  **synthesis_kwargs):
@@ -33,20 +35,26 @@ class TriPlaneGenerator(nn.Module):
         self.w_dim = w_dim
         self.img_resolution = img_resolution
         self.img_channels = img_channels
-        self.renderer = ImportanceRenderer()
+        self.renderer = self.renderer_class()
         self.ray_sampler = RaySampler()
         self.backbone = Generator(z_dim, c_dim, w_dim, img_resolution=plane_resolution,
-                                  img_channels=3 * PLANE_CHANNELS, mapping_kwargs=mapping_kwargs,
-                                  **synthesis_kwargs)
+                                  img_channels=self.plane_channels(rendering_kwargs),
+                                  mapping_kwargs=mapping_kwargs, **synthesis_kwargs)
         self.superresolution = superresolution_class(rendering_kwargs['superresolution_module'])(
             channels=PLANE_CHANNELS, img_resolution=img_resolution, sr_num_fp16_res=sr_num_fp16_res,
             sr_antialias=rendering_kwargs['sr_antialias'], **sr_kwargs)
         self.decoder = OSGDecoder(PLANE_CHANNELS, {
             'decoder_lr_mul': rendering_kwargs.get('decoder_lr_mul', 1),
-            'decoder_output_dim': PLANE_CHANNELS})
+            'decoder_output_dim': PLANE_CHANNELS,
+            'decoder_activation': rendering_kwargs.get('decoder_activation', 'sigmoid')})
         self.neural_rendering_resolution = 64
         self.rendering_kwargs = rendering_kwargs
         self._last_planes = None
+
+    @staticmethod
+    def plane_channels(rendering_kwargs):
+        """Channels of the backbone's image: three planes of 32."""
+        return 3 * PLANE_CHANNELS
 
     def _fast_path(self, ws, synthesis_kwargs, faithful):
         """Whether the fast path (eg3d_runtime.fast) serves this call."""
@@ -62,7 +70,8 @@ class TriPlaneGenerator(nn.Module):
 
     def planes(self, ws, cache_backbone=False, use_cached_backbone=False, faithful=False,
                **synthesis_kwargs):
-        """ws -> tri-planes [N, 3, 32, 256, 256], optionally kept for camera-only re-renders.
+        """ws -> tri-planes [N, 3, C, 256, 256] (C = 32; PanoHead's tri-grid: 32 x depth),
+        optionally kept for camera-only re-renders.
 
         Uses the fast backbone (eg3d_runtime.fast) unless `faithful=True`, autograd is
         needed, or the module is in training mode."""
@@ -77,7 +86,7 @@ class TriPlaneGenerator(nn.Module):
             planes = self.backbone.synthesis(ws, **synthesis_kwargs)
         if cache_backbone:
             self._last_planes = planes
-        return planes.view(len(planes), 3, PLANE_CHANNELS, planes.shape[-2], planes.shape[-1])
+        return planes.view(len(planes), 3, -1, planes.shape[-2], planes.shape[-1])
 
     def synthesis(self, ws, c, neural_rendering_resolution=None, noise_mode='random',
                   cache_backbone=False, use_cached_backbone=False, deterministic=False,
@@ -119,6 +128,15 @@ class TriPlaneGenerator(nn.Module):
         """The reference path up to the super-resolution: the feature image [N, 32, R, R]
         (its first three channels are image_raw before the super-resolution) and the depth
         image [N, 1, R, R] at neural rendering resolution R."""
+        return self.volume_rendering(ws, c, neural_rendering_resolution, noise_mode,
+                                     cache_backbone, use_cached_backbone, deterministic,
+                                     update_emas, rendering_overrides, **synthesis_kwargs)[:2]
+
+    def volume_rendering(self, ws, c, neural_rendering_resolution=None, noise_mode='random',
+                         cache_backbone=False, use_cached_backbone=False, deterministic=False,
+                         update_emas=False, rendering_overrides=None, **synthesis_kwargs):
+        """neural_rendering's feature and depth images and the opacity image [N, 1, R, R] (the
+        summed ray weights)."""
         options = {**self.rendering_kwargs, **(rendering_overrides or {})}
         nrr = neural_rendering_resolution or self.neural_rendering_resolution
         cam2world = c[:, :16].view(-1, 4, 4)
@@ -130,11 +148,12 @@ class TriPlaneGenerator(nn.Module):
                              noise_mode=noise_mode, update_emas=update_emas, **synthesis_kwargs)
         # The official renderer has no `deterministic` argument: pass it only when it is asked for.
         extra = {'deterministic': True} if deterministic else {}
-        features, depth, _ = self.renderer(planes, self.decoder, origins, directions, options,
-                                           **extra)
+        features, depth, opacity = self.renderer(planes, self.decoder, origins, directions,
+                                                 options, **extra)
         feature_image = features.permute(0, 2, 1).reshape(n, features.shape[-1], nrr, nrr)
         depth_image = depth.permute(0, 2, 1).reshape(n, 1, nrr, nrr)
-        return feature_image, depth_image
+        opacity_image = opacity.permute(0, 2, 1).reshape(n, 1, nrr, nrr)
+        return feature_image, depth_image, opacity_image
 
     def sample_mixed(self, coordinates, directions, ws, noise_mode='random', faithful=False,
                      **synthesis_kwargs):

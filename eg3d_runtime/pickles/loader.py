@@ -1,4 +1,4 @@
-"""Open official EG3D network pickles without running any code stored in them.
+"""Open official EG3D (and PanoHead) network pickles without running any code stored in them.
 
 `safe_unpickle` turns the file into plain records (class name, constructor arguments, state);
 here each network is rebuilt from this package's own classes by class name and recorded
@@ -12,13 +12,18 @@ import warnings
 import torch
 
 from ..networks.augment import AugmentPipe
-from ..networks.discriminator import DualDiscriminator
+from ..networks.discriminator import DualDiscriminator, MaskDualDiscriminatorV2
+from ..networks.panohead import PanoHeadGenerator, is_panohead
 from ..networks.triplane import TriPlaneGenerator
 from . import recorded_args
 from .safe_unpickle import (PersistentRecord, PickleLoadError, _describe, module_state_dict,
                             plain_structure, safe_load)
 
-NETWORK_CLASSES = {cls.__name__: cls for cls in (TriPlaneGenerator, DualDiscriminator, AugmentPipe)}
+NETWORK_CLASSES = {cls.__name__: cls for cls in (TriPlaneGenerator, PanoHeadGenerator,
+                                                  DualDiscriminator, MaskDualDiscriminatorV2,
+                                                  AugmentPipe)}
+GENERATOR_CLASSES = (TriPlaneGenerator, PanoHeadGenerator)
+DISCRIMINATOR_CLASSES = (DualDiscriminator, MaskDualDiscriminatorV2)
 # The networks of a snapshot, in the official order (docs/eg3d-reference.md 1.1; the writer's too).
 NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')
 # Plain dicts passed through: the dataset options, and the image counter our trainer records so
@@ -52,6 +57,8 @@ def rebuild_network(record, device='cpu'):
         args, kwargs = record.init_args, record.init_kwargs
     except ValueError as e:
         raise ValueError(f'the recorded arguments of {record.class_name} are {e}') from None
+    if cls is TriPlaneGenerator and is_panohead(kwargs.get('rendering_kwargs')):
+        cls = PanoHeadGenerator     # PanoHead keeps the class name (networks/panohead.py)
     attributes = {}
     for attr in COPIED_ATTRIBUTES:
         if attr in record.state:
@@ -59,10 +66,14 @@ def rebuild_network(record, device='cpu'):
                 attributes[attr] = plain_structure(record.state[attr])
             except ValueError as e:
                 raise ValueError(f'{attr} is {e}') from None
-    if cls is TriPlaneGenerator:
+    if cls in GENERATOR_CLASSES:
         recorded_args.check_generator_args(cls, args, kwargs)
         recorded_args.check_generator_attributes(attributes)
-    elif cls is DualDiscriminator:
+        if 'rendering_kwargs' in attributes and \
+                is_panohead(attributes['rendering_kwargs']) != (cls is PanoHeadGenerator):
+            raise ValueError('the rendering_kwargs attribute and the constructor arguments are '
+                             'of different families (PanoHead and EG3D)')
+    elif cls in DISCRIMINATOR_CLASSES:
         recorded_args.check_discriminator_args(cls, args, kwargs)
     try:
         net = cls(*args, **kwargs)

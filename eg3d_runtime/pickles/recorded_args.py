@@ -12,6 +12,8 @@ import inspect
 import math
 import reprlib
 
+from ..networks.decoder import DECODER_ACTIVATIONS
+from ..networks.panohead import REQUIRED_PANOHEAD_OPTIONS, is_panohead
 from ..networks.superresolution import SUPERRESOLUTION_CLASSES
 
 _Rule = collections.namedtuple('_Rule', 'test description')
@@ -80,9 +82,14 @@ RENDERING = {
     'decoder_lr_mul': number(0, low_open=True), 'white_back': BOOLEAN,
     'density_noise': number(0), 'avg_camera_radius': number(0, low_open=True),
     'avg_camera_pivot': PIVOT,
+    # PanoHead's (docs/panohead-reference.md 1.3); the tri-grid's size bounds its memory.
+    'triplane_size': power_of_two(4, 1024), 'triplane_depth': integer(1, 16),
+    'decoder_activation': one_of(*DECODER_ACTIVATIONS), 'use_torgb_raw': BOOLEAN,
+    'use_background': BOOLEAN, 'trans_reg': number(0),
 }
 DISCRIMINATOR = {
     'c_dim': integer(0, 4096), 'img_resolution': power_of_two(8, 4096),
+    'seg_resolution': power_of_two(4, 4096), 'seg_channels': integer(1, 16),
     'img_channels': one_of(3), 'architecture': one_of('orig', 'skip', 'resnet'),
     'cmap_dim': optional(integer(1, 4096)), 'disc_c_noise': number(0),
     'block_kwargs': DICT, 'mapping_kwargs': DICT, 'epilogue_kwargs': DICT, **CHANNELS,
@@ -112,7 +119,8 @@ def check_rendering_kwargs(rk, where='rendering_kwargs'):
     """The rendering options of a generator (constructor argument or attribute)."""
     if not isinstance(rk, dict):
         raise ValueError(f'{where} must be a dict, got {_got(rk)}')
-    missing = [key for key in REQUIRED_RENDERING if key not in rk]
+    required = REQUIRED_RENDERING + (REQUIRED_PANOHEAD_OPTIONS if is_panohead(rk) else ())
+    missing = [key for key in required if key not in rk]
     if missing:
         raise ValueError(f'{where} lacks {", ".join(map(repr, missing))}')
     _check(rk, RENDERING, where)
@@ -145,7 +153,7 @@ def _bound(cls, args, kwargs):
 
 
 def check_discriminator_args(cls, args, kwargs):
-    """DualDiscriminator constructor arguments as recorded, before anything is built (an
+    """DualDiscriminator (or MaskDualDiscriminatorV2) constructor arguments as recorded, before anything is built (an
     absurd channel count would allocate without bound, like the generator's)."""
     values = _bound(cls, args, kwargs)
     _check(values, DISCRIMINATOR)
@@ -154,7 +162,8 @@ def check_discriminator_args(cls, args, kwargs):
 
 
 def check_generator_args(cls, args, kwargs):
-    """TriPlaneGenerator constructor arguments as recorded, before anything is built."""
+    """TriPlaneGenerator (or PanoHeadGenerator) constructor arguments as recorded, before
+    anything is built."""
     values = _bound(cls, args, kwargs)
     values.update(values.pop('synthesis_kwargs', {}))
     _check(values, GENERATOR)

@@ -3,9 +3,10 @@ import torch
 import torch.nn.functional as F
 
 
-def composite(colors, densities, depths, rendering_options):
+def composite(colors, densities, depths, rendering_options, signed=True):
     """colors [N,M,K,C], raw densities [N,M,K,1], sorted depths [N,M,K,1] ->
-    (rgb [N,M,C] in about [-1, 1], depth [N,M,1], weights [N,M,K-1,1])."""
+    (rgb [N,M,C], depth [N,M,1], weights [N,M,K-1,1]). With `signed` (EG3D's marcher) rgb is
+    mapped from [0, 1] to about [-1, 1]; PanoHead's marcher leaves it as composited."""
     deltas = depths[:, :, 1:] - depths[:, :, :-1]
     colors_mid = (colors[:, :, :-1] + colors[:, :, 1:]) / 2
     densities_mid = (densities[:, :, :-1] + densities[:, :, 1:]) / 2
@@ -22,4 +23,4 @@ def composite(colors, densities, depths, rendering_options):
     depth = torch.clamp(depth, torch.min(depths), torch.max(depths))
     if rendering_options.get('white_back', False):
         rgb = rgb + 1 - weight_total
-    return rgb * 2 - 1, depth, weights
+    return (rgb * 2 - 1 if signed else rgb), depth, weights

@@ -100,12 +100,22 @@ def merge_samples(depths1, colors1, densities1, depths2, colors2, densities2):
 class ImportanceRenderer(nn.Module):
     """Renders [N, M] rays through tri-planes with a decoder; returns features, depth, opacity."""
 
+    signed_composite = True    # the marcher maps colours from [0, 1] to [-1, 1]
+
     def run_model(self, planes, decoder, coordinates, directions, options):
         features = sample_from_planes(planes, coordinates, box_warp=options['box_warp'])
+        return self._decode(features, decoder, directions, options)
+
+    @staticmethod
+    def _decode(features, decoder, directions, options):
         out = decoder(features, directions)
         if options.get('density_noise', 0) > 0:
             out['sigma'] = out['sigma'] + torch.randn_like(out['sigma']) * options['density_noise']
         return out
+
+    def _evaluated_densities(self, densities, coordinates, options):
+        """Densities of the samples as the marcher sees them (PanoHead crops here)."""
+        return densities
 
     def _evaluate(self, planes, decoder, origins, directions, depths, options):
         batch, rays, samples, _ = depths.shape
@@ -113,7 +123,8 @@ class ImportanceRenderer(nn.Module):
         dirs = directions.unsqueeze(-2).expand(-1, -1, samples, -1).reshape(batch, -1, 3)
         out = self.run_model(planes, decoder, coords, dirs, options)
         colors = out['rgb'].reshape(batch, rays, samples, out['rgb'].shape[-1])
-        return colors, out['sigma'].reshape(batch, rays, samples, 1)
+        densities = self._evaluated_densities(out['sigma'], coords, options)
+        return colors, densities.reshape(batch, rays, samples, 1)
 
     def forward(self, planes, decoder, origins, directions, options, deterministic=False):
         ray_start, ray_end = options['ray_start'], options['ray_end']
@@ -129,10 +140,10 @@ class ImportanceRenderer(nn.Module):
         colors, densities = self._evaluate(planes, decoder, origins, directions, depths, options)
         n_fine = options.get('depth_resolution_importance', 0)
         if n_fine > 0:
-            _, _, weights = composite(colors, densities, depths, options)
+            _, _, weights = composite(colors, densities, depths, options, self.signed_composite)
             fine = importance_depths(depths, weights, n_fine, deterministic)
             colors_f, densities_f = self._evaluate(planes, decoder, origins, directions, fine, options)
             depths, colors, densities = merge_samples(depths, colors, densities,
                                                       fine, colors_f, densities_f)
-        rgb, depth, weights = composite(colors, densities, depths, options)
+        rgb, depth, weights = composite(colors, densities, depths, options, self.signed_composite)
         return rgb, depth, weights.sum(2)
