@@ -36,12 +36,14 @@ import weakref
 
 import torch
 
+from ..rendering.tri_grid import TriGridRenderer
 from . import conv as fc
 from . import graphs, precision
 from . import superresolution as fsr
 from . import render as fr
 from .blocks import FoldedBlock, block_ws, refold_into
 from .parallel import parallel_map
+from .tri_grid import TriGridTable
 
 
 class FastOptions:
@@ -79,6 +81,7 @@ class _State:
         self.graphs = {}              # CUDA graph runners
         self.graphs_failed = set()    # parts whose capture failed ('backbone', 'camera')
         self.auto = {}                # (part, device type, machine) -> name 'auto' resolved to
+        self.family = {}              # caches of a family's own parts (fast/panohead.py)
 
 
 _STATES = weakref.WeakKeyDictionary()
@@ -104,6 +107,7 @@ def clear_caches(G):
     st = state(G)
     with st.lock:
         st.sr = st.backbone = st.table = st.decoder = None
+        st.family.clear()
         st.graphs.clear()
         st.workspace.clear()
 
@@ -126,11 +130,6 @@ def usable(G, ws=None, synthesis_kwargs=None):
     return True
 
 
-def _backbone_blocks(G):
-    syn = G.backbone.synthesis
-    return [getattr(syn, f'b{res}') for res in syn.block_resolutions]
-
-
 def backbone_planes(G, ws, noise_mode='random', force_fp32=False):
     """ws [N, num_ws, w_dim] -> backbone image [N, 96, 256, 256] (NCHW, float32).
 
@@ -149,20 +148,27 @@ def backbone_planes(G, ws, noise_mode='random', force_fp32=False):
 
 
 def _run_backbone(G, ws, noise_mode, force_fp32):
-    """The backbone, eagerly: fold every layer for this w, then run the blocks. No host
-    synchronisation after the first call (so it can be captured)."""
+    """The backbone, eagerly (run_synthesis)."""
+    return run_synthesis(G, G.backbone.synthesis, ws, noise_mode,
+                         conv_dtype(G, ws.device, 'backbone', force_fp32), 'backbone')
+
+
+def run_synthesis(G, synthesis_network, ws, noise_mode, dtype, name):
+    """A StyleGAN2 synthesis network of G (the backbone, PanoHead's background) for ws
+    [N, num_ws, w_dim] -> image [N, C, H, W]: fold every layer for this w, then run the
+    blocks. No host synchronisation after the first call (so it can be captured)."""
     st = state(G)
     opts = st.options
     device = ws.device
-    dtype = conv_dtype(G, device, 'backbone', force_fp32)
-    blocks = _backbone_blocks(G)
+    blocks = [getattr(synthesis_network, f'b{res}')
+              for res in synthesis_network.block_resolutions]
     result = None
     for n in range(ws.shape[0]):
         x = img = None
         for block, bws in zip(blocks, block_ws(blocks, ws[n])):
             fb = FoldedBlock(block, bws, noise_mode, device, dtype, opts.winograd,
                               opts.backbone_min_tiles, None)
-            x, img = fb(x, img, st.workspace, f'backbone.b{block.resolution}')
+            x, img = fb(x, img, st.workspace, f'{name}.b{block.resolution}')
         if result is None:
             result = torch.empty(ws.shape[0], img.shape[2], img.shape[0], img.shape[1],
                                  device=device)
@@ -230,8 +236,9 @@ def planes(G, ws, cache_backbone=False, use_cached_backbone=False, noise_mode='r
 
 
 def plane_table(G, planes5d):
-    """PlaneTable for planes [N, 3, C, H, W], cached while the same tensor is used; other planes
-    of the same shape are copied into the same table (captured CUDA graphs read it)."""
+    """PlaneTable for planes [N, 3, C, H, W] (a TriGridTable for PanoHead's tri-grid), cached
+    while the same tensor is used; other planes of the same shape are copied into the same
+    table (captured CUDA graphs read it)."""
     st = state(G)
     base = _viewed(planes5d)
     cached = st.table
@@ -240,6 +247,8 @@ def plane_table(G, planes5d):
         return cached[3]
     if cached is not None and cached[3].refill(planes5d):
         table = cached[3]
+    elif isinstance(G.renderer, TriGridRenderer):
+        table = TriGridTable(planes5d, G.rendering_kwargs['triplane_depth'])
     else:
         table = fr.PlaneTable(planes5d)
     st.table = (base, base._version, tuple(planes5d.shape), table)
@@ -276,22 +285,24 @@ def _occupancy(G, table, decoder, options):
 
 
 def _march_batch(table, decoder, origins, directions, options, deterministic, colour_channels,
-                 chunk, grids):
-    """Ray-march every sample of a batch; depth is clamped to the batch's sample range."""
-    feats, depths, lo, hi = [], [], [], []
+                 chunk, grids, crop_margin=None):
+    """Ray-march every sample of a batch -> features [N, M, k], depth [N, M, 1] (clamped to the
+    batch's sample range), opacity [N, M, 1]."""
+    feats, depths, opacities, lo, hi = [], [], [], [], []
     jitter = None if deterministic else fr.draw_jitter(*origins.shape[:2], options,
                                                        origins.device)
     for n in range(origins.shape[0]):
-        f, d, dmin, dmax = fr.render_rays(table, decoder, origins[n], directions[n], options,
-                                          None if jitter is None else [u[n] for u in jitter],
-                                          n, colour_channels, chunk,
-                                          grids[n] if grids else None)
+        f, d, o, dmin, dmax = fr.render_rays(table, decoder, origins[n], directions[n], options,
+                                             None if jitter is None else [u[n] for u in jitter],
+                                             n, colour_channels, chunk,
+                                             grids[n] if grids else None, crop_margin)
         feats.append(f)
         depths.append(d)
+        opacities.append(o)
         lo.append(dmin)
         hi.append(dmax)
     depth = fr.finish_depth(torch.stack(depths), torch.stack(lo).min(), torch.stack(hi).max())
-    return torch.stack(feats), depth
+    return torch.stack(feats), depth, torch.stack(opacities)
 
 
 def render(G, planes5d, origins, directions, options, deterministic=False, colour_channels=None):
@@ -304,7 +315,7 @@ def render(G, planes5d, origins, directions, options, deterministic=False, colou
         grids = _occupancy(G, table, decoder, options) if skip else None
         chunk = _chunk_points(st.options, origins.device)
         return _march_batch(table, decoder, origins, directions, options, deterministic,
-                            colour_channels, chunk, grids)
+                            colour_channels, chunk, grids, G.renderer.crop_margin)[:2]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -379,6 +390,19 @@ def precision_in_use(G, device, force_fp32=False, superresolution=True):
 # The frame
 # ------------------------------------------------------------------------------------------------
 
+def camera_rays(G, c, nrr):
+    """Ray origins and directions [N, nrr * nrr, 3] of cameras c [N, 25]."""
+    return G.ray_sampler(c[:, :16].view(-1, 4, 4), c[:, 16:25].view(-1, 3, 3), nrr)
+
+
+def frame_superresolution(G, ws, enabled, force_fp32=False):
+    """The folded super-resolution a frame of ws runs (None when it runs none)."""
+    if not enabled:
+        return None
+    noise_mode = G.rendering_kwargs.get('superresolution_noise_mode', 'none')
+    return folded_superresolution(G, ws[:, -1], noise_mode, force_fp32)
+
+
 def _frame_fn(G, planes5d, ws, nrr, options, deterministic, superresolution_enabled,
               force_fp32=False):
     """The per-camera part of a frame as a function of c only (capturable in a CUDA graph:
@@ -391,17 +415,13 @@ def _frame_fn(G, planes5d, ws, nrr, options, deterministic, superresolution_enab
     k = 3 if not superresolution_enabled else None
     chunk = _chunk_points(st.options, ws.device)
     sr = G.superresolution
-    sr_noise = G.rendering_kwargs.get('superresolution_noise_mode', 'none')
-    folded_sr = folded_superresolution(G, ws[:, -1], sr_noise, force_fp32) \
-        if superresolution_enabled else None
+    folded_sr = frame_superresolution(G, ws, superresolution_enabled, force_fp32)
 
     def frame(c):
-        cam2world = c[:, :16].view(-1, 4, 4)
-        intrinsics = c[:, 16:25].view(-1, 3, 3)
-        origins, directions = G.ray_sampler(cam2world, intrinsics, nrr)
+        origins, directions = camera_rays(G, c, nrr)
         n = origins.shape[0]
-        feats, depth = _march_batch(table, decoder, origins, directions, options, deterministic,
-                                    k, chunk, grids)
+        feats, depth, _ = _march_batch(table, decoder, origins, directions, options,
+                                       deterministic, k, chunk, grids)
         feature_image = feats.view(n, nrr, nrr, -1)                           # NHWC
         out = {'image_raw': feature_image[..., :3].permute(0, 3, 1, 2).contiguous(),
                'image_depth': depth.view(n, 1, nrr, nrr)}

@@ -23,11 +23,14 @@ What differs from the reference path, and why it gives the same numbers:
   grid of the box is built once per set of planes and coarse samples in empty cells are not
   evaluated (they get zero density).
 """
+import math
+
 import torch
 import torch.nn.functional as F
 
 from ..rendering.renderer import disparity_depths, ray_box_bounds, sample_pdf
 from ..rendering.plane_sampling import PLANE_AXES
+from ..rendering.tri_grid import CROPPED_DENSITY, outside_crop
 from .parallel import parallel_map
 
 # grid column / row source axes for the three planes (XY, XZ, ZX), see rendering/plane_sampling.py
@@ -126,10 +129,12 @@ _FUSED_LINEAR = None
 
 
 class FoldedDecoder:
-    """OSGDecoder as plain matrices: h = softplus(f W1' + b1) with the plane mean folded in."""
+    """OSGDecoder as plain matrices: h = softplus(f W1' + b1) with the plane mean folded in;
+    its colour activation (`activation`: EG3D's sigmoid, or PanoHead's lrelu or none) after."""
 
     def __init__(self, decoder, dtype=torch.float32):
         global _FUSED_LINEAR
+        self.activation = getattr(decoder, 'activation', 'sigmoid')
         fc0, fc1 = decoder.net[0], decoder.net[2]
         self.w1 = (fc0.weight.float() * (fc0.weight_gain / 3)).t().contiguous().to(dtype)
         self.b1 = (fc0.bias.float() * fc0.bias_gain).to(dtype)
@@ -150,21 +155,26 @@ class FoldedDecoder:
         self.fused = _FUSED_LINEAR and self.device.type == 'cpu' and dtype == torch.float32
 
     def __call__(self, features, colour_channels=None, raw=False):
-        """[P, C] summed plane features -> (sigma [P], rgb [P, k]); with raw=True rgb is the
-        plain sigmoid s (the decoder's colour is s * 1.002 - 0.001)."""
+        """[P, C] summed plane features -> (sigma [P], rgb [P, k]); with raw=True a sigmoid
+        decoder's rgb is the plain sigmoid s (its colour is s * 1.002 - 0.001)."""
         x = features.to(self.dtype)
         h = F.softplus(torch.addmm(self.b1, x, self.w1), self.beta, self.threshold)
         sigma = torch.mv(h, self.w_sigma).add_(self.b_sigma).float()
         k = self.w_rgb.shape[0] if colour_channels is None else colour_channels
+        sigmoid = self.activation == 'sigmoid'
         if k == 0:
             rgb = h.new_zeros(h.shape[0], 0)
-        elif self.fused:
+        elif sigmoid and self.fused:
             rgb = torch.ops.mkldnn._linear_pointwise(h, self.w_rgb[:k], self.b_rgb[:k],
                                                      'sigmoid', [], '')
         else:
-            rgb = torch.sigmoid(torch.addmm(self.b_rgb[:k], h, self.w_rgb_t[:, :k]))
+            rgb = torch.addmm(self.b_rgb[:k], h, self.w_rgb_t[:, :k])
+            if sigmoid:
+                rgb = torch.sigmoid(rgb)
+            elif self.activation == 'lrelu':
+                rgb = F.leaky_relu(rgb, 0.2).mul_(math.sqrt(2))
         rgb = rgb.float()
-        if not raw:
+        if sigmoid and not raw:
             rgb = rgb.mul_(1 + 2 * 0.001).sub_(0.001)
         return sigma, rgb
 
@@ -235,10 +245,13 @@ def auto_bounds(origins, directions, box_warp):
 
 
 def render_rays(table, decoder, origins, directions, options, jitter=None, batch_index=0,
-                colour_channels=None, chunk_points=1 << 16, occupancy=None):
-    """Rays of one sample -> (features [M, k], depth [M, 1] before the global clamp, depth
-    min/max over all samples). Same semantics as ImportanceRenderer.forward. `jitter`: this
-    sample's (coarse, fine) part of draw_jitter; None marches deterministically."""
+                colour_channels=None, chunk_points=1 << 16, occupancy=None, crop_margin=None):
+    """Rays of one sample -> (features [M, k], depth [M, 1] before the global clamp, opacity
+    [M, 1] (the summed weights), depth min/max over all samples). Same semantics as
+    ImportanceRenderer.forward, or with `crop_margin` TriGridRenderer's (densities outside the
+    crop box removed). Features are mapped to [-1, 1] for a sigmoid decoder, as the reference
+    generators do (EG3D in its marcher, PanoHead after it). `jitter`: this sample's (coarse,
+    fine) part of draw_jitter; None marches deterministically."""
     m = origins.shape[0]
     deterministic = jitter is None
     box_warp = options['box_warp']
@@ -254,6 +267,7 @@ def render_rays(table, decoder, origins, directions, options, jitter=None, batch
     if per_ray:
         ray_start, ray_end = auto_bounds(origins, directions, box_warp)
     k = colour_channels
+    sigmoid = decoder.activation == 'sigmoid'
     dev = origins.device
     lin = torch.linspace(0, 1, n_coarse, device=dev)
     samples = n_coarse + n_fine
@@ -275,6 +289,9 @@ def render_rays(table, decoder, origins, directions, options, jitter=None, batch
             sigma, rgb = decoder(table.sample_sum(pts, box_warp, batch_index), k, raw=True)
         if density_noise > 0:
             sigma = sigma + torch.randn_like(sigma) * density_noise
+        if crop_margin is not None:
+            sigma = sigma.masked_fill(outside_crop(pts, box_warp, crop_margin)[:, 0],
+                                      CROPPED_DENSITY)
         return sigma.view(r, s), rgb.view(r, s, -1)
 
     def chunk(r0):
@@ -315,19 +332,23 @@ def render_rays(table, decoder, origins, directions, options, jitter=None, batch
         if n_fine > 0:
             feat = feat + torch.bmm(v[:, None, n_coarse:], rgb_f).squeeze(1)
         total = w.sum(1, keepdim=True)
-        # colours were plain sigmoids s: sum v (1.002 s - 0.001) = 1.002 sum v s - 0.001 sum v
-        feat = feat.mul_(1 + 2 * 0.001).sub_(v.sum(1, keepdim=True), alpha=0.001)
+        if sigmoid:
+            # colours were plain sigmoids s: sum v (1.002 s - 0.001) = 1.002 sum v s - 0.001 sum v
+            feat = feat.mul_(1 + 2 * 0.001).sub_(v.sum(1, keepdim=True), alpha=0.001)
         depth = (w * (t_sorted[:, :-1] + t_sorted[:, 1:]) * 0.5).sum(1, keepdim=True) / total
         if white_back:
             feat = feat + 1 - total
-        return feat * 2 - 1, depth, t_sorted[:, 0].min(), t_sorted[:, -1].max()
+        if sigmoid:
+            feat = feat * 2 - 1
+        return feat, depth, total, t_sorted[:, 0].min(), t_sorted[:, -1].max()
 
     parts = parallel_map(chunk, range(0, m, rays_per_chunk), dev)
     feats = torch.cat([p[0] for p in parts])
     depths = torch.cat([p[1] for p in parts])
-    dmin = torch.stack([p[2] for p in parts]).min()
-    dmax = torch.stack([p[3] for p in parts]).max()
-    return feats, depths, dmin, dmax
+    opacity = torch.cat([p[2] for p in parts])
+    dmin = torch.stack([p[3] for p in parts]).min()
+    dmax = torch.stack([p[4] for p in parts]).max()
+    return feats, depths, opacity, dmin, dmax
 
 
 def finish_depth(depth, dmin, dmax):

@@ -22,7 +22,7 @@ def fold(sr, w, noise_mode, device, dtype, winograd):
 
 def _resize(sr, features):
     target = sr.input_resolution
-    if sr.resizes(features.shape[1]):
+    if features is not None and sr.resizes(features.shape[1]):
         x = features.permute(0, 3, 1, 2)
         x = F.interpolate(x, size=(target, target), mode='bilinear', align_corners=False,
                           antialias=sr.sr_antialias)
@@ -30,18 +30,20 @@ def _resize(sr, features):
     return features
 
 
-def run(sr, folded, features, workspace):
-    """features NHWC [N, h, h, C] (rgb = first 3 channels), `folded` one (block0, block1) per
-    sample -> image NCHW [N, 3, R, R] and, where the official image_raw includes block0's RGB
+def run(sr, folded, features, workspace, rgb=None):
+    """features NHWC [N, h, h, C] (rgb = first 3 channels, unless `rgb` NHWC [N, h, h, 3] gives
+    the raw image: PanoHead's ToRGB), `folded` one (block0, block1) per sample -> image NCHW
+    [N, 3, R, R] and, where the official image_raw includes block0's RGB
     (sr.raw_is_block0_output), that image_raw NCHW [N, 3, h, h]; else None."""
     size = features.shape[1]
     raw = torch.empty(len(folded), 3, size, size, device=features.device) \
         if sr.raw_is_block0_output(size) else None
     features = _resize(sr, features)
+    rgb = _resize(sr, rgb)
     out = None
     for n, (b0, b1) in enumerate(folded):
         x = features[n].contiguous()
-        img = x[..., :3]
+        img = x[..., :3] if rgb is None else rgb[n]
         x, img = b0(x, img, workspace, 'sr.block0')
         if raw is not None:
             raw[n].copy_(img.permute(2, 0, 1))

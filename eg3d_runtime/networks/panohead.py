@@ -9,6 +9,7 @@ PanoHead's code does.
 import torch
 import torch.nn.functional as F
 
+from ..fast import panohead as fast_panohead
 from ..rendering.tri_grid import TriGridRenderer
 from .stylegan2 import MappingNetwork, SynthesisNetwork, ToRGBLayer
 from .triplane import PLANE_CHANNELS, TriPlaneGenerator
@@ -60,9 +61,6 @@ class PanoHeadGenerator(TriPlaneGenerator):
     def plane_channels(rendering_kwargs):
         return 3 * PLANE_CHANNELS * rendering_kwargs['triplane_depth']
 
-    def _fast_path(self, ws, synthesis_kwargs, faithful):
-        return False
-
     def apply_delta_c(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False):
         """(c with the learned offset added to the camera centre c[3], c[7], c[11], the offset
         [N, 3]). The offset is mapped from z and the conditioning camera like ws (zeroed where
@@ -104,7 +102,13 @@ class PanoHeadGenerator(TriPlaneGenerator):
                   faithful=False, ws_bcg=None, background=True, **synthesis_kwargs):
         """TriPlaneGenerator.synthesis plus 'image_mask' [N, 1, R, R] (the rays' opacity,
         slightly widened as PanoHead does). `ws_bcg` gives the background other ws;
-        `background=False` leaves the background network out (the head alone)."""
+        `background=False` leaves the background network out (the head alone). The fast path
+        (eg3d_runtime.fast.panohead) serves it as TriPlaneGenerator.synthesis says."""
+        if self._fast_path(ws, synthesis_kwargs, faithful):
+            return fast_panohead.synthesis(
+                self, ws, c, neural_rendering_resolution, noise_mode, cache_backbone,
+                use_cached_backbone, deterministic, rendering_overrides, superresolution,
+                synthesis_kwargs.get('force_fp32', False), background, ws_bcg)
         feature_image, depth_image, opacity = self.volume_rendering(
             ws, c, neural_rendering_resolution, noise_mode, cache_backbone, use_cached_backbone,
             deterministic, update_emas, rendering_overrides, **synthesis_kwargs)

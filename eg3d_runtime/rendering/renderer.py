@@ -101,6 +101,7 @@ class ImportanceRenderer(nn.Module):
     """Renders [N, M] rays through tri-planes with a decoder; returns features, depth, opacity."""
 
     signed_composite = True    # the marcher maps colours from [0, 1] to [-1, 1]
+    crop_margin = None         # PanoHead's crop box (TriGridRenderer)
 
     def run_model(self, planes, decoder, coordinates, directions, options):
         features = sample_from_planes(planes, coordinates, box_warp=options['box_warp'])

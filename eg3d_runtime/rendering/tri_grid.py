@@ -43,6 +43,7 @@ class TriGridRenderer(ImportanceRenderer):
     [-1, 1]; its generator does that for a sigmoid decoder)."""
 
     signed_composite = False
+    crop_margin = CROP_MARGIN
 
     def run_model(self, planes, decoder, coordinates, directions, options):
         features = sample_from_tri_grid(planes, coordinates, options['box_warp'],
@@ -50,5 +51,5 @@ class TriGridRenderer(ImportanceRenderer):
         return self._decode(features, decoder, directions, options)
 
     def _evaluated_densities(self, densities, coordinates, options):
-        outside = outside_crop(coordinates, options['box_warp'])
+        outside = outside_crop(coordinates, options['box_warp'], self.crop_margin)
         return densities.masked_fill(outside, CROPPED_DENSITY)
