@@ -1,11 +1,15 @@
 """Density fields of a shape export: the interface the samplers use, and the field of one latent,
 whose decoder's first layer is folded into the tri-planes and looked up with the fast path's
-PlaneTable (the same bilinear tri-plane lookup the renderer uses)."""
+PlaneTable (the same bilinear tri-plane lookup the renderer uses; PanoHead's tri-grid through
+its TriGridTable)."""
 import warnings
 
 import torch
 
+from ..fast.conv import fold_torgb
 from ..fast.render import PlaneTable
+from ..fast.tri_grid import TriGridTable
+from ..rendering.tri_grid import CROPPED_DENSITY, TriGridRenderer, outside_crop
 from .options import CHUNK_POINTS
 
 
@@ -37,14 +41,24 @@ class DensityField:
 class TriplaneField(DensityField):
     """The field of one latent: tri-planes computed once. Densities come from the folded decoder
     when it reproduces `run_model` (checked on random points), else from `run_model` itself;
-    colours always from `run_model`."""
+    colours always from `run_model`, as the raw image shows them (PanoHead: through its ToRGB
+    layer).
 
-    def __init__(self, G, ws):
+    With `crop` a network whose renderer crops (PanoHead's box, rendering/tri_grid.py) has no
+    density outside the crop box, as in its renders: meshes end where the rendered head does."""
+
+    def __init__(self, G, ws, crop=True):
         self.G = G
         self.options = G.rendering_kwargs
         self.box_warp = float(self.options['box_warp'])
         self.planes = G.planes(ws, noise_mode='const')
         self.device = self.planes.device
+        self.depth = self.options['triplane_depth'] \
+            if isinstance(G.renderer, TriGridRenderer) else None
+        self.crop_margin = G.renderer.crop_margin if crop else None
+        self.sigmoid = G.decoder.activation == 'sigmoid'
+        torgb = getattr(G, 'torgb', None)
+        self.torgb = None if torgb is None else fold_torgb(torgb, ws[0, -1].float())
         self.folded = self._fold()
 
     def _run(self, points):
@@ -58,7 +72,7 @@ class TriplaneField(DensityField):
         if self.options.get('density_noise', 0) > 0:
             return None                 # noisy densities cannot be folded
         try:
-            folded = _FoldedPlanes(self.G.decoder, self.planes[0], self.box_warp)
+            folded = _FoldedPlanes(self.G.decoder, self.planes[0], self.box_warp, self.depth)
         except (AttributeError, TypeError, ValueError, IndexError, RuntimeError):
             return None                 # a decoder of another shape: stay with run_model
         generator = torch.Generator().manual_seed(0)
@@ -71,15 +85,28 @@ class TriplaneField(DensityField):
         return folded
 
     def sigma(self, points):
+        points = points.to(self.device, torch.float32)
         if self.folded is not None:
-            return self.folded.sigma(points.to(self.device, torch.float32))
-        return self._run(points)['sigma'][0, :, 0]
+            sigma = self.folded.sigma(points)
+        else:
+            sigma = self._run(points)['sigma'][0, :, 0]
+        if self.crop_margin is not None:
+            sigma = sigma.masked_fill(outside_crop(points, self.box_warp, self.crop_margin)[:, 0],
+                                      CROPPED_DENSITY)
+        return sigma
 
     def colors(self, points):
-        return self._run(points)['rgb'][0, :, :3].clamp(0, 1)
+        features = self._run(points)['rgb'][0]
+        if self.torgb is None and self.sigmoid:
+            return features[:, :3].clamp(0, 1)          # EG3D: the raw image is 2 f - 1
+        if self.sigmoid:
+            features = features * 2 - 1
+        if self.torgb is not None:
+            features = self.torgb(features[:, None, :].contiguous())[:, 0]
+        return ((features[:, :3] + 1) / 2).clamp(0, 1)
 
     def grid_sigma(self, axis):
-        if self.folded is not None:
+        if self.folded is not None and self.crop_margin is None and self.depth is None:
             return self.folded.grid_sampler(axis.to(self.device))
         return super().grid_sigma(axis.to(self.device))
 
@@ -91,17 +118,25 @@ class _FoldedPlanes:
     activation and the sigma row of the last layer, instead of 3 x 32-channel bilinear samples
     and the whole MLP."""
 
-    def __init__(self, decoder, planes, box_warp):
+    def __init__(self, decoder, planes, box_warp, depth=None):
+        """planes [3, C, H, W], or PanoHead's tri-grid [3, C * depth, H, W] with `depth`."""
         first, self.activation, last = decoder.net
-        eye = torch.eye(planes.shape[1], device=planes.device)
+        channels = planes.shape[1] // (depth or 1)
+        eye = torch.eye(channels, device=planes.device)
         self.bias1 = first(torch.zeros_like(eye[:1]))[0]
         weight1 = first(eye) - self.bias1                               # [C, hidden]
         eye = torch.eye(len(self.bias1), device=planes.device)
         bias2 = last(torch.zeros_like(eye[:1]))
         self.weight2 = (last(eye) - bias2)[:, 0].contiguous()          # sigma row, [hidden]
         self.bias2 = bias2[0, 0]
-        texels = planes.permute(0, 2, 3, 1) @ (weight1 / 3)             # [3, H, W, hidden]
-        self.table = PlaneTable(texels.permute(0, 3, 1, 2)[None])
+        if depth is None:
+            texels = planes.permute(0, 2, 3, 1) @ (weight1 / 3)         # [3, H, W, hidden]
+            self.table = PlaneTable(texels.permute(0, 3, 1, 2)[None])
+        else:
+            h, w = planes.shape[-2:]
+            volumes = planes.reshape(3, channels, depth, h, w).permute(0, 2, 3, 4, 1)
+            texels = (volumes @ (weight1 / 3)).permute(0, 4, 1, 2, 3)   # [3, hidden, D, H, W]
+            self.table = TriGridTable(texels.reshape(1, 3, -1, h, w), depth)
         self.box_warp = box_warp
 
     def features(self, points, planes=None):
@@ -118,7 +153,8 @@ class _FoldedPlanes:
                           for c in range(0, len(points), CHUNK_POINTS)])
 
     def grid_sampler(self, axis):
-        """Sampler for the regular grid axis^3. Plane 0 sees (x, y) and planes 1, 2 see x and z,
+        """Sampler for the regular grid axis^3 (EG3D's planes only). Plane 0 sees (x, y) and
+        planes 1, 2 see x and z,
         so the hidden layer is A[i, j] + B[i, k]: two [N^2, hidden] tables, and a voxel costs one
         add, the activation and the dot. Points (t_a, t_b, t_b) give both tables indexed
         [a N + b]: (x, y) = (t_a, t_b) on plane 0, (x, z) and (z, x) from (t_a, t_b) on 1 and 2."""
