@@ -1,4 +1,4 @@
-"""EG3D visualizer: orbit any EG3D network pickle in real time.
+"""EG3D visualizer: orbit any EG3D (or PanoHead) network pickle in real time.
 
     python visualizer.py [PKL ...] [--headless --screenshot out.png --frames 30] [--seed 3 ...]
     python visualizer.py --run RUN_DIR      # the Trainer tab on a run, showing its newest snapshot
@@ -41,7 +41,13 @@ def build_parser():
     p.add_argument('--fov', type=arguments.fov, default=None, help='field of view in degrees')
     p.add_argument('--psi', type=arguments.psi, default=None, help='truncation psi (default 0.7)')
     p.add_argument('--nrr', type=arguments.nrr, default=None, help='neural rendering resolution')
-    p.add_argument('--render-type', choices=list(RENDER_TYPES), default='image')
+    p.add_argument('--render-type', choices=list(RENDER_TYPES), default='image',
+                   help='image_mask: PanoHead networks only')
+    p.add_argument('--pose-cond', type=arguments.number(), default=None, metavar='DEGREES',
+                   help="yaw of the conditioning camera as PanoHead's --pose_cond (90 = "
+                        'frontal, the default)')
+    p.add_argument('--no-background', action='store_true',
+                   help="PanoHead: render without its background network")
     p.add_argument('--compare', action='store_true',
                    help='show the given pickles side by side (one pickle: at nrr 64 and 128)')
     p.add_argument('--run', type=arguments.folder, default=None,

@@ -98,6 +98,17 @@ def orbit_camera(yaw=0.0, pitch=0.0, fov_degrees=FFHQ_FOV_DEGREES, radius=DEFAUL
     return camera_vector(pose, fov_to_intrinsics(fov_degrees)).to(device)
 
 
+def pose_cond_yaw(pose_cond_degrees):
+    """PanoHead's `--pose_cond` (degrees, 90 = frontal, docs/panohead-reference.md 4) as the
+    yaw in radians of orbit_camera's convention (0 = frontal)."""
+    return math.radians(pose_cond_degrees - 90)
+
+
+def wrap_yaw(yaw):
+    """A yaw in radians taken into [-pi, pi): an orbit goes all the way round."""
+    return (yaw + math.pi) % (2 * math.pi) - math.pi
+
+
 def network_pivot(rendering_kwargs):
     """The look-at point of a network's scripts: its `avg_camera_pivot`, except for PanoHead,
     whose scripts look at the origin whatever that option says (docs/panohead-reference.md

@@ -25,10 +25,11 @@ def camera(G, yaw=0.0, pitch=0.0, fov_degrees=cameras.FFHQ_FOV_DEGREES, pivot=No
                                     device=_device(G), pivot=pivot)
 
 
-def seed_ws(G, seed, psi=1.0, cutoff=14, fov_degrees=cameras.FFHQ_FOV_DEGREES):
+def seed_ws(G, seed, psi=1.0, cutoff=14, fov_degrees=cameras.FFHQ_FOV_DEGREES, cond_yaw=0.0):
     """ws [1, num_ws, w_dim] of a seed as the official scripts compute it: the seed's z, the
-    mapping conditioned on the frontal camera."""
-    return G.mapping(latent(seed, G.z_dim, _device(G)), camera(G, 0.0, 0.0, fov_degrees),
+    mapping conditioned on the frontal camera (or the one at `cond_yaw` radians: PanoHead's
+    --pose_cond, cameras.pose_cond_yaw)."""
+    return G.mapping(latent(seed, G.z_dim, _device(G)), camera(G, cond_yaw, 0.0, fov_degrees),
                      truncation_psi=psi, truncation_cutoff=cutoff)
 
 
@@ -37,6 +38,12 @@ def image_to_uint8(image, index=0):
     scripts' conversion; on CUDA it stays on the GPU for interop)."""
     img = image[index].permute(1, 2, 0)
     return (img * 127.5 + 128).clamp_(0, 255).to(torch.uint8).contiguous()
+
+
+def mask_to_uint8(mask, index=0):
+    """PanoHead's image_mask [N, 1, H, W] (opacity, about [0, 1]) -> H x W uint8, opaque =
+    white."""
+    return (mask[index, 0] * 255).round().clamp_(0, 255).to(torch.uint8)
 
 
 def depth_to_uint8(depth, index=0):

@@ -57,11 +57,12 @@ class Visualizer:
         self.fov_widget = FovWidget(self)
         if options.fov is not None:
             self.fov_widget.set_default(options.fov)
-        self.cond_pose_widget = CondPoseWidget(self)
+        self.cond_pose_widget = CondPoseWidget(self, options.pose_cond)
         self.latent_widget = LatentWidget(self, options.seed)
         self.stylemix_widget = StylemixWidget(self)
         self.trunc_widget = TruncWidget(self, options.psi)
         self.render_widget = RenderWidget(self, options.render_type, options.nrr)
+        self.render_widget.background = not options.no_background
         self.perf_widget = PerfWidget(self)
         self.capture_widget = CaptureWidget(self, options.capture_dir)
         self.layer_widget = LayerWidget(self)

@@ -9,6 +9,8 @@ import numpy as np
 from imgui_bundle import imgui
 from PIL import Image, ImageDraw
 
+from eg3d_runtime import cameras
+from eg3d_runtime.networks.panohead import is_panohead
 from gui_utils import imgui_compat
 from gui_utils.gl_texture import Texture
 
@@ -22,7 +24,14 @@ WINDOW_FLAGS = (imgui.WindowFlags_.no_decoration | imgui.WindowFlags_.no_move
                 | imgui.WindowFlags_.no_saved_settings
                 | imgui.WindowFlags_.no_bring_to_front_on_focus
                 | imgui.WindowFlags_.no_scroll_with_mouse)
-CAMERA_KEYS = ('avg_camera_radius', 'avg_camera_pivot', 'c_gen_conditioning_zero')
+def camera_conventions(rendering_kwargs):
+    """What a network's cameras mean: orbit radius, look-at point (PanoHead looks at the
+    origin whatever avg_camera_pivot says), whether it is pose-conditioned, and how its
+    conditioning pose is given (PanoHead's --pose_cond degrees)."""
+    return {'avg_camera_radius': rendering_kwargs.get('avg_camera_radius'),
+            'pivot': tuple(cameras.network_pivot(rendering_kwargs)),
+            'c_gen_conditioning_zero': rendering_kwargs.get('c_gen_conditioning_zero'),
+            'pose_cond (PanoHead)': is_panohead(rendering_kwargs)}
 
 
 @dataclass(frozen=True)
@@ -256,8 +265,9 @@ class CompareView:
         if idx == 0 or first is None or this is None or first.network is None \
                 or this.network is None:
             return None
-        a, b = first.network.rendering_kwargs, this.network.rendering_kwargs
-        differing = [k for k in CAMERA_KEYS if a.get(k) != b.get(k)]
+        a = camera_conventions(first.network.rendering_kwargs)
+        b = camera_conventions(this.network.rendering_kwargs)
+        differing = [k for k in a if a[k] != b[k]]
         return f'other camera conventions than panel 1 ({", ".join(differing)})' \
             if differing else None
 

@@ -19,6 +19,7 @@ from eg3d_runtime import PickleLoadError, load_generator, views
 from eg3d_runtime.fast import path as fastpath
 from eg3d_runtime.fast import precision
 from eg3d_runtime.memory import InsufficientMemory
+from eg3d_runtime.networks.panohead import is_panohead
 from eg3d_runtime.preview import AdaptivePreview, ladder_for
 from eg3d_runtime.rendering.footprint import require_frame_memory
 
@@ -42,6 +43,8 @@ class NetworkInfo:
     depth_resolution: int = 48
     depth_resolution_importance: int = 48
     rendering_kwargs: Mapping = field(default_factory=lambda: MappingProxyType({}))
+    panohead: bool = False                 # PanoHead: mask, background, pose_cond convention
+    has_background: bool = False
     # The loaded G, for exports only: they may read its weights and call its stateless
     # pieces from their own thread (see MeshExportWidget), never the FrameRenderer.
     generator: object = field(default=None, compare=False, repr=False)
@@ -53,7 +56,8 @@ class NetworkInfo:
                    default_nrr=G.neural_rendering_resolution,
                    depth_resolution=rk['depth_resolution'],
                    depth_resolution_importance=rk.get('depth_resolution_importance', 0),
-                   rendering_kwargs=MappingProxyType(dict(rk)), generator=G)
+                   rendering_kwargs=MappingProxyType(dict(rk)), panohead=is_panohead(rk),
+                   has_background=getattr(G, 'bcg_synthesis', None) is not None, generator=G)
 
 
 NO_NETWORK = NetworkInfo()
@@ -269,6 +273,10 @@ class FrameRenderer:
             G.superresolution.raw_is_block0_output(nrr)
         show_sr = (args.render_type == 'image' or args.layer_view) and not args.preview
         want_sr = show_sr or (raw_needs_sr and not args.preview)
+        panohead = is_panohead(G.rendering_kwargs)
+        if args.render_type == 'image_mask' and not panohead:
+            return RenderResult(args, quality, message='Mask (opacity): only PanoHead networks '
+                                                       'have one; choose another render type')
         capture = capture_layers(G, args.layer) if args.layer_view else nullcontext()
         with capture as layers:
             out = G.synthesis(ws, c, neural_rendering_resolution=nrr, noise_mode=args.noise_mode,
@@ -276,13 +284,16 @@ class FrameRenderer:
                               rendering_overrides={'depth_resolution': depth,
                                                    'depth_resolution_importance': importance},
                               superresolution=want_sr, force_fp32=args.force_fp32,
-                              faithful=args.layer_view)   # hooks need the module-by-module path
+                              faithful=args.layer_view,   # hooks need the module-by-module path
+                              **({'background': args.background} if panohead else {}))
         self._planes_key = planes_key if args.cache_backbone else None
         if args.layer_view and layers.captured is not None:
             image = layer_to_image(layers.captured, args.layer_channel, args.layer_rgb,
                                    args.layer_normalize, args.layer_gain_db)
         elif args.render_type == 'image_depth':
             image = views.depth_to_uint8(out['image_depth'])[..., None].expand(-1, -1, 3).contiguous()
+        elif args.render_type == 'image_mask':
+            image = views.mask_to_uint8(out['image_mask'])[..., None].expand(-1, -1, 3).contiguous()
         elif args.render_type == 'normals':
             origins, directions = G.ray_sampler(c[:, :16].view(-1, 4, 4),
                                                 c[:, 16:25].view(-1, 3, 3), nrr)

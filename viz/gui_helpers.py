@@ -80,7 +80,7 @@ def yaw_pitch_row(viz, title, key, yaw, pitch, tip=None):
     """Row 'title: [yaw, pitch] Snap Reset' -> (yaw, pitch, reset clicked)."""
     label(title, viz.label_w)
     imgui.set_next_item_width(viz.field_w)
-    changed, values = imgui.drag_float2(f'##{key}', [yaw, pitch], 0.01, -3.2, 3.2, '%+.2f')
+    changed, values = imgui.drag_float2(f'##{key}', [yaw, pitch], 0.01, -3.5, 3.5, '%+.2f')
     if tip:
         tooltip(tip)
     if changed:

@@ -1,6 +1,8 @@
 """Camera pose: yaw/pitch (drag the viewport to orbit), snap, and the look-at point."""
 from imgui_bundle import imgui
 
+from eg3d_runtime.cameras import wrap_yaw
+
 from .gui_helpers import label, yaw_pitch_row
 
 DRAG_SPEED = 0.03           # radians per font-size of mouse movement, as the official viewer
@@ -20,7 +22,7 @@ class PoseWidget:
     def drag(self, dx, dy):
         """Orbit from a mouse drag of (dx, dy) pixels in the viewport."""
         scale = DRAG_SPEED / self.viz.font_size
-        self.yaw -= dx * scale
+        self.yaw = wrap_yaw(self.yaw - dx * scale)          # round and round, PanoHead's backs too
         self.pitch = min(max(self.pitch - dy * scale, -1.5), 1.5)
 
     def reset(self):
@@ -31,7 +33,8 @@ class PoseWidget:
         if not show:
             return
         viz = self.viz
-        self.yaw, self.pitch, reset = yaw_pitch_row(viz, 'Pose', 'pose', self.yaw, self.pitch)
+        yaw, self.pitch, reset = yaw_pitch_row(viz, 'Pose', 'pose', self.yaw, self.pitch)
+        self.yaw = wrap_yaw(yaw)
         if reset:
             self.reset()
         label('Look-at', viz.label_w)

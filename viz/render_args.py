@@ -2,7 +2,10 @@
 from dataclasses import dataclass, replace
 
 RENDER_TYPES = {'image': 'RGB image', 'image_raw': 'Neural rendering (raw)',
-                'image_depth': 'Depth', 'normals': 'Normals (from depth)'}
+                'image_depth': 'Depth', 'normals': 'Normals (from depth)',
+                'image_mask': 'Mask (opacity)'}
+# Render types only some networks have: PanoHead's opacity mask.
+PANOHEAD_RENDER_TYPES = ('image_mask',)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class RenderArgs:
     render_type: str = 'image'
     cache_backbone: bool = True
     force_fp32: bool = False
+    background: bool = True            # PanoHead's background network (no effect on EG3D)
     preview: bool = False              # fast raw preview while the user interacts
     # Layer viewer: while open, every image-like layer is listed and `layer` is shown.
     layer_view: bool = False

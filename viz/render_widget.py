@@ -1,8 +1,9 @@
-"""Render type, neural rendering resolution, depth sample multipliers and the backbone cache."""
+"""Render type, neural rendering resolution, depth sample multipliers, the backbone cache and,
+for PanoHead networks, the background network."""
 from imgui_bundle import imgui
 
 from .gui_helpers import button, label, tooltip
-from .render_args import RENDER_TYPES
+from .render_args import PANOHEAD_RENDER_TYPES, RENDER_TYPES
 
 NRR_CHOICES = (32, 48, 64, 96, 128, 160, 192, 256)
 MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -16,16 +17,29 @@ class RenderWidget:
         self.depth_mult = 1.0
         self.importance_mult = 1.0
         self.cache_backbone = True
+        self.background = True
+
+    def render_types(self):
+        """The render types of the networks on screen (the mask is PanoHead's; compare panels
+        of other networks say they have none)."""
+        viz = self.viz
+        networks = [viz.network]
+        if viz.comparing:
+            networks += [r.network for r in viz.compare.results.values() if r.network]
+        panohead = any(network.panohead for network in networks)
+        return [k for k in RENDER_TYPES if panohead or k not in PANOHEAD_RENDER_TYPES]
 
     def __call__(self, show=True):
         if not show:
             return
         viz = self.viz
         label('Render type', viz.label_w)
-        keys = list(RENDER_TYPES)
+        keys = self.render_types()
+        if self.render_type not in keys and viz.network.generator is not None:
+            self.render_type = 'image'
         imgui.set_next_item_width(viz.field_w)
-        changed, idx = imgui.combo('##rtype', keys.index(self.render_type),
-                                   list(RENDER_TYPES.values()))
+        current = keys.index(self.render_type) if self.render_type in keys else 0
+        changed, idx = imgui.combo('##rtype', current, [RENDER_TYPES[k] for k in keys])
         if changed:
             self.render_type = keys[idx]
         default_nrr = viz.network.default_nrr
@@ -57,7 +71,13 @@ class RenderWidget:
         label('Cache', viz.label_w)
         _, self.cache_backbone = imgui.checkbox('Reuse tri-planes while only the camera moves',
                                                 self.cache_backbone)
+        if viz.network.has_background:
+            label('Background', viz.label_w)
+            _, self.background = imgui.checkbox('Background network (PanoHead)', self.background)
+            tooltip('Off: the head alone, without the background PanoHead blends in where the '
+                    'rays stay transparent')
 
     def render_fields(self):
         return {'render_type': self.render_type, 'nrr': self.nrr, 'depth_mult': self.depth_mult,
-                'importance_mult': self.importance_mult, 'cache_backbone': self.cache_backbone}
+                'importance_mult': self.importance_mult, 'cache_backbone': self.cache_backbone,
+                'background': self.background}

@@ -6,6 +6,8 @@ PanoHead pickles keep EG3D's class name `TriPlaneGenerator`; what tells them apa
 recorded rendering options (`is_panohead`), from which the whole architecture is built, as
 PanoHead's code does.
 """
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 
@@ -24,8 +26,8 @@ MASK_MARGIN = 0.001
 
 def is_panohead(rendering_kwargs):
     """Whether a generator's rendering options are PanoHead's."""
-    return isinstance(rendering_kwargs, dict) and any(k in rendering_kwargs
-                                                      for k in PANOHEAD_OPTIONS)
+    return isinstance(rendering_kwargs, Mapping) and any(k in rendering_kwargs
+                                                         for k in PANOHEAD_OPTIONS)
 
 
 class PanoHeadGenerator(TriPlaneGenerator):
