@@ -1,4 +1,4 @@
-"""Render orbit videos of an EG3D pickle, as the official gen_videos.py does.
+"""Render orbit videos of an EG3D (or PanoHead) pickle, as the official gen_videos.py does.
 
     python -m eg3d_runtime.gen_videos --network PKL --seeds 0-3 --grid 2x2 --outdir out
     python -m eg3d_runtime.gen_videos --network PKL --seeds 0-3 --interpolate False --outdir out
@@ -10,6 +10,9 @@ video; the mapping is conditioned on the frontal camera (docs/eg3d-reference.md 
 --shapes True (with --interpolate True) also writes every frame's shape as the official does:
 <outdir>/interpolation_<seed0>_<seed1>/<frame:04d>_shape.ply, and the camera poses to
 <outdir>/interpolation_trajectory.npy (docs/eg3d-reference.md 6.2).
+PanoHead's options: --cfg Head orbits all the way round the origin (yaw one full turn, pitch
+-0.05 + 0.5 sin), --pose_cond conditions the mapping on that yaw in degrees (90 frontal)
+(docs/panohead-reference.md 4).
 """
 import argparse
 import math
@@ -20,7 +23,7 @@ import time
 import numpy as np
 import torch
 
-from . import arguments, views
+from . import arguments, cameras, views
 from .command import run_command
 from .devices import default_device
 from .files import Outputs, atomic_open
@@ -35,7 +38,8 @@ from .shapes import (BORDER_VALUE, MIN_RESOLUTION, DensityField, ShapeExportErro
 from .video_files import FORMATS, video_file
 
 # The official focal lengths per --cfg; views.camera takes the FOV that gives them.
-FOCALS = {'FFHQ': 4.2647, 'AFHQ': 4.2647, 'Shapenet': 1.7074}
+FOCALS = {'FFHQ': 4.2647, 'AFHQ': 4.2647, 'Shapenet': 1.7074, 'Head': 4.2647}
+HEAD_PIVOT = (0, 0, 0)      # PanoHead's --cfg Head looks at the origin
 WRAPS = 2   # keyframe copies on each side of the spline, as official
 MAX_SAMPLE_MULT = 16
 # The official orbit is centred on (3.14/2, 3.14/2), views.camera's on (pi/2, pi/2).
@@ -51,10 +55,13 @@ def fov_for_focal(focal):
     return math.atan(1 / (focal * 1.414)) * 360 / 3.14159
 
 
-def orbit_angles(frame, num_frames):
+def orbit_angles(frame, num_frames, cfg='FFHQ'):
     """(yaw, pitch) for views.camera at `frame` of `num_frames`: the official path, yaw
-    0.35 sin and pitch -0.05 + 0.25 cos of 2*3.14*frame/num_frames."""
+    0.35 sin and pitch -0.05 + 0.25 cos of 2*3.14*frame/num_frames; PanoHead's --cfg Head
+    turns all the way round, yaw 2*3.14*frame/num_frames, pitch -0.05 + 0.5 sin."""
     t = 2 * 3.14 * frame / num_frames
+    if cfg == 'Head':
+        return OFFSET + t, OFFSET - 0.05 + 0.5 * math.sin(t)
     return OFFSET + 0.35 * math.sin(t), OFFSET - 0.05 + 0.25 * math.cos(t)
 
 
@@ -113,20 +120,23 @@ class Renderer:
         self.G = G
         self.args = args
         self.fov = fov_for_focal(FOCALS[args.cfg])
+        self.pivot = HEAD_PIVOT if args.cfg == 'Head' else None      # else the network's
+        self.cond_yaw = cameras.pose_cond_yaw(args.pose_cond)
         rk = G.rendering_kwargs
         self.overrides = {key: int(rk[key] * args.sample_mult)
                           for key in ('depth_resolution', 'depth_resolution_importance')}
 
     def camera(self, frame, num_frames, count):
-        yaw, pitch = orbit_angles(frame, num_frames)
-        return views.camera(self.G, yaw, pitch, self.fov).repeat(count, 1)
+        yaw, pitch = orbit_angles(frame, num_frames, self.args.cfg)
+        return views.camera(self.G, yaw, pitch, self.fov, self.pivot).repeat(count, 1)
 
     def synthesis(self, ws, c, **kwargs):
         return self.G.synthesis(ws, c, neural_rendering_resolution=self.args.nrr,
                                 noise_mode='const', rendering_overrides=self.overrides, **kwargs)
 
     def ws(self, seed):
-        return views.seed_ws(self.G, int(seed), self.args.trunc, self.args.trunc_cutoff, self.fov)
+        return views.seed_ws(self.G, int(seed), self.args.trunc, self.args.trunc_cutoff, self.fov,
+                             self.cond_yaw)
 
     def interpolation(self, layout_seeds, shapes=None):
         """Frames of the keyframe interpolation: every frame new ws, so new tri-planes.
@@ -254,7 +264,11 @@ def build_parser():
                    help='output directory')
     p.add_argument('--force', action='store_true', help='replace the videos of an earlier run')
     p.add_argument('--cfg', choices=sorted(FOCALS), default='FFHQ',
-                   help='camera focal of the dataset (default FFHQ)')
+                   help='camera focal of the dataset (default FFHQ); Head: PanoHead\'s full '
+                        'orbit around the origin')
+    p.add_argument('--pose_cond', '--pose-cond', dest='pose_cond', type=arguments.number(),
+                   default=90.0, metavar='DEGREES', help="yaw of the conditioning camera, as PanoHead's "
+                   '--pose_cond (default 90: frontal)')
     p.add_argument('--image_mode', '--image-mode', dest='image_mode', default='image',
                    choices=['image', 'image_depth', 'image_raw'], help='(default image)')
     p.add_argument('--sample_mult', '--sample-mult', dest='sample_mult',

@@ -1,12 +1,14 @@
-"""Render images (and depth maps) of an EG3D pickle for a list of seeds.
+"""Render images (and depth maps) of an EG3D or PanoHead pickle for a list of seeds.
 
     python -m eg3d_runtime.generate --network PKL --seeds 0-3 --yaw 0.3 --psi 0.7 --outdir out
 
-Writes seedNNNN.png and seedNNNN_depth.png for every seed, all of them or none; images of an
-earlier run are replaced only with --force.
+Writes seedNNNN.png and seedNNNN_depth.png (a PanoHead network also seedNNNN_mask.png) for
+every seed, all of them or none; images of an earlier run are replaced only with --force.
 
 Camera and conditioning follow the official scripts: the mapping is conditioned on the frontal
-camera, the image is rendered from an orbit at (yaw, pitch) around the network's pivot.
+camera (or, with --pose-cond, on PanoHead's --pose_cond yaw), the image is rendered from an
+orbit at (yaw, pitch) around the network's pivot. PanoHead networks also get their opacity
+mask (seedNNNN_mask.png).
 """
 import argparse
 import sys
@@ -21,14 +23,16 @@ from .fast import path as fastpath
 from .fast import precision
 from .files import Outputs
 from .network_path import network_path
+from .networks.panohead import is_panohead
 from .pickles import PickleLoadError, load_generator
 from .rendering.footprint import require_frame_memory
 
 
 @torch.no_grad()
 def render_seed(G, seed, yaw=0.0, pitch=0.0, psi=1.0, cutoff=14, nrr=None,
-                fov=cameras.FFHQ_FOV_DEGREES, noise_mode='const', deterministic=False):
-    ws = views.seed_ws(G, seed, psi, cutoff, fov)
+                fov=cameras.FFHQ_FOV_DEGREES, noise_mode='const', deterministic=False,
+                pose_cond=90.0):
+    ws = views.seed_ws(G, seed, psi, cutoff, fov, cameras.pose_cond_yaw(pose_cond))
     torch.manual_seed(seed)  # sample jitter and noise are reproducible per seed
     return G.synthesis(ws, views.camera(G, yaw, pitch, fov), neural_rendering_resolution=nrr, noise_mode=noise_mode,
                        deterministic=deterministic)
@@ -50,6 +54,9 @@ def build_parser():
                    help="neural rendering resolution (default: the pickle's)")
     p.add_argument('--fov', type=arguments.fov, default=cameras.FFHQ_FOV_DEGREES,
                    help='field of view in degrees, official convention (default 18.837)')
+    p.add_argument('--pose-cond', '--pose_cond', dest='pose_cond', type=arguments.number(),
+                   default=90.0, metavar='DEGREES', help="yaw of the conditioning camera, as PanoHead's "
+                   '--pose_cond (default 90: frontal)')
     p.add_argument('--noise-mode', choices=['const', 'random', 'none'], default='const')
     p.add_argument('--deterministic', action='store_true',
                    help='no sample jitter (linspace depths, inverse-CDF importance samples)')
@@ -62,8 +69,10 @@ def build_parser():
     return p
 
 
-def output_names(seeds):
-    return [name for seed in seeds for name in (f'seed{seed:04d}.png', f'seed{seed:04d}_depth.png')]
+def output_names(seeds, mask=False):
+    """The files of the seeds: image and depth (and a PanoHead network's opacity mask)."""
+    kinds = ('', '_depth', '_mask') if mask else ('', '_depth')
+    return [f'seed{seed:04d}{kind}.png' for seed in seeds for kind in kinds]
 
 
 def run(args):
@@ -75,17 +84,25 @@ def run(args):
     G = load_generator(network_path(args.network), device=device)
     require_frame_memory(G, device, f'--nrr {args.nrr or G.neural_rendering_resolution}',
                          'use a smaller --nrr', nrr=args.nrr)
+    panohead = is_panohead(G.rendering_kwargs)
+    if panohead:                      # its opacity mask too: the set of outputs grows
+        outputs = Outputs(args.outdir, output_names(args.seeds, mask=True), args.force)
+        outputs.check()
     print(fastpath.use_precision(G, args.precision, device))
     with outputs:
         for seed in args.seeds:
             out = render_seed(G, seed, args.yaw, args.pitch, args.psi, args.cutoff, args.nrr,
-                              args.fov, args.noise_mode, args.deterministic)
+                              args.fov, args.noise_mode, args.deterministic, args.pose_cond)
             Image.fromarray(views.image_to_uint8(out['image']).cpu().numpy(), 'RGB').save(
                 outputs.path(f'seed{seed:04d}.png'))
             Image.fromarray(views.depth_to_uint8(out['image_depth']).cpu().numpy(), 'L').save(
                 outputs.path(f'seed{seed:04d}_depth.png'))
+            if panohead:
+                Image.fromarray(views.mask_to_uint8(out['image_mask']).cpu().numpy(), 'L').save(
+                    outputs.path(f'seed{seed:04d}_mask.png'))
             print(f'rendered seed {seed}')
-    print(f'wrote {len(args.seeds)} images (+ _depth.png) to {args.outdir}')
+    extra = '_depth.png, _mask.png' if panohead else '_depth.png'
+    print(f'wrote {len(args.seeds)} images (+ {extra}) to {args.outdir}')
     return 0
 
 

@@ -8,6 +8,7 @@ import numpy as np
 from imgui_bundle import imgui
 from PIL import Image
 
+from eg3d_runtime.cameras import wrap_yaw
 from eg3d_runtime.gen_videos import interpolator
 from eg3d_runtime.video_files import video_file
 
@@ -33,9 +34,12 @@ def even_size(frame):
     return frame[:h - h % 2, :w - w % 2].copy() if h % 2 or w % 2 else frame
 
 
-def orbit_pose(k, n, yaw0, pitch0):
-    """Frame k of n of the official video orbit (gen_videos.py), around the current pose."""
+def orbit_pose(k, n, yaw0, pitch0, full_turn=False):
+    """Frame k of n of the official video orbit (gen_videos.py), around the current pose;
+    `full_turn`: PanoHead's --cfg Head orbit, once all the way round."""
     t = 2 * math.pi * k / n
+    if full_turn:
+        return wrap_yaw(yaw0 + t), pitch0 - 0.05 + 0.5 * math.sin(t)
     return yaw0 + ORBIT_YAW * math.sin(t), pitch0 - 0.05 + 0.25 * math.cos(t)
 
 
@@ -83,9 +87,12 @@ class CaptureWidget:
         return self.poses[len(self.orbit)]
 
     def start_orbit(self):
-        """Record ORBIT_FRAMES full-quality frames around the current pose."""
+        """Record ORBIT_FRAMES full-quality frames around the current pose (all the way round
+        a PanoHead head)."""
         yaw, pitch = self.viz.pose_widget.yaw, self.viz.pose_widget.pitch
-        self.poses = [orbit_pose(k, ORBIT_FRAMES, yaw, pitch) for k in range(ORBIT_FRAMES)]
+        full_turn = self.viz.network.panohead
+        self.poses = [orbit_pose(k, ORBIT_FRAMES, yaw, pitch, full_turn)
+                      for k in range(ORBIT_FRAMES)]
         self.orbit = []
 
     def add_keyframe(self):

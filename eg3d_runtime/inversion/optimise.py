@@ -63,7 +63,7 @@ class EstimatedCamera(torch.nn.Module):
     def __init__(self, G):
         super().__init__()
         rk = G.rendering_kwargs
-        self.pivot = rk.get('avg_camera_pivot', cameras.DEFAULT_PIVOT)
+        self.pivot = cameras.network_pivot(rk)
         self.radius = rk.get('avg_camera_radius', cameras.DEFAULT_RADIUS)
         self.device = G.backbone.mapping.w_avg.device
         focal = cameras.fov_to_intrinsics(cameras.FFHQ_FOV_DEGREES)[0, 0]

@@ -34,10 +34,12 @@ BUNDLED_MODULES = (
     'rendering.ray_marcher',
     'rendering.rays',
     'rendering.renderer',
+    'rendering.tri_grid',
     'networks.triplane',
+    'networks.panohead',
     'networks.augment',
 )
-LEFT_OUT_MODULES = ('fast.path',)          # bound to None inside the bundle
+LEFT_OUT_MODULES = ('fast.path', 'fast.panohead')     # bound to None inside the bundle
 ALLOWED_IMPORT_ROOTS = frozenset({'torch', 'numpy'}) | frozenset(sys.stdlib_module_names)
 HEADER = '''\
 """Network classes of eg3d_runtime, bundled into one module for saved network pickles.

@@ -27,6 +27,7 @@ from ..networks.decoder import OSGDecoder
 from ..rendering.rays import RaySampler
 from ..rendering.renderer import ImportanceRenderer
 from ..rendering.plane_sampling import PLANE_AXES
+from ..rendering.tri_grid import TRI_GRID_AXES, TriGridRenderer
 from .loader import NETWORK_KEYS
 from .module_source import BUNDLED_MODULES, PACKAGE, bundle_source
 
@@ -49,6 +50,8 @@ def _persistent_reconstructor(meta):
 _OFFICIAL_GLOBALS = {
     OSGDecoder: ('training.triplane', 'OSGDecoder'),
     ImportanceRenderer: ('training.volumetric_rendering.renderer', 'ImportanceRenderer'),
+    # PanoHead's renderer has the same path (and crops, reads the tri-grid, by itself).
+    TriGridRenderer: ('training.volumetric_rendering.renderer', 'ImportanceRenderer'),
     RaySampler: ('training.volumetric_rendering.ray_sampler', 'RaySampler'),
     _OfficialRayMarcher: ('training.volumetric_rendering.ray_marcher', 'MipRayMarcher2'),
     _persistent_reconstructor: ('torch_utils.persistence', '_reconstruct_persistent_obj'),
@@ -56,10 +59,12 @@ _OFFICIAL_GLOBALS = {
 _TORCH_PLAIN = (nn.Sequential, nn.Softplus)
 
 
-def _official_plane_axes():
+def _official_plane_axes(renderer):
     """`plane_axes` of the official renderer: per plane, unit rows picking its two axes, then
-    the remaining one (docs/eg3d-reference.md 3.4); an attribute, not a buffer, and never
-    trained."""
+    the remaining one (docs/eg3d-reference.md 3.4; PanoHead's tri-grid: its three axes,
+    docs/panohead-reference.md 3.1); an attribute, not a buffer, and never trained."""
+    if isinstance(renderer, TriGridRenderer):
+        return torch.eye(3)[torch.tensor(TRI_GRID_AXES)]
     return torch.eye(3)[torch.tensor([[a, b, 3 - a - b] for a, b in PLANE_AXES])]
 
 
@@ -68,7 +73,7 @@ def _official_state(module):
     state = dict(module.__dict__)
     if isinstance(module, ImportanceRenderer):
         state['_modules'] = {**state['_modules'], 'ray_marcher': _OfficialRayMarcher().eval()}
-        state.setdefault('plane_axes', _official_plane_axes())
+        state.setdefault('plane_axes', _official_plane_axes(module))
     elif isinstance(module, RaySampler):
         for name in ('ray_origins_h', 'ray_directions', 'depths', 'image_coords',
                      'rendering_options'):
