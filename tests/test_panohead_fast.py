@@ -133,16 +133,19 @@ def test_camera_only_change_reuses_planes_and_background(G, panohead_reference):
     with torch.no_grad():
         G.synthesis(ws, c0, cache_backbone=True, **kw)
         st = fastpath.state(G)
-        kept = st.family['background'][2], st.family['torgb'][2], st.sr[2]
+        blend = st.family['background'].resized[32][0]
+        kept = st.family['background'], st.family['torgb'][2], st.sr[2]
         cached = G.synthesis(ws.clone(), c1, use_cached_backbone=True, **kw)
-        assert (st.family['background'][2], st.family['torgb'][2], st.sr[2]) == kept
+        assert (st.family['background'], st.family['torgb'][2], st.sr[2]) == kept
         ref = G.synthesis(ws, c1, faithful=True, **kw)
         for key in ref:
             assert relative_rms(cached[key], ref[key]) < FP32, key
-        before = kept[0].clone()
+        before = blend.clone()
         G.synthesis(ws + 0.1, c1, **kw)                    # new ws: refilled in place
-        assert st.family['background'][2] is kept[0]
-        assert not torch.equal(kept[0], before)
+        assert st.family['background'] is kept[0] and kept[0].resized[32][0] is blend
+        assert not torch.equal(blend, before)
+        G.synthesis(ws + 0.1, c1, **{**kw, 'neural_rendering_resolution': 16})
+        assert st.family['background'] is kept[0] and set(kept[0].resized) == {16, 32}
 
 
 def test_random_noise_background_is_drawn_every_frame(G, panohead_reference):

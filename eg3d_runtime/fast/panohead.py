@@ -22,35 +22,59 @@ from . import superresolution as fsr
 from .blocks import refold_into
 
 
+class _Background:
+    """The background network's image for one set of ws, and its resizes per neural rendering
+    resolution (NHWC). A new ws is written into the same tensors: captured frames read them."""
+
+    def __init__(self, key, held, image):
+        self.key, self.held, self.image = key, held, image
+        self.resized = {}                        # nrr -> [NHWC tensor, up to date]
+
+    def refill(self, held, image):
+        self.held = held
+        self.image.copy_(image)
+        for entry in self.resized.values():
+            entry[1] = False
+
+
+def _background_image(G, source, noise_mode, dtype):
+    """bcg_synthesis of the ws `source`, the last one repeated where it needs more (as
+    PanoHead), NCHW at its own resolution."""
+    missing = G.bcg_synthesis.num_ws - source.shape[1]
+    if missing > 0:
+        source = torch.cat([source, source[:, -1:].expand(-1, missing, -1)], 1)
+    return path.run_synthesis(G, G.bcg_synthesis, source, noise_mode, dtype, 'background')
+
+
 def background(G, ws, nrr, ws_bcg=None, noise_mode='random', force_fp32=False):
     """The background features NHWC [N, nrr, nrr, 32] PanoHead blends in, for ws (or
-    `ws_bcg`): kept per ws, resolution and precision unless the noise is random."""
+    `ws_bcg`): the network runs once per ws and precision (every call with random noise), its
+    image is resized once per neural rendering resolution (the preview changes it)."""
     st = path.state(G)
     net = G.bcg_synthesis
     source = (ws if ws_bcg is None else ws_bcg)[:, :net.num_ws].float()
-    missing = net.num_ws - source.shape[1]
     dtype = path.conv_dtype(G, ws.device, 'backbone', force_fp32)
-    key = (noise_mode, path._signature(net), ws.device, dtype, tuple(source.shape), nrr)
+    resize = dict(size=(nrr, nrr), mode='bilinear', align_corners=False,
+                  antialias=G.rendering_kwargs['sr_antialias'])
+    if noise_mode == 'random':
+        image = _background_image(G, source, noise_mode, dtype)
+        return F.interpolate(image, **resize).permute(0, 2, 3, 1).contiguous()
+    key = (noise_mode, path._signature(net), ws.device, dtype, tuple(source.shape))
     cached = st.family.get('background')
-    if noise_mode != 'random' and cached is not None and cached[0] == key \
-            and path._holds(cached[1], source):
-        return cached[2]
-    if missing > 0:
-        source_ws = torch.cat([source, source[:, -1:].expand(-1, missing, -1)], 1)
-    else:
-        source_ws = source
-    image = path.run_synthesis(G, net, source_ws, noise_mode, dtype, 'background')
-    image = F.interpolate(image, size=(nrr, nrr), mode='bilinear', align_corners=False,
-                          antialias=G.rendering_kwargs['sr_antialias'])
-    features = image.permute(0, 2, 3, 1)
-    if cached is not None and cached[0] == key:
-        cached[2].copy_(features)              # the tensor a captured frame reads
-        features = cached[2]
-    else:
-        features = features.contiguous()
-    if noise_mode != 'random':
-        st.family['background'] = (key, path._held(source), features)
-    return features
+    if cached is None or cached.key != key:
+        cached = st.family['background'] = _Background(
+            key, path._held(source), _background_image(G, source, noise_mode, dtype))
+    elif not path._holds(cached.held, source):
+        cached.refill(path._held(source), _background_image(G, source, noise_mode, dtype))
+    entry = cached.resized.get(nrr)
+    if entry is None or not entry[1]:
+        features = F.interpolate(cached.image, **resize).permute(0, 2, 3, 1)
+        if entry is None:
+            entry = cached.resized[nrr] = [features.contiguous(), True]
+        else:
+            entry[0].copy_(features)
+            entry[1] = True
+    return entry[0]
 
 
 def folded_torgb(G, ws):
@@ -99,15 +123,21 @@ def _frame_fn(G, planes5d, ws, nrr, options, deterministic, superresolution_enab
             rgb = features[..., :3]
         else:
             rgb = torch.stack([torgb[i](features[i].contiguous()) for i in range(n)])
-        out = {'image_raw': rgb.permute(0, 3, 1, 2).contiguous(),
-               'image_depth': depth.view(n, 1, nrr, nrr),
-               'image_mask': opacity.permute(0, 3, 1, 2) * (1 + 2 * 0.001) - 0.001}
+        out = _outputs(rgb, depth, opacity)
         if superresolution_enabled:
             out['image'], raw = fsr.run(sr, folded_sr, features, st.workspace, rgb=rgb)
             if raw is not None:                  # the official in-place quirk
                 out['image_raw'] = raw
         return out
     return frame, (id(blend), id(torgb), id(folded_sr))
+
+
+def _outputs(rgb, depth, opacity):
+    """image_raw, image_depth, image_mask (NCHW) of NHWC raw image and opacity."""
+    n, h, w, _ = rgb.shape
+    return {'image_raw': rgb.permute(0, 3, 1, 2).contiguous(),
+            'image_depth': depth.view(n, 1, h, w),
+            'image_mask': opacity.permute(0, 3, 1, 2) * (1 + 2 * 0.001) - 0.001}
 
 
 def synthesis(G, ws, c, neural_rendering_resolution=None, noise_mode='random',
