@@ -138,3 +138,10 @@ def test_writer_round_trip_renders_the_same(panohead_networks, panohead_referenc
                               deterministic=True, faithful=True)
     for key in ('image', 'image_raw', 'image_depth', 'image_mask'):
         assert relative_rms(out[key], ref[f'{key}1']) < 1e-6, key
+
+
+def test_training_a_panohead_network_is_refused(panohead_pkl):
+    from eg3d_runtime.training.options import TrainError
+    from eg3d_runtime.training.resume import load_resume
+    with pytest.raises(TrainError, match='a PanoHead network; this trainer trains EG3D'):
+        load_resume({'resume_pkl': str(panohead_pkl)}, False)

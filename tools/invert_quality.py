@@ -36,13 +36,17 @@ def main():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--network', default=str(REPO / 'checkpoints' / 'demo.pkl'))
     p.add_argument('--workdir', default=None, help='keep the files here (default: a temp dir)')
+    p.add_argument('--novel-yaw', type=float, action='append', default=None,
+                   help=f'unseen yaw to compare at (repeatable; default {NOVEL_YAW}; a '
+                        'PanoHead network also has a back, e.g. 3.14)')
     p.add_argument('extra', nargs='*', help='more eg3d-invert options, after --')
     args = p.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix='invert-quality-'))
     work.mkdir(parents=True, exist_ok=True)
     G = load_generator(args.network)
+    novel_yaws = args.novel_yaw or [NOVEL_YAW]
     target = render_seed(G, SEED, YAW, PITCH, PSI)['image']
-    novel = render_seed(G, SEED, NOVEL_YAW, PITCH, PSI)['image']
+    novel = [render_seed(G, SEED, yaw, PITCH, PSI)['image'] for yaw in novel_yaws]
     Image.fromarray(views.image_to_uint8(target).numpy(), 'RGB').save(work / 'photo.png')
     c = views.camera(G, YAW, PITCH)
     (work / 'camera.json').write_text(json.dumps(c[0].tolist()))
@@ -58,9 +62,12 @@ def main():
     ws = torch.from_numpy(np.load(work / 'out' / 'w.npy'))
     with torch.no_grad():
         at_target = tuned.synthesis(ws, c, noise_mode='const')['image']
-        at_novel = tuned.synthesis(ws, views.camera(G, NOVEL_YAW, PITCH), noise_mode='const')['image']
+        at_novel = [tuned.synthesis(ws, views.camera(G, yaw, PITCH), noise_mode='const')['image']
+                    for yaw in novel_yaws]
+    unseen = ', '.join(f'{psnr(a, b):.2f} dB at yaw {yaw}'
+                       for a, b, yaw in zip(at_novel, novel, novel_yaws))
     print(f'network {args.network}: PSNR {psnr(at_target, target):.2f} dB at the target view, '
-          f'{psnr(at_novel, novel):.2f} dB at yaw {NOVEL_YAW}; wall {wall / 60:.1f} min, '
+          f'{unseen}; wall {wall / 60:.1f} min, '
           f'user+sys {(usage.ru_utime + usage.ru_stime) / 60:.1f} CPU-min on '
           f'{os.cpu_count()} cores; files in {work / "out"}')
 

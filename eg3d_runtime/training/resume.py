@@ -5,6 +5,7 @@ import os
 
 from .. import configs
 from ..network_path import network_path
+from ..networks.panohead import is_panohead
 from ..pickles import PickleLoadError
 from ..run_directory import OPTIONS_FILE, latest_snapshot, snapshot_kimg
 from .options import TrainError, command_line
@@ -28,6 +29,10 @@ def load_resume(c, restart):
         networks = load_network_pkl(path)
     except PickleLoadError as e:
         raise TrainError(f'--resume: {e}') from None
+    if is_panohead(networks['G_ema'].rendering_kwargs):
+        raise TrainError(f'--resume: {path}: a PanoHead network; this trainer trains EG3D '
+                         'networks only (PanoHead networks can be viewed, exported and '
+                         'inverted)')
     cur_nimg = 0
     if not restart:
         progress = networks.get('progress') or {}
