@@ -267,8 +267,9 @@ def build_parser():
                    help='camera focal of the dataset (default FFHQ); Head: PanoHead\'s full '
                         'orbit around the origin')
     p.add_argument('--pose_cond', '--pose-cond', dest='pose_cond', type=arguments.number(),
-                   default=90.0, metavar='DEGREES', help="yaw of the conditioning camera, as PanoHead's "
-                   '--pose_cond (default 90: frontal)')
+                   default=90.0, metavar='DEGREES',
+                   help="yaw of the conditioning camera, as PanoHead's --pose_cond (default 90: "
+                        'frontal)')
     p.add_argument('--image_mode', '--image-mode', dest='image_mode', default='image',
                    choices=['image', 'image_depth', 'image_raw'], help='(default image)')
     p.add_argument('--sample_mult', '--sample-mult', dest='sample_mult',

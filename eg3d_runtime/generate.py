@@ -55,8 +55,9 @@ def build_parser():
     p.add_argument('--fov', type=arguments.fov, default=cameras.FFHQ_FOV_DEGREES,
                    help='field of view in degrees, official convention (default 18.837)')
     p.add_argument('--pose-cond', '--pose_cond', dest='pose_cond', type=arguments.number(),
-                   default=90.0, metavar='DEGREES', help="yaw of the conditioning camera, as PanoHead's "
-                   '--pose_cond (default 90: frontal)')
+                   default=90.0, metavar='DEGREES',
+                   help="yaw of the conditioning camera, as PanoHead's --pose_cond (default 90: "
+                        'frontal)')
     p.add_argument('--noise-mode', choices=['const', 'random', 'none'], default='const')
     p.add_argument('--deterministic', action='store_true',
                    help='no sample jitter (linspace depths, inverse-CDF importance samples)')
