@@ -16,10 +16,10 @@ import torch
 
 from eg3d_runtime import PickleLoadError, arguments, load_generator
 from eg3d_runtime.command import run_command
-from eg3d_runtime.fast import path as fastpath
-from eg3d_runtime.fast import precision
 from eg3d_runtime.configs import build_generator
 from eg3d_runtime.devices import default_device
+from eg3d_runtime.engine import Session
+from eg3d_runtime.fast import precision
 from eg3d_runtime.files import Outputs
 from eg3d_runtime.network_path import network_path
 from eg3d_runtime.shapes import (MESH_FORMATS, MIN_RESOLUTION, OFFICIAL_LEVEL, VOLUME_FORMATS,
@@ -126,8 +126,8 @@ def run(args):
     else:
         torch.manual_seed(0)        # the same random network every run
         G = build_generator(args.cfg).to(device)
-    fastpath.options(G).set(args.precision)
-    backbone = precision.name_of(fastpath.conv_dtype(G, device, 'backbone'))
+    session = Session(G, device, args.precision)
+    backbone = session.precision_in_use(superresolution=False).backbone
     print(f'precision: backbone {backbone} ({args.precision}; shapes need no '
           f'super-resolution)')
     if args.bench:
@@ -139,7 +139,7 @@ def run(args):
             bar = ProgressBar(f'seed{seed:04d}')
             started, cpu = time.perf_counter(), time.process_time()
             try:
-                result = export_shape(G, seed, outputs.path(name), options, progress=bar)
+                result = export_shape(session, seed, outputs.path(name), options, progress=bar)
             except MemoryError:
                 raise ShapeExportError(f'resolution {args.resolution}: out of memory (use a '
                                        'smaller --resolution)') from None

@@ -1,5 +1,5 @@
-"""Benchmark: milliseconds per stage and per frame, fast path beside the faithful reference path
-measured in the same run.
+"""Benchmark: milliseconds per stage and per frame, the engine session beside the faithful
+reference path, measured in the same run.
 
     python -m eg3d_runtime.bench                        # full-size ffhq network, default device
     python -m eg3d_runtime.bench --cfg afhq --device cpu --json out.json
@@ -14,9 +14,11 @@ Frames:
 - preview:       a simulated drag with the adaptive preview (eg3d_runtime.preview): raw neural
                  rendering, no super-resolution, settings chosen to hold --preview-fps; the
                  faithful path is timed at the settings the controller settled on.
+Stages are the session's own timings of its frames (Frame.timings); on CUDA, where the
+per-camera part is one CUDA graph, ray marching and super-resolution are one 'render' stage.
 "Texture-ready frame" = the image as an H x W x 3 uint8 tensor on the device (what the viewer
 uploads). Times are the best of --reps runs (interference from other processes only ever
-adds time; medians are in the JSON too); fast and faithful runs are interleaved.
+adds time; medians are in the JSON too); engine and faithful runs are interleaved.
 """
 import argparse
 import json
@@ -31,13 +33,13 @@ import torch
 from . import arguments, configs, preview, views
 from .command import run_command
 from .devices import default_device
-from .fast import path as fastpath
+from .engine import Precision, RenderSettings, Session
 from .fast import precision
-from .fast.render import PlaneTable
 from .files import atomic_write
 from .memory import PeakMemory, require
 from .pickles import PickleLoadError
 from .rendering.footprint import frame_bytes
+from .networks.triplane import TriPlaneGenerator
 
 
 # ------------------------------------------------------------------------------------------------
@@ -101,8 +103,8 @@ class Bench:
         return views.camera(self.G, yaw, pitch)
 
     def latent(self, seed):
-        g = torch.Generator().manual_seed(seed)
-        return torch.randn(1, self.G.z_dim, generator=g).to(self.device)
+        """The viewer's and the official scripts' z of a seed (views.latent)."""
+        return views.latent(seed, self.G.z_dim, self.device)
 
     def ws(self, seed):
         return self.G.mapping(self.latent(seed), self.cond, truncation_psi=0.7,
@@ -118,9 +120,10 @@ class Bench:
         return fast, (ref if faithful else None)
 
     def add(self, stage, fast, ref):
-        """fast, ref: lists of ms (ref may be None)."""
-        self.rows.append((stage, best(fast), best(ref) if ref else None))
-        self.medians[stage] = {'fast': median(fast), 'faithful': median(ref) if ref else None}
+        """fast, ref: lists of ms (None: not measured)."""
+        self.rows.append((stage, best(fast) if fast else None, best(ref) if ref else None))
+        self.medians[stage] = {'fast': median(fast) if fast else None,
+                               'faithful': median(ref) if ref else None}
 
 
 def run(args):
@@ -128,7 +131,11 @@ def run(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     G, name = load(args, device)
-    fastpath.options(G).set(args.precision)
+    session = Session(G, device, args.precision)
+
+    def faithful_synthesis(*a, **k):             # the reference path, whatever class G is
+        return TriPlaneGenerator.synthesis(G, *a, **k)
+
     rk = G.rendering_kwargs
     nrr = args.nrr or (G.neural_rendering_resolution if args.network else 128)
     check_memory(G, args, nrr, device)
@@ -136,14 +143,15 @@ def run(args):
     b = Bench(G, device, nrr, args.reps, args.noise_mode)
     faithful = not args.no_faithful
     sr_noise = rk.get('superresolution_noise_mode', 'none')
+    settings = RenderSettings(nrr=nrr, noise_mode=args.noise_mode)
 
     with torch.no_grad():
         # warm-up (first calls build caches, probe kernels, allocate buffers)
         ws0 = b.ws(0)
         for _ in range(2):
-            G.synthesis(ws0, b.next_camera(), nrr, noise_mode=args.noise_mode)
+            session.frame(ws0, b.next_camera(), settings)
         if faithful:
-            G.synthesis(ws0, b.next_camera(), 32, noise_mode=args.noise_mode, faithful=True)
+            faithful_synthesis(ws0, b.next_camera(), 32, noise_mode=args.noise_mode)
 
         # ---- stages ------------------------------------------------------------------------
         z = b.latent(1)
@@ -155,47 +163,57 @@ def run(args):
         seeds = iter(range(100, 10000))
         fresh = [b.ws(next(seeds)) for _ in range(2 * b.reps)]
         bb_fast, bb_ref = b.pair(
-            lambda: fastpath.backbone_planes(G, fresh.pop(), args.noise_mode),
+            lambda: session.planes(fresh.pop(), args.noise_mode),
             lambda: G.backbone.synthesis(fresh.pop(), noise_mode=args.noise_mode),
             faithful=faithful)
         b.add('backbone (tri-planes)', bb_fast, bb_ref)
 
         ws = b.ws(2)
-        planes5d = G.planes(ws, cache_backbone=True, noise_mode=args.noise_mode)
-        planes_ref = G.planes(ws, noise_mode=args.noise_mode, faithful=True) if faithful \
-            else None
-        t_fast, _ = b.pair(lambda: PlaneTable(planes5d), None, faithful=False)
-        b.add('tri-plane table (once per w)', t_fast, None)
+        planes = session.planes(ws, args.noise_mode)
+        planes_ref = TriPlaneGenerator.planes(G, ws, noise_mode=args.noise_mode) \
+            if faithful else None
 
         def rays(res):
             c = b.next_camera()
-            return G.ray_sampler(c[:, :16].view(-1, 4, 4), c[:, 16:25].view(-1, 3, 3), res)
+            return c, G.ray_sampler(c[:, :16].view(-1, 4, 4), c[:, 16:25].view(-1, 3, 3), res)
+
+        def laps(frames, stage):
+            """A stage's times in frames that ran it eagerly (None where a CUDA graph ran the
+            whole per-camera part, timed as 'render')."""
+            return [f.timings[stage] for f in frames if stage in f.timings] or None
 
         march = [(nrr, d, i)]
         for extra in args.march:
             if extra not in march:
                 march.append(extra)
-        feats = None
+        frames, features_ref = [], None
         for res, dd, ii in march:
             opts = {**rk, 'depth_resolution': dd, 'depth_resolution_importance': ii}
-            o, dr = rays(res)
-            reps = b.reps if (res, dd, ii) == (nrr, d, i) else max(1, b.reps // 2)
-            r_fast, r_ref = b.pair(
-                lambda: fastpath.render(G, planes5d, o, dr, opts),
-                lambda: G.renderer(planes_ref, G.decoder, o, dr, opts),
-                reps=reps, faithful=faithful)
-            b.add(f'ray marching nrr {res}, {dd}+{ii} samples', r_fast, r_ref)
-            if (res, dd, ii) == (nrr, d, i):
-                feats, _ = fastpath.render(G, planes5d, o, dr, opts)
+            c, (o, dr) = rays(res)
+            row = RenderSettings(nrr=res, depth_resolution=dd, depth_resolution_importance=ii,
+                                 noise_mode=args.noise_mode)
+            measured, r_ref = [], []
+            for _ in range(b.reps if (res, dd, ii) == (nrr, d, i) else max(1, b.reps // 2)):
+                measured.append(session.frame(ws, c, row, planes))
+                if faithful:
+                    ms, out = timed(lambda: G.renderer(planes_ref, G.decoder, o, dr, opts),
+                                    device)
+                    r_ref.append(ms)
+                    if res == nrr:
+                        features_ref = out[0].permute(0, 2, 1).reshape(1, -1, res, res)
+            fast = laps(measured, 'march')
+            label = f'ray marching nrr {res}, {dd}+{ii} samples'
+            if fast is None:
+                fast, label = laps(measured, 'render'), label + ' + super-resolution'
+            b.add(label, fast, r_ref or None)
+            frames += measured
 
-        fimg = feats.view(1, nrr, nrr, -1)
-        fimg_nchw = fimg.permute(0, 3, 1, 2).contiguous()
-        sr_fast, sr_ref = b.pair(
-            lambda: fastpath.superresolution(G, fimg, ws),
-            lambda: G.superresolution(fimg_nchw[:, :3], fimg_nchw, ws, noise_mode=sr_noise),
-            faithful=faithful)
-        b.add('super-resolution (w cached)', sr_fast, sr_ref)
-        image = fastpath.superresolution(G, fimg, ws)
+        fimg = next(f for f in frames if f.nrr == nrr)
+        sr_ref = [timed(lambda: G.superresolution(features_ref[:, :3], features_ref, ws,
+                                                  noise_mode=sr_noise), device)[0]
+                  for _ in range(b.reps)] if faithful else None
+        b.add('super-resolution (w cached)', laps(frames, 'superresolution'), sr_ref)
+        image = fimg.image
         tex_fast, tex_ref = b.pair(lambda: views.image_to_uint8(image),
                                    lambda: views.image_to_uint8(image), faithful=False)
         b.add('texture-ready frame (uint8 HWC)', tex_fast, None)
@@ -205,9 +223,12 @@ def run(args):
             def fn():
                 w = G.mapping(b.latent(next(seeds)), b.cond, truncation_psi=0.7,
                               truncation_cutoff=14)
-                out = G.synthesis(w, b.next_camera(), nrr, noise_mode=args.noise_mode,
-                                  faithful=faithful_path)
-                return views.image_to_uint8(out['image'])
+                if faithful_path:
+                    image = faithful_synthesis(w, b.next_camera(), nrr,
+                                               noise_mode=args.noise_mode)['image']
+                else:
+                    image = session.frame(w, b.next_camera(), settings).image
+                return views.image_to_uint8(image)
             return fn
 
         with PeakMemory(device) as mem_new:
@@ -218,13 +239,19 @@ def run(args):
                 nl_ref = [timed(new_latent(True), device)[0] for _ in range(b.reps)]
         b.add('FRAME new latent', nl_fast, nl_ref if faithful else None)
 
-        G.synthesis(ws, b.next_camera(), nrr, noise_mode=args.noise_mode, cache_backbone=True)
+        planes = session.planes(ws, args.noise_mode)
+        if faithful:
+            TriPlaneGenerator.planes(G, ws, cache_backbone=True, noise_mode=args.noise_mode)
 
         def camera_only(faithful_path):
             def fn():
-                out = G.synthesis(ws, b.next_camera(), nrr, noise_mode=args.noise_mode,
-                                  use_cached_backbone=True, faithful=faithful_path)
-                return views.image_to_uint8(out['image'])
+                if faithful_path:
+                    image = faithful_synthesis(ws, b.next_camera(), nrr,
+                                               noise_mode=args.noise_mode,
+                                               use_cached_backbone=True)['image']
+                else:
+                    image = session.frame(ws, b.next_camera(), settings, planes).image
+                return views.image_to_uint8(image)
             return fn
 
         with PeakMemory(device) as mem_cam:
@@ -241,7 +268,7 @@ def run(args):
         cams = [b.next_camera() for _ in range(args.preview_frames)]
         sync = (lambda: torch.cuda.synchronize(device)) if device.type == 'cuda' else None
         with PeakMemory(device) as mem_prev:
-            timings = preview.drag(G, ws, cams, ctrl, noise_mode=args.noise_mode,
+            timings = preview.drag(session, ws, cams, ctrl, noise_mode=args.noise_mode,
                                    empty_space_skipping=args.empty_space_skipping, sync=sync)
         settled = timings[len(timings) // 2:]
         final = ctrl.settings
@@ -250,9 +277,10 @@ def run(args):
         prev_ref = None
         if faithful:
             def faithful_preview():
-                out = G.synthesis(ws, b.next_camera(), final.nrr, noise_mode=args.noise_mode,
-                                  rendering_overrides=final.overrides(), superresolution=False,
-                                  use_cached_backbone=True, faithful=True)
+                out = faithful_synthesis(ws, b.next_camera(), final.nrr,
+                                         noise_mode=args.noise_mode,
+                                         rendering_overrides=final.overrides(),
+                                         superresolution=False, use_cached_backbone=True)
                 return views.image_to_uint8(out['image_raw'])
             prev_ref = [timed(faithful_preview, device)[0] for _ in range(max(3, b.reps))]
         prev_ref_ms = median(prev_ref) if faithful else None
@@ -269,7 +297,7 @@ def run(args):
         'nrr': nrr, 'depth_resolution': d, 'depth_resolution_importance': i,
         'image_resolution': G.img_resolution,
         'noise_mode': args.noise_mode,
-        'precision': fastpath.precision_in_use(G, device),
+        'precision': session.precision_in_use().as_dict(),
         'stages_ms': {row[0]: {'fast': row[1], 'faithful': row[2]} for row in b.rows},
         'stages_median_ms': b.medians,
         'timing': f'best of {b.reps} (frames, stages); preview: median of the settled drag',
@@ -320,13 +348,14 @@ def format_table(result, rows):
              f"settings: {result['image_resolution']}^2 output, nrr {result['nrr']}, "
              f"{result['depth_resolution']}+{result['depth_resolution_importance']} samples, "
              f"noise {result['noise_mode']}, precision: "
-             f"{precision.describe(result['precision'])}",
+             f"{Precision(**result['precision']).describe()}",
              '',
              f"{'stage':<52} {'fast ms':>10} {'faithful ms':>12} {'ratio':>7}"]
     for stage, fast, ref in rows:
         ratio = f'{ref / fast:6.1f}x' if ref and fast else ''
         ref_s = f'{ref:12.1f}' if ref is not None else f"{'-':>12}"
-        lines.append(f'{stage:<52} {fast:10.1f} {ref_s} {ratio:>7}')
+        fast_s = f'{fast:10.1f}' if fast is not None else f"{'-':>10}"
+        lines.append(f'{stage:<52} {fast_s} {ref_s} {ratio:>7}')
     lines.append('')
     lines.append(f"camera-only {result['camera_only_fps']:.2f} FPS, preview "
                  f"{result['preview_fps']:.1f} FPS (target {result['preview_settings']['target_fps']})")

@@ -18,6 +18,7 @@ import torch
 
 from . import arguments, procedural, views
 from .command import run_command
+from .engine import Session
 from .generate import render_seed
 from .network_path import network_path
 from .pickles import PickleLoadError, load_generator
@@ -51,9 +52,9 @@ def sharpness(images):
     return float(np.mean(laplacian ** 2))
 
 
-def render_views(G):
-    """uint8 images [len(YAWS), len(SEEDS), H, W, 3] of G."""
-    return np.stack([np.stack([views.image_to_uint8(render_seed(G, seed, yaw, psi=PSI)['image'])
+def render_views(session):
+    """uint8 images [len(YAWS), len(SEEDS), H, W, 3] of the network of an engine session."""
+    return np.stack([np.stack([views.image_to_uint8(render_seed(session, seed, yaw, psi=PSI).image)
                                .cpu().numpy() for seed in SEEDS]) for yaw in YAWS])
 
 
@@ -97,7 +98,7 @@ def _report(args):
     if args.figures:
         images = render_figures()
     else:
-        images = render_views(load_generator(network_path(args.network)))
+        images = render_views(Session(load_generator(network_path(args.network))))
     for name, value in measure(images).items():
         print(f'{name}: {value:.1f}')
     if args.grid:

@@ -26,9 +26,10 @@ import torch
 from . import arguments, cameras, views
 from .command import run_command
 from .devices import default_device
+from .engine import RenderSettings, Session
 from .files import Outputs, atomic_open
-from .fast import path as fastpath
 from .fast import precision
+from .files import atomic_open
 from .network_path import network_path
 from .memory import require
 from .pickles import PickleLoadError, load_generator
@@ -96,13 +97,14 @@ def interpolator(keyframe_ws):
     return lambda t: spline(t).astype(np.float32)
 
 
-def to_frame(out, image_mode, count):
-    """The first `count` pictures of a synthesis result -> [count, H, W, 3] uint8, depth as grey
+def to_frame(frame, image_mode, count):
+    """The first `count` pictures of an engine Frame -> [count, H, W, 3] uint8, depth as grey
     with near bright (the official -depth normalised per picture)."""
     if image_mode == 'image_depth':
-        return torch.stack([views.depth_to_uint8(out['image_depth'], i) for i in range(count)]
+        return torch.stack([views.depth_to_uint8(frame.image_depth, i) for i in range(count)]
                            ).unsqueeze(-1).expand(-1, -1, -1, 3)
-    return torch.stack([views.image_to_uint8(out[image_mode], i) for i in range(count)])
+    return torch.stack([views.image_to_uint8(getattr(frame, image_mode), i)
+                        for i in range(count)])
 
 
 def layout(pictures, grid):
@@ -114,25 +116,27 @@ def layout(pictures, grid):
 
 
 class Renderer:
-    """The options a video is rendered with, applied to one generator."""
+    """The options a video is rendered with, applied to one engine session."""
 
-    def __init__(self, G, args):
-        self.G = G
+    def __init__(self, session, args):
+        self.session = session
+        self.G = session.G
         self.args = args
         self.fov = fov_for_focal(FOCALS[args.cfg])
         self.pivot = HEAD_PIVOT if args.cfg == 'Head' else None      # else the network's
         self.cond_yaw = cameras.pose_cond_yaw(args.pose_cond)
-        rk = G.rendering_kwargs
-        self.overrides = {key: int(rk[key] * args.sample_mult)
-                          for key in ('depth_resolution', 'depth_resolution_importance')}
+        rk = self.G.rendering_kwargs
+        self.settings = RenderSettings(
+            nrr=args.nrr, noise_mode='const',
+            depth_resolution=int(rk['depth_resolution'] * args.sample_mult),
+            depth_resolution_importance=int(rk['depth_resolution_importance'] * args.sample_mult))
 
     def camera(self, frame, num_frames, count):
         yaw, pitch = orbit_angles(frame, num_frames, self.args.cfg)
         return views.camera(self.G, yaw, pitch, self.fov, self.pivot).repeat(count, 1)
 
-    def synthesis(self, ws, c, **kwargs):
-        return self.G.synthesis(ws, c, neural_rendering_resolution=self.args.nrr,
-                                noise_mode='const', rendering_overrides=self.overrides, **kwargs)
+    def frame(self, ws, c, planes=None):
+        return self.session.frame(ws, c, self.settings, planes)
 
     def ws(self, seed):
         return views.seed_ws(self.G, int(seed), self.args.trunc, self.args.trunc_cutoff, self.fov,
@@ -153,10 +157,10 @@ class Renderer:
         for i in range(n):
             ws = torch.from_numpy(ws_at(i / self.args.w_frames)).to(device)
             c = self.camera(i, n, cells)
-            out = self.synthesis(ws, c)
+            frame = self.frame(ws, c)
             if shapes:
                 shapes(i, ws[-1:], c[-1:])
-            yield layout(to_frame(out, self.args.image_mode, cells), (grid_w, grid_h))
+            yield layout(to_frame(frame, self.args.image_mode, cells), (grid_w, grid_h))
 
     def orbit(self, seed, num_frames, grid):
         """Frames of one seed's orbit. Every cell of a grid shows the same picture (as
@@ -166,10 +170,10 @@ class Renderer:
     def orbit_ws(self, ws, num_frames, grid=(1, 1)):
         """Frames of the orbit of one latent (also an inverted photo's pivot): one w, so the
         tri-planes are computed once."""
+        planes = self.session.planes(ws, self.settings.noise_mode)
         for i in range(num_frames):
-            out = self.synthesis(ws, self.camera(i, num_frames, 1), cache_backbone=i == 0,
-                                 use_cached_backbone=i > 0)
-            picture = to_frame(out, self.args.image_mode, 1)[0]
+            frame = self.frame(ws, self.camera(i, num_frames, 1), planes)
+            picture = to_frame(frame, self.args.image_mode, 1)[0]
             yield picture.repeat(grid[1], grid[0], 1).cpu().numpy()
 
 
@@ -207,8 +211,8 @@ class ShapeWriter:
     (the official's is 0 here), which moves the vertices on the cut faces by under a voxel.
     Files go where `place(name)` says (files.Outputs.path)."""
 
-    def __init__(self, G, place, layout_seeds, options):
-        self.G, self.place, self.options = G, place, options
+    def __init__(self, session, place, layout_seeds, options):
+        self.session, self.place, self.options = session, place, options
         self.cells = layout_seeds.shape[0] * layout_seeds.shape[1]
         self.dir, self.trajectory = self.names(layout_seeds)
         self.poses = []
@@ -221,7 +225,7 @@ class ShapeWriter:
 
     def __call__(self, frame, ws, c):
         self.poses += [c[0, :16].reshape(4, 4).cpu().numpy()] * self.cells
-        field = _VideoTrim(TriplaneField(self.G, ws), self.options.resolution)
+        field = _VideoTrim(TriplaneField(self.session, ws), self.options.resolution)
         export_field(field, self.place(f'{self.dir}/{frame:04d}_shape.ply'), self.options)
 
     def finish(self):
@@ -359,15 +363,16 @@ def run(args):
         G = load_generator(network_path(args.network), device=device)
     except PickleLoadError as e:
         raise VideoError(e) from None
-    print(fastpath.use_precision(G, args.precision, device))
+    session = Session(G, device, args.precision)
+    print(session.describe())
     side = (G.img_resolution if args.image_mode == 'image'
             else args.nrr or G.neural_rendering_resolution)
     check_sizes(G, args, videos, side)
-    renderer = Renderer(G, args)
+    renderer = Renderer(session, args)
     torch.manual_seed(0)   # the ray sampler's jitter is reproducible per run
     with outputs:
         for name, seeds, num_frames in videos:
-            shapes = options and ShapeWriter(G, outputs.path, seeds, options)
+            shapes = options and ShapeWriter(session, outputs.path, seeds, options)
             frames = (renderer.interpolation(seeds, shapes) if args.interpolate
                       else renderer.orbit(seeds, num_frames, args.grid))
             file = f'{name}.{args.format}'

@@ -2,8 +2,8 @@
 
     python -m eg3d_runtime.generate --network PKL --seeds 0-3 --yaw 0.3 --psi 0.7 --outdir out
 
-Writes seedNNNN.png and seedNNNN_depth.png (a PanoHead network also seedNNNN_mask.png) for
-every seed, all of them or none; images of an earlier run are replaced only with --force.
+Writes seedNNNN.png and seedNNNN_depth.png for every seed, all of them or none; images of an
+earlier run are replaced only with --force.
 
 Camera and conditioning follow the official scripts: the mapping is conditioned on the frontal
 camera (or, with --pose-cond, on PanoHead's --pose_cond yaw), the image is rendered from an
@@ -19,7 +19,7 @@ from PIL import Image
 from . import arguments, cameras, views
 from .command import run_command
 from .devices import default_device
-from .fast import path as fastpath
+from .engine import RenderSettings, Session
 from .fast import precision
 from .files import Outputs
 from .network_path import network_path
@@ -29,13 +29,17 @@ from .rendering.footprint import require_frame_memory
 
 
 @torch.no_grad()
-def render_seed(G, seed, yaw=0.0, pitch=0.0, psi=1.0, cutoff=14, nrr=None,
+def render_seed(session, seed, yaw=0.0, pitch=0.0, psi=1.0, cutoff=14, nrr=None,
                 fov=cameras.FFHQ_FOV_DEGREES, noise_mode='const', deterministic=False,
                 pose_cond=90.0):
+    """The Frame of a seed, rendered by an engine session; the mapping is conditioned on the
+    frontal camera, or at PanoHead's `pose_cond` degrees (90 frontal)."""
+    G = session.G
     ws = views.seed_ws(G, seed, psi, cutoff, fov, cameras.pose_cond_yaw(pose_cond))
     torch.manual_seed(seed)  # sample jitter and noise are reproducible per seed
-    return G.synthesis(ws, views.camera(G, yaw, pitch, fov), neural_rendering_resolution=nrr, noise_mode=noise_mode,
-                       deterministic=deterministic)
+    return session.frame(ws, views.camera(G, yaw, pitch, fov),
+                         RenderSettings(nrr=nrr, noise_mode=noise_mode,
+                                        deterministic=deterministic))
 
 
 def build_parser():
@@ -89,17 +93,19 @@ def run(args):
     if panohead:                      # its opacity mask too: the set of outputs grows
         outputs = Outputs(args.outdir, output_names(args.seeds, mask=True), args.force)
         outputs.check()
-    print(fastpath.use_precision(G, args.precision, device))
+    session = Session(G, device, args.precision)
+    print(session.describe())
     with outputs:
         for seed in args.seeds:
-            out = render_seed(G, seed, args.yaw, args.pitch, args.psi, args.cutoff, args.nrr,
-                              args.fov, args.noise_mode, args.deterministic, args.pose_cond)
-            Image.fromarray(views.image_to_uint8(out['image']).cpu().numpy(), 'RGB').save(
+            frame = render_seed(session, seed, args.yaw, args.pitch, args.psi, args.cutoff,
+                                args.nrr, args.fov, args.noise_mode, args.deterministic,
+                                args.pose_cond)
+            Image.fromarray(views.image_to_uint8(frame.image).cpu().numpy(), 'RGB').save(
                 outputs.path(f'seed{seed:04d}.png'))
-            Image.fromarray(views.depth_to_uint8(out['image_depth']).cpu().numpy(), 'L').save(
+            Image.fromarray(views.depth_to_uint8(frame.image_depth).cpu().numpy(), 'L').save(
                 outputs.path(f'seed{seed:04d}_depth.png'))
             if panohead:
-                Image.fromarray(views.mask_to_uint8(out['image_mask']).cpu().numpy(), 'L').save(
+                Image.fromarray(views.mask_to_uint8(frame.image_mask).cpu().numpy(), 'L').save(
                     outputs.path(f'seed{seed:04d}_mask.png'))
             print(f'rendered seed {seed}')
     extra = '_depth.png, _mask.png' if panohead else '_depth.png'

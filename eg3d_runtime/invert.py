@@ -28,7 +28,7 @@ from PIL import Image
 from . import arguments, views
 from .command import run_command
 from .devices import default_device
-from .fast import path as fastpath
+from .engine import RenderSettings, Session
 from .fast import precision
 from .files import Outputs
 from .gen_videos import Renderer, write_video
@@ -38,7 +38,7 @@ from .inversion.losses import describe as describe_loss
 from .inversion.optimise import SYNTHESIS, latent_stats, project, tune
 from .inversion.targets import InversionError, dataset_camera, load_camera, load_image
 from .network_path import network_path
-from .pickles import PickleLoadError, load_network_pkl, save_network_pkl
+from .pickles import PickleLoadError, load_network_pkl, open_generator, save_network_pkl
 
 MAX_STEPS = 1_000_000
 MAX_VIDEO_FRAMES = 100_000
@@ -76,21 +76,26 @@ def invert(G, target, camera, settings, on_step=None):
 
 def load_inputs(path, picture, device, warn=None):
     """(networks, target [1, 3, R, R]) for inverting `picture` in the network pickle at
-    `path`; a network without D cannot be written back as a snapshot. `warn(text)` hears of a
-    picture smaller than the network's, which is upscaled."""
+    `path`; a network without D cannot be written back as a snapshot. G_ema is the process's
+    one copy of that network (pickles.open_generator: the viewer's, when it shows it); the
+    inversion only reads it (the tuning changes a copy). `warn(text)` hears of a picture smaller
+    than the network's, which is upscaled."""
     try:
-        networks = load_network_pkl(path, device=device)
+        G = open_generator(path, device)
+        networks = load_network_pkl(path, device=device, keys=('D', 'augment_pipe'))
     except PickleLoadError as e:
         raise InversionError(e) from None
     if networks.get('D') is None:
         raise InversionError(f'{path}: has no discriminator D to write an official snapshot')
-    return networks, load_image(picture, networks['G_ema'].img_resolution, warn)
+    return {**networks, 'G_ema': G}, load_image(picture, G.img_resolution, warn)
 
 
 @torch.no_grad()
-def reconstruction(G, ws, c):
-    """The picture of the pivot at camera c, as H x W x 3 uint8 (what proj.png holds)."""
-    return views.image_to_uint8(G.synthesis(ws, c, **SYNTHESIS)['image']).cpu().numpy()
+def reconstruction(session, ws, c):
+    """The picture of the pivot at camera c, rendered by an engine session of the tuned
+    network, as H x W x 3 uint8 (what proj.png holds)."""
+    frame = session.frame(ws, c, RenderSettings(**SYNTHESIS))
+    return views.image_to_uint8(frame.image).cpu().numpy()
 
 
 def output_names(video_frames=0):
@@ -99,20 +104,23 @@ def output_names(video_frames=0):
         (['orbit.mp4'] if video_frames > 0 else [])
 
 
-def write_outputs(outdir, networks, result, video_frames=0, video_fps=30, force=False):
+def write_outputs(outdir, networks, result, video_frames=0, video_fps=30, force=False,
+                  session=None):
     """Write DIR/w.npy, camera.json, proj.png, inverted.pkl (the tuned G as both G and G_ema,
     beside the original's D) and, for video_frames > 0, orbit.mp4, all of them or none
     (files.Outputs): an earlier inversion in DIR is replaced, whole, only with `force`, else
     OutputExists. A pivot that is not finite (the optimisation diverged) writes nothing.
-    Returns the paths written."""
+    `session`: the engine session of result.G to render with (default: a new one, 'auto'
+    precision). Returns the paths written."""
     if not torch.isfinite(result.ws).all():
         raise InversionError('the inversion diverged (its latent is not finite); nothing was '
                              'written')
+    session = session or Session(result.G)
     outputs = Outputs(outdir, output_names(video_frames), force)
     with outputs:
         np.save(outputs.path('w.npy'), result.ws.detach().cpu().numpy().astype(np.float32))
         outputs.path('camera.json').write_text(json.dumps(result.c[0].tolist()) + '\n')
-        Image.fromarray(reconstruction(result.G, result.ws, result.c), 'RGB').save(
+        Image.fromarray(reconstruction(session, result.ws, result.c), 'RGB').save(
             outputs.path('proj.png'))
         pkl = outputs.path('inverted.pkl')
         save_network_pkl(pkl, {
@@ -123,7 +131,7 @@ def write_outputs(outdir, networks, result, video_frames=0, video_fps=30, force=
             args = video_parser().parse_args(['--network', str(pkl), '--seeds', '0',
                                               '--outdir', outdir])   # gen_videos' defaults
             with torch.no_grad():
-                frames = Renderer(result.G, args).orbit_ws(result.ws, video_frames)
+                frames = Renderer(session, args).orbit_ws(result.ws, video_frames)
                 write_video(outputs.path('orbit.mp4'), frames, video_frames, 'mp4', video_fps)
     return [os.path.join(outdir, name) for name in outputs.names]
 
@@ -232,10 +240,10 @@ def run(args):
         result = invert(G, target, camera, settings, on_step=progress)
     finally:
         progress.close()
-    print(f'inverted in {time.perf_counter() - start:.0f} s; '
-          + fastpath.use_precision(result.G, args.precision, device))
+    session = Session(result.G, device, args.precision)
+    print(f'inverted in {time.perf_counter() - start:.0f} s; ' + session.describe())
     for written in write_outputs(args.outdir, networks, result, args.video_frames,
-                                 force=args.force):
+                                 force=args.force, session=session):
         print(f'wrote {written}')
 
 

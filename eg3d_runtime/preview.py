@@ -2,10 +2,11 @@
 samples chosen from measured frame times to hold a target frame rate.
 
     ctrl = AdaptivePreview(target_fps=20)
+    planes = session.planes(ws)
     while dragging:
         t0 = time.perf_counter()
-        out = render_preview(G, ws, c, ctrl.settings)        # raw image, no super-resolution
-        texture = views.image_to_uint8(out['image_raw'])
+        frame = render_preview(session, ws, c, ctrl.settings, planes)   # raw, no super-resolution
+        texture = views.image_to_uint8(frame.image_raw)
         ctrl.update(time.perf_counter() - t0)
 
 A preview frame is NOT the full-quality frame: it is the raw neural rendering (no
@@ -21,9 +22,8 @@ is taken (never going up by more than `max_step_up` rungs at once).
 import time
 from dataclasses import dataclass
 
-import torch
-
 from . import views
+from .engine import RenderSettings
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,13 @@ class PreviewSettings:
     def overrides(self):
         return {'depth_resolution': self.depth_resolution,
                 'depth_resolution_importance': self.depth_resolution_importance}
+
+    def render_settings(self, **fields):
+        """The engine's RenderSettings of a preview frame: the raw neural rendering at these
+        settings, no super-resolution (`fields`: noise_mode, deterministic, ...)."""
+        return RenderSettings(nrr=self.nrr, depth_resolution=self.depth_resolution,
+                              depth_resolution_importance=self.depth_resolution_importance,
+                              superresolution=False, **fields)
 
 
 # Cheapest first; each rung costs roughly 1.3-2x the previous one.
@@ -122,43 +129,34 @@ class AdaptivePreview:
         return self.settings
 
 
-def render_preview(G, ws, c, settings, noise_mode='const', use_cached_backbone=True,
-                   empty_space_skipping=False, **synthesis_kwargs):
-    """One preview frame: raw neural rendering at `settings`, no super-resolution, reusing the
-    cached tri-planes. Returns G.synthesis's dict ('image_raw', 'image_depth') plus 'preview'
-    (the settings used); 'image_raw' differs from a full-quality frame by design."""
-    overrides = settings.overrides()
-    if empty_space_skipping:
-        overrides['empty_space_skipping'] = True
-    with torch.no_grad():
-        out = G.synthesis(ws, c, neural_rendering_resolution=settings.nrr, noise_mode=noise_mode,
-                          rendering_overrides=overrides, superresolution=False,
-                          use_cached_backbone=use_cached_backbone, cache_backbone=True,
-                          **synthesis_kwargs)
-    out['preview'] = settings
-    return out
+def render_preview(session, ws, c, settings, planes=None, noise_mode='const',
+                   empty_space_skipping=False, deterministic=False):
+    """One preview frame (an engine Frame): the raw neural rendering at `settings`, no
+    super-resolution, from `planes` (ws's tri-planes) when given; its image_raw differs from a
+    full-quality frame by design."""
+    return session.frame(ws, c, settings.render_settings(
+        noise_mode=noise_mode, deterministic=deterministic,
+        empty_space_skipping=empty_space_skipping), planes)
 
 
-def drag(G, ws, cameras_iter, controller, noise_mode='const', empty_space_skipping=False,
+def drag(session, ws, cameras_iter, controller, noise_mode='const', empty_space_skipping=False,
          sync=None, on_frame=None):
-    """Render preview frames for a sequence of cameras (a simulated drag), adapting settings.
-    Returns a list of (settings, seconds) per frame; each frame includes the texture-ready
-    uint8 conversion."""
+    """Render preview frames for a sequence of cameras (a simulated drag), adapting settings;
+    the tri-planes are computed once. Returns a list of (settings, seconds) per frame; each
+    frame includes the texture-ready uint8 conversion. `on_frame(texture, frame)`."""
+    planes = session.planes(ws, noise_mode)
     timings = []
     for c in cameras_iter:
+        settings = controller.settings
         t0 = time.perf_counter()
-        out = render_preview(G, ws, c, controller.settings, noise_mode=noise_mode,
-                             empty_space_skipping=empty_space_skipping)
-        tex = views.image_to_uint8(out['image_raw'])
+        frame = render_preview(session, ws, c, settings, planes, noise_mode=noise_mode,
+                               empty_space_skipping=empty_space_skipping)
+        tex = views.image_to_uint8(frame.image_raw)
         if sync is not None:
             sync()
         dt = time.perf_counter() - t0
-        timings.append((out['preview'], dt))
+        timings.append((settings, dt))
         if on_frame is not None:
-            on_frame(tex, out)
+            on_frame(tex, frame)
         controller.update(dt)
     return timings
-
-
-__all__ = ['PreviewSettings', 'DEFAULT_LADDER', 'AdaptivePreview', 'ladder_for',
-           'render_preview', 'drag']

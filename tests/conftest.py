@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get('EG3D_FIXTURES', REPO / 'tests' / 'data'))  # tests/data/README.md
@@ -25,6 +26,30 @@ def relative_rms(actual, expected):
     actual = np.asarray(actual, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     return float(np.sqrt(np.mean((actual - expected) ** 2)) / np.sqrt(np.mean(expected ** 2)))
+
+
+def reference_case(reference, i):
+    """(ws, camera, neural rendering resolution) of case i of a fixture's reference outputs."""
+    ref, meta = reference
+    return (torch.from_numpy(ref[f'ws{i}']), torch.from_numpy(ref[f'c{i}']),
+            meta['cases'][i]['neural_rendering_resolution'])
+
+
+def forbid_host_reads(monkeypatch):
+    """Make every read of a tensor's value back to the host raise (what a CUDA graph capture
+    must not do), until monkeypatch.undo(): checks a frame function on the CPU."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError('host sync inside the frame function')
+    for name in ('item', 'tolist', '__bool__', 'nonzero', '__int__', '__float__'):
+        monkeypatch.setattr(torch.Tensor, name, forbidden)
+    monkeypatch.setattr(torch, 'equal', forbidden)
+    monkeypatch.setattr(torch, 'nonzero', forbidden)
+
+
+def fast_and_reference(G, ws, c, **kw):
+    """G.synthesis through its engine session and on the reference path, same arguments."""
+    with torch.no_grad():
+        return G.synthesis(ws, c, **kw), G.synthesis(ws, c, faithful=True, **kw)
 
 
 class QuietHandler(http.server.BaseHTTPRequestHandler):

@@ -17,7 +17,7 @@ def G():
 @pytest.fixture(scope='module')
 def views(G):
     """demo_quality's 8 seeds x 3 yaws of the network and of the figures it was distilled from."""
-    return demo_quality.render_views(G), demo_quality.render_figures()
+    return demo_quality.render_views(G.session), demo_quality.render_figures()
 
 
 def test_demo_checkpoint_is_small_complete_and_official():
@@ -51,7 +51,7 @@ def test_seeds_differ_and_turn_in_3d(views):
 
 def test_seed_0_mesh_is_one_closed_figure(G, tmp_path):
     path = tmp_path / 'seed0.ply'
-    export_shape(G, 0, path, ShapeOptions(resolution=128))
+    export_shape(G.session, 0, path, ShapeOptions(resolution=128))
     import trimesh
     mesh = trimesh.load(path)
     assert mesh.is_watertight and len(mesh.split(only_watertight=False)) == 1

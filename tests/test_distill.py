@@ -261,12 +261,12 @@ def volume_run(tmp_path_factory):
     def loss():
         with torch.no_grad():
             ws = loop.G.mapping(z, torch.zeros(2, 25))
-            out = loop.G.sample_mixed(samples.points, samples.points, ws, faithful=True)
+            out = loop.G.sample_mixed(samples.points, samples.points, ws)
             return {k: float(v.mean()) for k, v in volume_losses(out, samples, 0.066).items()}
 
     before = loss()
     fresh = loop.G.synthesis(loop.G.mapping(z, torch.zeros(2, 25)), torch.from_numpy(
-        np.stack([i[3] for i in items])), neural_rendering_resolution=32, faithful=True)
+        np.stack([i[3] for i in items])), neural_rendering_resolution=32)
     trained = {'field': [], 'sr': []}
 
     def recording(stage, fit):

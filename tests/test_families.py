@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from eg3d_runtime import cameras, configs
+from eg3d_runtime.engine import RenderSettings, Session
 
 # (state-dict entries without dataset_label_std, parameters, buffer elements) from
 # docs/eg3d-reference.md 2.9.
@@ -64,7 +65,7 @@ def test_family_renders(family):
     c = cameras.orbit_camera_for(G.rendering_kwargs, 0.2, -0.1)
     with torch.no_grad():
         ws = G.mapping(torch.randn(1, 512), c, truncation_psi=0.7, truncation_cutoff=14)
-        out = G.synthesis(ws, c, neural_rendering_resolution=32, noise_mode='const')
+    out = Session(G).frame(ws, c, RenderSettings(nrr=32)).as_dict()
     res = G.img_resolution
     assert out['image'].shape == (1, 3, res, res)
     assert out['image_raw'].shape == (1, 3, 32, 32)
@@ -86,5 +87,5 @@ def test_shapenet_auto_bounds_and_white_background():
         G.decoder.net[2].bias[0] = -1e4
         c = cameras.orbit_camera_for(G.rendering_kwargs, 0.5, 0.0)
         ws = G.mapping(torch.randn(1, 512), c)
-        out = G.synthesis(ws, c, neural_rendering_resolution=16, noise_mode='const')
+    out = Session(G).frame(ws, c, RenderSettings(nrr=16)).as_dict()
     assert torch.allclose(out['image_raw'], torch.ones_like(out['image_raw']), atol=1e-4)

@@ -1,4 +1,5 @@
-"""The fast inference paths (eg3d_runtime.fast) against the faithful path.
+"""The fast inference path (eg3d_runtime.fast, run by an engine Session) against the faithful
+path.
 
 Every comparison here is of float32 arithmetic (the `fp32_arithmetic` fixture names it), so the
 results do not depend on what 'auto' would pick on this machine; reduced formats and 'auto' are
@@ -15,13 +16,17 @@ import torch
 import torch.nn.functional as F
 
 from eg3d_runtime import cameras, ops, views
+from eg3d_runtime.engine import EngineOptions, Precision, RenderSettings, Session
+from eg3d_runtime.fast import blocks as fastblocks
 from eg3d_runtime.fast import conv as fastconv
-from eg3d_runtime.fast import path as fastpath
+from eg3d_runtime.fast import fold as fastfold
+from eg3d_runtime.fast import frame as fastframe
 from eg3d_runtime.fast import render as fastrender
+from eg3d_runtime.fast import tensor_keys
 from eg3d_runtime.networks.stylegan2 import SynthesisLayer, ToRGBLayer
 from eg3d_runtime.rendering.plane_sampling import sample_from_planes
 
-from conftest import relative_rms
+from conftest import fast_and_reference, forbid_host_reads, reference_case, relative_rms
 
 FULL_QUALITY = 1e-2      # the requirement
 FP32 = 1e-4              # what float32 actually achieves (~1e-6); catches regressions
@@ -30,22 +35,9 @@ FP32 = 1e-4              # what float32 actually achieves (~1e-6); catches regre
 @pytest.fixture(autouse=True)
 def fp32_arithmetic(fixture_G):
     """Backbone and super-resolution of the shared fixture network in float32."""
-    fastpath.options(fixture_G).set('fp32')
+    fixture_G.session = Session(fixture_G, precision='fp32')
     yield
-    fastpath.options(fixture_G).set('auto')
-
-
-def _case(reference, i):
-    ref, meta = reference
-    return (torch.from_numpy(ref[f'ws{i}']), torch.from_numpy(ref[f'c{i}']),
-            meta['cases'][i]['neural_rendering_resolution'])
-
-
-def _both(G, ws, c, **kw):
-    with torch.no_grad():
-        fast = G.synthesis(ws, c, **kw)
-        ref = G.synthesis(ws, c, faithful=True, **kw)
-    return fast, ref
+    fixture_G.session = Session(fixture_G)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -75,7 +67,7 @@ def test_folded_layer_matches_modulated_conv(up, method, noise_mode, fused_probe
     x = torch.randn(1, 24, 32 // up, 32 // up)
     with torch.no_grad():
         ref = layer(x, w, noise_mode=noise_mode)
-        conv = fastconv.fold_layer(layer, w[0], noise_mode, method=method)
+        conv = fastfold.fold_layer(layer, w[0], noise_mode, method=method)
         out = conv(x[0].permute(1, 2, 0).contiguous())
     assert out.shape == (32, 32, 20)
     assert relative_rms(out.permute(2, 0, 1)[None], ref) < FP32
@@ -90,7 +82,7 @@ def test_winograd_odd_sizes(size):
         x = torch.randn(1, 8, size, size)
         with torch.no_grad():
             ref = layer(x, w, noise_mode='none')
-            out = fastconv.fold_layer(layer, w[0], 'none', 'winograd')(
+            out = fastfold.fold_layer(layer, w[0], 'none', 'winograd')(
                 x[0].permute(1, 2, 0).contiguous())
         assert relative_rms(out.permute(2, 0, 1)[None], ref) < FP32
 
@@ -102,18 +94,18 @@ def test_clamp_and_random_noise_statistics():
     x = torch.randn(1, 16, 16, 16) * 10
     with torch.no_grad():
         ref = layer(x, w, noise_mode='none')
-        out = fastconv.fold_layer(layer, w[0], 'none', 'winograd')(x[0].permute(1, 2, 0).contiguous())
+        out = fastfold.fold_layer(layer, w[0], 'none', 'winograd')(x[0].permute(1, 2, 0).contiguous())
     assert out.abs().max() <= 0.5 + 1e-6
     assert relative_rms(out.permute(2, 0, 1)[None], ref) < FP32
     layer.noise_strength.data.fill_(1.0)
     with torch.no_grad():
-        a = fastconv.fold_layer(layer, w[0], 'random')(torch.zeros(16, 16, 16))
-        b = fastconv.fold_layer(layer, w[0], 'random')(torch.zeros(16, 16, 16))
+        a = fastfold.fold_layer(layer, w[0], 'random')(torch.zeros(16, 16, 16))
+        b = fastfold.fold_layer(layer, w[0], 'random')(torch.zeros(16, 16, 16))
     assert not torch.equal(a, b)          # noise is drawn per call
     # ... on the calling thread, so that a seed fixes it when strips run on the workers
     wide = SynthesisLayer(64, 64, 512, 128).eval()
     wide.noise_strength.data.fill_(1.0)
-    conv = fastconv.fold_layer(wide, w[0], 'random', 'winograd')
+    conv = fastfold.fold_layer(wide, w[0], 'random', 'winograd')
     x = torch.randn(128, 128, 64)
     seeded = []
     for _ in range(2):
@@ -130,11 +122,11 @@ def test_torgb_and_skip_upsampling():
     x = torch.randn(1, 40, 12, 12)
     with torch.no_grad():
         ref = torgb(x, w)
-        out = fastconv.fold_torgb(torgb, w[0])(x[0].permute(1, 2, 0).contiguous())
+        out = fastfold.fold_torgb(torgb, w[0])(x[0].permute(1, 2, 0).contiguous())
     assert relative_rms(out.permute(2, 0, 1)[None], ref) < FP32
     img = torch.randn(1, 5, 9, 9)
     ref = ops.upsample2d(img, ops.setup_filter([1, 3, 3, 1]))
-    out = fastconv.upsample2x(img[0].permute(1, 2, 0)).permute(2, 0, 1)[None]
+    out = fastblocks.upsample2x(img[0].permute(1, 2, 0)).permute(2, 0, 1)[None]
     assert relative_rms(out, ref) < 1e-6
 
 
@@ -147,7 +139,7 @@ def test_reduced_precision_layers_stay_close(dtype, fused_probe):
     with torch.no_grad():
         ref = layer(x, w, noise_mode='none')
         for method in ('direct', 'polyphase', 'transposed'):
-            conv = fastconv.fold_layer(layer, w[0], 'none', method, dtype)
+            conv = fastfold.fold_layer(layer, w[0], 'none', method, dtype)
             out = conv(x[0].permute(1, 2, 0).contiguous())
             # where oneDNN writes the result, it stays in the reduced format for the next layer
             fused = fused_probe and conv.method == 'transposed' \
@@ -194,7 +186,7 @@ def test_folded_decoder_matches_osg_decoder(fixture_G):
 def test_fast_synthesis_matches_official(fixture_G, reference, i):
     """The default (fast) path against the official numbers, which the faithful path matches
     to ~1e-6 (tests/test_parity.py)."""
-    ws, c, nrr = _case(reference, i)
+    ws, c, nrr = reference_case(reference, i)
     official, _ = reference
     with torch.no_grad():
         fast = fixture_G.synthesis(ws, c, neural_rendering_resolution=nrr, noise_mode='const',
@@ -205,9 +197,9 @@ def test_fast_synthesis_matches_official(fixture_G, reference, i):
 
 
 def test_fast_synthesis_matches_faithful(fixture_G, reference):
-    ws, c, nrr = _case(reference, 2)
-    fast, ref = _both(fixture_G, ws, c, neural_rendering_resolution=nrr, noise_mode='const',
-                      deterministic=True)
+    ws, c, nrr = reference_case(reference, 2)
+    fast, ref = fast_and_reference(fixture_G, ws, c, neural_rendering_resolution=nrr,
+                                   noise_mode='const', deterministic=True)
     assert set(fast) == set(ref)
     for key in ref:
         assert fast[key].shape == ref[key].shape
@@ -215,16 +207,16 @@ def test_fast_synthesis_matches_faithful(fixture_G, reference):
 
 
 def test_camera_only_change_uses_cached_planes_and_folded_sr(fixture_G, reference):
-    ws, c0, _ = _case(reference, 0)
-    _, c1, _ = _case(reference, 1)
+    ws, c0, _ = reference_case(reference, 0)
+    _, c1, _ = reference_case(reference, 1)
     G = fixture_G
     kw = dict(neural_rendering_resolution=32, noise_mode='const', deterministic=True)
     with torch.no_grad():
         G.synthesis(ws, c0, cache_backbone=True, **kw)
-        st = fastpath.state(G)
-        folded = st.sr[2]
+        st = G.session
+        folded = st._sr[2]
         cached = G.synthesis(ws, c1, use_cached_backbone=True, **kw)
-        assert st.sr[2] is folded                 # same last w -> SR weights not refolded
+        assert st._sr[2] is folded                # same last w -> SR weights not refolded
         raw = G.synthesis(ws * 0, c1, use_cached_backbone=True, superresolution=False, **kw)
         ref = G.synthesis(ws, c1, faithful=True, **kw)
     for key in ref:
@@ -237,11 +229,11 @@ def test_camera_only_change_uses_cached_planes_and_folded_sr(fixture_G, referenc
 
 
 def test_batch_and_random_sampling(fixture_G, reference):
-    ws0, c0, _ = _case(reference, 0)
-    ws1, c1, _ = _case(reference, 2)
+    ws0, c0, _ = reference_case(reference, 0)
+    ws1, c1, _ = reference_case(reference, 2)
     ws, c = torch.cat([ws0, ws1]), torch.cat([c0, c1])
-    fast, ref = _both(fixture_G, ws, c, neural_rendering_resolution=32, noise_mode='const',
-                      deterministic=True)
+    fast, ref = fast_and_reference(fixture_G, ws, c, neural_rendering_resolution=32,
+                                   noise_mode='const', deterministic=True)
     for key in ref:
         assert relative_rms(fast[key], ref[key]) < FP32, key
 
@@ -251,21 +243,18 @@ def test_random_sampling_draws_the_reference_numbers(fixture_G, reference):
     renderer's order: a seed fixes the frame however the rays are chunked over the worker
     threads (before, each chunk drew its own in whatever order the threads ran, and shared one
     jitter among its rays), and it is the faithful path's frame for that seed."""
-    ws = torch.cat([_case(reference, 0)[0], _case(reference, 2)[0]])
-    c = torch.cat([_case(reference, 0)[1], _case(reference, 2)[1]])
-    opts = fastpath.options(fixture_G)
-    chunk_points = opts.chunk_points
-    opts.chunk_points = 2048                     # many chunks for the workers to race over
+    ws = torch.cat([reference_case(reference, 0)[0], reference_case(reference, 2)[0]])
+    c = torch.cat([reference_case(reference, 0)[1], reference_case(reference, 2)[1]])
+    # many chunks for the workers to race over
+    fixture_G.session = Session(fixture_G, precision='fp32',
+                                options=EngineOptions(chunk_points=2048))
     frames = []
-    try:
-        for faithful in (False, False, True):
-            torch.manual_seed(7)
-            with torch.no_grad():
-                frames.append(fixture_G.synthesis(
-                    ws, c, neural_rendering_resolution=32, noise_mode='const',
-                    superresolution=False, faithful=faithful))
-    finally:
-        opts.chunk_points = chunk_points
+    for faithful in (False, False, True):
+        torch.manual_seed(7)
+        with torch.no_grad():
+            frames.append(fixture_G.synthesis(
+                ws, c, neural_rendering_resolution=32, noise_mode='const',
+                superresolution=False, faithful=faithful))
     fast, again, faithful = frames
     for key in faithful:
         assert torch.equal(fast[key], again[key]), key
@@ -273,16 +262,18 @@ def test_random_sampling_draws_the_reference_numbers(fixture_G, reference):
 
 
 def test_auto_bounds_white_back_and_overrides(fixture_G, reference):
-    ws, c, _ = _case(reference, 1)
+    ws, c, _ = reference_case(reference, 1)
     overrides = {'ray_start': 'auto', 'ray_end': 'auto', 'box_warp': 1.6, 'white_back': True,
                  'depth_resolution': 20, 'depth_resolution_importance': 12}
-    fast, ref = _both(fixture_G, ws, c, neural_rendering_resolution=32, noise_mode='none',
-                      deterministic=True, rendering_overrides=overrides, superresolution=False)
+    fast, ref = fast_and_reference(fixture_G, ws, c, neural_rendering_resolution=32,
+                                   noise_mode='none', deterministic=True,
+                                   rendering_overrides=overrides, superresolution=False)
     for key in ref:
         assert relative_rms(fast[key], ref[key]) < FP32, key
-    fast, ref = _both(fixture_G, ws, c, neural_rendering_resolution=24, noise_mode='none',
-                      deterministic=True, rendering_overrides={'depth_resolution_importance': 0},
-                      superresolution=False)
+    fast, ref = fast_and_reference(fixture_G, ws, c, neural_rendering_resolution=24,
+                                   noise_mode='none', deterministic=True,
+                                   rendering_overrides={'depth_resolution_importance': 0},
+                                   superresolution=False)
     for key in ref:
         assert relative_rms(fast[key], ref[key]) < FP32, key
 
@@ -294,7 +285,7 @@ def test_disparity_space_sampling_is_honoured_by_both_paths(fixture_G, reference
     from eg3d_runtime.rendering.renderer import stratified_depths
     depths = stratified_depths(torch.zeros(1, 2, 3), 2.0, 4.0, 5, True, disparity=True)
     assert torch.allclose(1 / depths[0, 0, :, 0], torch.tensor([0.5, 0.4375, 0.375, 0.3125, 0.25]))
-    ws, c, _ = _case(reference, 1)
+    ws, c, _ = reference_case(reference, 1)
     kw = dict(neural_rendering_resolution=24, noise_mode='none', deterministic=True,
               superresolution=False)
     # a wide depth range, few samples: disparity and depth spacing differ much
@@ -302,22 +293,21 @@ def test_disparity_space_sampling_is_honoured_by_both_paths(fixture_G, reference
             'depth_resolution_importance': 0}
     for bounds in (wide, {'ray_start': 'auto', 'ray_end': 'auto'}):
         overrides = {**bounds, 'disparity_space_sampling': True}
-        fast, ref = _both(fixture_G, ws, c, rendering_overrides=overrides, **kw)
+        fast, ref = fast_and_reference(fixture_G, ws, c, rendering_overrides=overrides, **kw)
         for key in ref:
             assert relative_rms(fast[key], ref[key]) < FP32, key
-    fast_wide, _ = _both(fixture_G, ws, c, rendering_overrides={**wide,
-                                                                'disparity_space_sampling': True},
-                         **kw)
-    linear, _ = _both(fixture_G, ws, c, rendering_overrides=wide, **kw)
+    fast_wide, _ = fast_and_reference(
+        fixture_G, ws, c, rendering_overrides={**wide, 'disparity_space_sampling': True}, **kw)
+    linear, _ = fast_and_reference(fixture_G, ws, c, rendering_overrides=wide, **kw)
     assert relative_rms(linear['image_depth'], fast_wide['image_depth']) > 0.01
 
 
 def test_raw_only_frames_are_identical_in_content(fixture_G, reference):
-    ws, c, _ = _case(reference, 2)
+    ws, c, _ = reference_case(reference, 2)
     kw = dict(neural_rendering_resolution=16, noise_mode='const', deterministic=True,
               superresolution=False,
               rendering_overrides={'depth_resolution': 12, 'depth_resolution_importance': 8})
-    fast, ref = _both(fixture_G, ws, c, **kw)
+    fast, ref = fast_and_reference(fixture_G, ws, c, **kw)
     assert set(fast) == {'image_raw', 'image_depth'}
     for key in ref:
         assert relative_rms(fast[key], ref[key]) < FP32, key
@@ -325,7 +315,7 @@ def test_raw_only_frames_are_identical_in_content(fixture_G, reference):
 
 def test_empty_space_skipping_preview_is_close(fixture_G, reference):
     """Previews may differ: skipping is an approximation (it says so); it stays close."""
-    ws, c, _ = _case(reference, 0)
+    ws, c, _ = reference_case(reference, 0)
     kw = dict(neural_rendering_resolution=32, noise_mode='const', deterministic=True,
               superresolution=False)
     with torch.no_grad():
@@ -355,34 +345,35 @@ def test_sample_mixed_and_planes_fast_paths(fixture_G, reference):
 
 
 def test_autograd_and_training_use_the_faithful_path(fixture_G, reference):
-    ws, c, _ = _case(reference, 0)
+    ws, c, _ = reference_case(reference, 0)
     ws = ws.clone().requires_grad_(True)
     out = fixture_G.synthesis(ws, c, neural_rendering_resolution=16, noise_mode='const',
                               superresolution=False, deterministic=True)
     assert out['image_raw'].grad_fn is not None        # differentiable: reference path
     G = copy.deepcopy(fixture_G).train()
-    assert not fastpath.usable(G, ws.detach())
+    assert not G._served(ws.detach(), {}, faithful=False)
     G.eval()
-    assert fastpath.usable(G, ws.detach())
-    fastpath.options(G).enabled = False
-    assert not fastpath.usable(G, ws.detach())
+    assert G._served(ws.detach(), {}, faithful=False)
+    assert not G._served(ws.detach(), {}, faithful=True)
+    assert not G._served(ws.detach(), {'a_backbone_option': 1}, faithful=False)
 
 
 def test_state_is_not_part_of_the_module(fixture_G, reference):
-    ws, c, _ = _case(reference, 0)
+    ws, c, _ = reference_case(reference, 0)
     with torch.no_grad():
         fixture_G.synthesis(ws, c, neural_rendering_resolution=16, noise_mode='const',
                             superresolution=False)
-    assert not any('fast' in k for k in fixture_G.state_dict())
-    assert not any('fast' in k.lower() for k in vars(fixture_G))
-    G2 = copy.deepcopy(fixture_G)                        # caches are not copied
-    assert fastpath.state(G2).sr is None
-    fastpath.clear_caches(fixture_G)
-    assert fastpath.state(fixture_G).sr is None
+    assert not any('fast' in k or 'session' in k for k in fixture_G.state_dict())
+    assert fixture_G.session._backbone is not None
+    G2 = copy.deepcopy(fixture_G)                        # the session is not copied
+    assert '_session' not in vars(G2) and G2.session is not fixture_G.session
+    assert G2.session._backbone is None and G2.session.G is G2
+    fixture_G.session.clear()
+    assert fixture_G.session._backbone is None
 
 
 def test_weight_changes_invalidate_caches(fixture_G, reference):
-    ws, c, _ = _case(reference, 0)
+    ws, c, _ = reference_case(reference, 0)
     G = copy.deepcopy(fixture_G)
     kw = dict(neural_rendering_resolution=16, noise_mode='const', deterministic=True)
     with torch.no_grad():
@@ -411,15 +402,15 @@ def test_default_device_never_raises():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 def test_cuda_graph_frames_match_eager(fixture_G, reference):
     G = copy.deepcopy(fixture_G).cuda()
-    ws, c, _ = _case(reference, 0)
+    ws, c, _ = reference_case(reference, 0)
     ws, c = ws.cuda(), c.cuda()
     kw = dict(neural_rendering_resolution=64, noise_mode='const', deterministic=True)
     with torch.no_grad():
         G.synthesis(ws, c, cache_backbone=True, **kw)
         graphed = [G.synthesis(ws, c, use_cached_backbone=True, **kw) for _ in range(3)]
-        runners = [r for (kind, _), r in fastpath.state(G).graphs.items() if kind == 'camera']
+        runners = [r for (kind, _), r in G.session._graphs.graphs.items() if kind == 'camera']
         ref = G.synthesis(ws, c, use_cached_backbone=True, faithful=True, **kw)
-    assert not fastpath.state(G).graphs_failed
+    assert not G.session._graphs.failed
     # One graph captured by the first call, then replayed by it and all three (not eager).
     assert len(runners) == 1 and runners[0].replays == 4
     for key in ref:
@@ -431,16 +422,16 @@ def test_cuda_graph_serves_every_latent(fixture_G, reference):
     """New latents replay the same per-camera graph (planes and w refilled in place) and give
     the eager frames."""
     G = copy.deepcopy(fixture_G).cuda()
-    ws0, c, _ = _case(reference, 0)
+    ws0, c, _ = reference_case(reference, 0)
     latents = [ws0.cuda() + 0.1 * k for k in range(3)]
     kw = dict(neural_rendering_resolution=64, noise_mode='const', deterministic=True)
     with torch.no_grad():
         graphed = [G.synthesis(w, c.cuda(), **kw) for w in latents]
-        st = fastpath.state(G)
-        runners = [r for (kind, _), r in st.graphs.items() if kind == 'camera']
-        fastpath.options(G).cuda_graphs = False
+        st = G.session
+        runners = [r for (kind, _), r in st._graphs.graphs.items() if kind == 'camera']
+        G.session = Session(G, options=EngineOptions(cuda_graphs=False))
         eager = [G.synthesis(w, c.cuda(), **kw) for w in latents]
-    assert not st.graphs_failed
+    assert not st._graphs.failed
     assert len(runners) == 1 and runners[0].replays == 3
     for g, e in zip(graphed, eager):
         for key in e:
@@ -451,15 +442,15 @@ def test_cuda_graph_serves_every_latent(fixture_G, reference):
 def test_cuda_graph_backbone_matches_eager(fixture_G, reference):
     """New latents replay one captured backbone: the planes equal the eager backbone's."""
     G = copy.deepcopy(fixture_G).cuda()
-    ws0, c, _ = _case(reference, 0)
+    ws0, c, _ = reference_case(reference, 0)
     latents = [ws0.cuda() + 0.1 * k for k in range(3)]
-    with torch.no_grad():
-        graphed = [fastpath.backbone_planes(G, w, 'const') for w in latents]
-        st = fastpath.state(G)
-        runners = [r for (kind, _), r in st.graphs.items() if kind == 'backbone']
-        fastpath.options(G).cuda_graphs = False
-        eager = [fastpath.backbone_planes(G, w, 'const') for w in latents]
-    assert not st.graphs_failed
+    graphed_session = Session(G)
+    eager_session = Session(G, options=EngineOptions(cuda_graphs=False))
+    graphed = [graphed_session.planes(w, 'const') for w in latents]
+    runners = [r for (kind, _), r in graphed_session._graphs.graphs.items()
+               if kind == 'backbone']
+    eager = [eager_session.planes(w, 'const') for w in latents]
+    assert not graphed_session._graphs.failed
     assert len(runners) == 1 and runners[0].replays == 3
     assert not torch.equal(graphed[0], graphed[1])          # each latent its own planes
     for g, e in zip(graphed, eager):
@@ -471,9 +462,9 @@ def test_bf16_full_frame_within_tolerance(fixture_G, reference):
     """bf16 super-resolution at 512x512 (measured: image 5.2e-3, raw and depth unchanged);
     slow where bf16 is emulated (about 90 s on an AVX2-only CPU)."""
     G = copy.deepcopy(fixture_G)
-    fastpath.options(G).precision = 'bf16'            # super-resolution in bf16
-    ws, c, nrr = _case(reference, 0)
-    fast, ref = _both(G, ws, c, neural_rendering_resolution=nrr, noise_mode='const',
+    G.session = Session(G, precision=Precision('fp32', 'bf16'))   # super-resolution in bf16
+    ws, c, nrr = reference_case(reference, 0)
+    fast, ref = fast_and_reference(G, ws, c, neural_rendering_resolution=nrr, noise_mode='const',
                       deterministic=True)
     for key in ref:
         assert relative_rms(fast[key], ref[key]) < FULL_QUALITY, key
@@ -483,11 +474,12 @@ def test_bf16_full_frame_within_tolerance(fixture_G, reference):
 def test_full_size_ffhq_fast_frame_matches_faithful():
     from eg3d_runtime import configs
     torch.manual_seed(0)
-    G = configs.build_generator('ffhq')
+    G = configs.build_generator('ffhq')               # the reference network
     c = cameras.orbit_camera_for(G.rendering_kwargs, 0.25, -0.1)
     with torch.no_grad():
         ws = G.mapping(torch.randn(1, 512), c, truncation_psi=0.7, truncation_cutoff=14)
-        fast, ref = _both(G, ws, c, neural_rendering_resolution=64, noise_mode='const',
+        fast = Session(G).frame(ws, c, RenderSettings(nrr=64, deterministic=True)).as_dict()
+        ref = G.synthesis(ws, c, neural_rendering_resolution=64, noise_mode='const',
                           deterministic=True)
     for key in ref:
         assert relative_rms(fast[key], ref[key]) < FP32, key
@@ -506,8 +498,14 @@ def test_benchmark_writes_json(tmp_path, fixture_pkl):
         assert data[key] > 0 and data['faithful_' + key] > 0
 
 
+def test_the_benchmark_s_seed_is_the_viewer_s(fixture_G):
+    from eg3d_runtime import bench
+    b = bench.Bench(fixture_G, torch.device('cpu'), nrr=16, reps=1)
+    assert torch.equal(b.latent(7), views.latent(7, fixture_G.z_dim))
+
+
 def test_numpy_conversion_of_outputs(fixture_G, reference):
-    ws, c, _ = _case(reference, 1)
+    ws, c, _ = reference_case(reference, 1)
     with torch.no_grad():
         out = fixture_G.synthesis(ws, c, neural_rendering_resolution=16, noise_mode='const')
     for v in out.values():
@@ -516,23 +514,26 @@ def test_numpy_conversion_of_outputs(fixture_G, reference):
     assert F.interpolate(out['image_raw'], size=8).shape == (1, 3, 8, 8)
 
 
+def _camera_frame(session, planes, ws, nrr, options):
+    """The per-camera frame function a session captures in a CUDA graph."""
+    return fastframe.camera_frame(
+        session.G.ray_sampler, session.G.superresolution, session._plane_table(planes),
+        session._folded_decoder(),
+        session._folded_superresolution(ws[:, -1], False), session._workspace, nrr, options,
+        True, fastframe.chunk_points(None, ws.device))
+
+
 def test_camera_frame_function_is_capturable(fixture_G, reference, monkeypatch):
-    """What a CUDA graph captures (fastpath._frame_fn) must not read tensors back to the host:
-    checked on CPU by making every host read-back raise while the frame function runs."""
-    ws, c0, _ = _case(reference, 0)
-    _, c1, _ = _case(reference, 1)
+    """What a CUDA graph captures (fast.frame.camera_frame) must not read tensors back to the
+    host: checked on CPU by making every host read-back raise while the frame function runs."""
+    ws, c0, _ = reference_case(reference, 0)
+    _, c1, _ = reference_case(reference, 1)
     G = fixture_G
     options = {**G.rendering_kwargs, 'ray_start': 'auto', 'ray_end': 'auto'}
     with torch.no_grad():
-        planes5d = G.planes(ws, cache_backbone=True, noise_mode='const')
-        frame = fastpath._frame_fn(G, planes5d, ws, 32, options, True, True)
-
-        def forbidden(*args, **kwargs):
-            raise AssertionError('host sync inside the frame function')
-        for name in ('item', 'tolist', '__bool__', 'nonzero', '__int__', '__float__'):
-            monkeypatch.setattr(torch.Tensor, name, forbidden)
-        monkeypatch.setattr(torch, 'equal', forbidden)
-        monkeypatch.setattr(torch, 'nonzero', forbidden)
+        planes5d = G.session.planes(ws, noise_mode='const')
+        frame = _camera_frame(G.session, planes5d, ws, 32, options)
+        forbid_host_reads(monkeypatch)
         out0 = frame(c0)
         out1 = frame(c1)
         monkeypatch.undo()
@@ -546,7 +547,7 @@ def test_camera_frame_function_is_capturable(fixture_G, reference, monkeypatch):
 def test_cpu_workers_keep_thread_settings_and_results(fixture_G, reference):
     import threading
     from eg3d_runtime.fast import parallel
-    ws, c, _ = _case(reference, 1)
+    ws, c, _ = reference_case(reference, 1)
     n = torch.get_num_threads()
     kw = dict(neural_rendering_resolution=32, noise_mode='const', deterministic=True,
               superresolution=False)
@@ -591,7 +592,7 @@ def test_first_fast_frame_is_reproducible_from_the_seed(fixture_G, reference, mo
     as later ones."""
     monkeypatch.setattr(fastrender, '_FUSED_LINEAR', None)
     G = copy.deepcopy(fixture_G)
-    ws, c, _ = _case(reference, 0)
+    ws, c, _ = reference_case(reference, 0)
     frames = []
     for _ in range(2):
         torch.manual_seed(3)
@@ -607,23 +608,23 @@ def test_cache_checks_do_not_read_device_values(fixture_G, reference, monkeypatc
     the same ws tensor again without reading it, take another tensor as new (and render it
     right), and never call torch.equal."""
     G = copy.deepcopy(fixture_G)
-    monkeypatch.setattr(fastpath, '_reading_waits', lambda device: True)
-    ws, c0, _ = _case(reference, 0)
-    _, c1, _ = _case(reference, 1)
+    monkeypatch.setattr(tensor_keys, 'reading_waits', lambda device: True)
+    ws, c0, _ = reference_case(reference, 0)
+    _, c1, _ = reference_case(reference, 1)
     kw = dict(neural_rendering_resolution=16, noise_mode='const', deterministic=True)
     compared = []
     equal = torch.equal
     monkeypatch.setattr(torch, 'equal', lambda *a: compared.append(1) or equal(*a))
     with torch.no_grad():
         G.synthesis(ws, c0, **kw)
-        st = fastpath.state(G)
-        planes, folded = st.backbone, st.sr
+        st = G.session
+        planes, folded = st._backbone, st._sr
         G.synthesis(ws, c1, **kw)                         # camera change, same ws tensor
-        assert st.backbone is planes and st.sr is folded
+        assert st._backbone is planes and st._sr is folded
         other = ws + 0.1
         new = G.synthesis(other, c1, **kw)
         same_values = G.synthesis(other.clone(), c1, **kw)   # another tensor: refolded
-        assert st.sr is not folded
+        assert st._sr is not folded
     assert compared == []
     monkeypatch.undo()
     with torch.no_grad():
@@ -635,15 +636,17 @@ def test_cache_checks_do_not_read_device_values(fixture_G, reference, monkeypatc
 
 def test_backbone_makes_no_host_sync_after_the_first_call(fixture_G, reference, monkeypatch):
     """What capturing the backbone in a CUDA graph needs (graphs.py), checked on the CPU with
-    CUDA's choice of convolutions: after one call, folding and running the backbone for a new
-    w reads no tensor value on the host."""
+    CUDA's choice of convolutions and cache checks: after one call, folding and running the
+    backbone for a new w reads no tensor value on the host."""
     G = copy.deepcopy(fixture_G)
     monkeypatch.setattr(fastconv, 'choose_method', lambda device, h_in, kind, *a, **k:
                         'polyphase' if kind == 'up3' else 'direct')
-    ws, _, _ = _case(reference, 0)
+    monkeypatch.setattr(tensor_keys, 'reading_waits', lambda device: True)
+    ws, _, _ = reference_case(reference, 0)
+    session = Session(G, precision='fp32')
     with torch.no_grad():
-        fastpath.backbone_planes(G, ws, 'const')
-        expected = fastpath.backbone_planes(copy.deepcopy(fixture_G), ws + 0.1, 'const')
+        session.planes(ws, 'const')
+        expected = Session(copy.deepcopy(fixture_G), precision='fp32').planes(ws + 0.1, 'const')
         reads = []
 
         def counted(owner, name):
@@ -653,7 +656,7 @@ def test_backbone_makes_no_host_sync_after_the_first_call(fixture_G, reference, 
             counted(torch.Tensor, name)
         for name in ('allclose', 'equal'):
             counted(torch, name)
-        planes = fastpath.backbone_planes(G, ws + 0.1, 'const')
+        planes = session.planes(ws + 0.1, 'const')
         monkeypatch.undo()
     assert reads == []
     assert relative_rms(planes, expected) < 1e-6
@@ -664,8 +667,6 @@ def test_cuda_failed_capture_leaves_eager_random_sampling_working():
     """A capture that fails (here: a host synchronisation while capturing) leaves torch's random
     generator in capture mode; the eager frame that follows samples at random, as the training
     fakes' ray marching does, and must run."""
-    from types import SimpleNamespace
-
     from eg3d_runtime.fast import graphs
 
     def frame(c):
@@ -673,17 +674,17 @@ def test_cuda_failed_capture_leaves_eager_random_sampling_working():
             torch.cuda.synchronize()
         return {'out': c + torch.rand_like(c)}
 
-    st = SimpleNamespace(graphs={}, graphs_failed=set())
+    cache = graphs.GraphCache()
     c = torch.zeros(4, device='cuda')
     with pytest.warns(UserWarning, match='capture of the camera failed'):
-        out = graphs.run(st, 'camera', 0, frame, c)['out']
-    assert st.graphs_failed == {'camera'}
+        out = cache.run('camera', 0, frame, c)['out']
+    assert cache.failed == {'camera'}
     assert ((out >= 0) & (out < 1)).all()
     assert torch.rand(3, device='cuda').shape == (3,)
 
 
 def test_graph_cache_keeps_a_few_per_part_and_a_failed_capture_stops_only_its_part(monkeypatch):
-    """graphs.run's policy, with capture simulated: a generator being trained makes a new
+    """GraphCache's policy, with capture simulated: a generator being trained makes a new
     backbone graph per weight version, so only the latest few are kept, apart from the camera
     graphs; a part whose capture fails runs eagerly and leaves the other part graphed."""
     from types import SimpleNamespace
@@ -704,17 +705,17 @@ def test_graph_cache_keeps_a_few_per_part_and_a_failed_capture_stops_only_its_pa
     monkeypatch.setattr(graphs, 'GraphFrame', Captured)
     released = []
     monkeypatch.setattr(graphs, 'release_random_state', released.append)
-    st = SimpleNamespace(graphs={}, graphs_failed=set())
+    cache = graphs.GraphCache()
     for version in range(5):
         for kind in ('backbone', 'camera'):
-            assert graphs.run(st, kind, version, lambda x: {'out': x}, 1) == {'out': 1}
-    kept = list(st.graphs)
+            assert cache.run(kind, version, lambda x: {'out': x}, 1) == {'out': 1}
+    kept = list(cache.graphs)
     assert [k for k in kept if k[0] == 'backbone'] == [('backbone', 3), ('backbone', 4)]
     assert len([k for k in kept if k[0] == 'camera']) == 5
     with pytest.warns(UserWarning, match='capture of the backbone failed'):
-        assert graphs.run(st, 'backbone', 9, lambda x: {'out': x}, unsupported) == \
+        assert cache.run('backbone', 9, lambda x: {'out': x}, unsupported) == \
             {'out': unsupported}
-    assert st.graphs_failed == {'backbone'}
+    assert cache.failed == {'backbone'}
     assert released == ['cuda:7']      # the random generator leaves capture mode first
 
 
@@ -724,18 +725,16 @@ def test_a_new_latent_refills_what_a_captured_frame_reads(fixture_G, reference):
     latent, then called after another latent's planes and w were prepared, it must render the
     other latent exactly as a fresh generator does."""
     G = copy.deepcopy(fixture_G)
-    ws, c, nrr = _case(reference, 0)
+    ws, c, nrr = reference_case(reference, 0)
     other = ws + 0.2
     kw = dict(neural_rendering_resolution=nrr, noise_mode='const', deterministic=True)
     options = dict(G.rendering_kwargs)
+    st = G.session
     with torch.no_grad():
-        first = fastpath._frame_fn(G, G.planes(ws, noise_mode='const'), ws, nrr, options, True,
-                                   True)
-        st = fastpath.state(G)
-        table, folded = st.table[3], st.sr[2]
-        fastpath._frame_fn(G, G.planes(other, noise_mode='const'), other, nrr, options, True,
-                           True)
-        assert st.table[3] is table and st.sr[2] is folded       # refilled, not replaced
+        first = _camera_frame(st, st.planes(ws, noise_mode='const'), ws, nrr, options)
+        table, folded = st._table[3], st._sr[2]
+        _camera_frame(st, st.planes(other, noise_mode='const'), other, nrr, options)
+        assert st._table[3] is table and st._sr[2] is folded       # refilled, not replaced
         replayed = first(c)
         expected = copy.deepcopy(fixture_G).synthesis(other, c, **kw)
     for key in expected:

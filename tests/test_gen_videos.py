@@ -1,5 +1,6 @@
 """The video command: the official camera path and keyframe spline, the files it writes, and
 the one-line errors that leave no file."""
+import dataclasses
 import functools
 
 import av
@@ -11,6 +12,7 @@ from PIL import Image
 import trimesh
 
 from eg3d_runtime import cameras, gen_videos, views
+from eg3d_runtime.engine import Session
 from eg3d_runtime.pickles import load_generator
 from eg3d_runtime.shapes import DensityField, export_field
 from eg3d_runtime.video_files import video_file
@@ -71,9 +73,9 @@ def test_keyframe_layout():
 def test_orbit_with_cached_planes_matches_a_one_keyframe_interpolation(demo_G):
     args = gen_videos.build_parser().parse_args(
         ['--network', str(DEMO), '--seeds', '0', '--outdir', 'x', '--sample_mult', '1'])
-    renderer = gen_videos.Renderer(demo_G, args)
+    renderer = gen_videos.Renderer(Session(demo_G), args)
     # Without the sampling jitter: the two paths draw random numbers in different orders.
-    renderer.synthesis = functools.partial(renderer.synthesis, deterministic=True)
+    renderer.settings = dataclasses.replace(renderer.settings, deterministic=True)
     args.w_frames = 3
     orbit = list(renderer.orbit(0, 3, (1, 1)))
     interp = list(renderer.interpolation(np.array([[[0]]])))

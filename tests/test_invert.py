@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from eg3d_runtime import cameras, invert, views
+from eg3d_runtime.engine import Session
 from eg3d_runtime.generate import render_seed
 from eg3d_runtime.inversion.losses import LpipsDistance, ReconstructionLoss, ms_ssim
 from eg3d_runtime.inversion.optimise import EstimatedCamera, latent_stats, project, psnr, tune
@@ -28,7 +29,8 @@ def demo_G():
 @pytest.fixture(scope='module')
 def target(demo_G):
     """A picture the demo network made, with its camera."""
-    return render_seed(demo_G, 11, 0.25, -0.05, 0.7)['image'], views.camera(demo_G, 0.25, -0.05)
+    return (render_seed(Session(demo_G), 11, 0.25, -0.05, 0.7).image,
+            views.camera(demo_G, 0.25, -0.05))
 
 
 def save_picture(image, path):
@@ -235,6 +237,6 @@ def test_command_writes_a_pickle_that_reproduces_proj(tmp_path, capsys, demo_G, 
     assert any(not torch.equal(a, b) for a, b in zip(G.parameters(), demo_G.parameters()))
     camera = torch.tensor([json.loads((out / 'camera.json').read_text())])
     assert torch.allclose(camera, c)
-    again = invert.reconstruction(G, torch.from_numpy(ws), camera).astype(int)
+    again = invert.reconstruction(Session(G), torch.from_numpy(ws), camera).astype(int)
     proj = np.asarray(Image.open(out / 'proj.png'), dtype=int)
     assert np.abs(again - proj).max() <= 1

@@ -20,7 +20,7 @@ def picture_in_dataset(folder, with_label=True):
     G = load_generator(DEMO)
     (folder / '00000').mkdir(parents=True)
     picture = folder / '00000' / 'img00000000.png'
-    image = render_seed(G, 11, 0.25, -0.05, 0.7)['image']
+    image = render_seed(G.session, 11, 0.25, -0.05, 0.7).image
     Image.fromarray(views.image_to_uint8(image).numpy(), 'RGB').save(picture)
     if with_label:
         label = views.camera(G, 0.25, -0.05)[0].tolist()

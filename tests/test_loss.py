@@ -60,8 +60,7 @@ class StubG(nn.Module):
         self.mapped.append(c.clone())
         return z[:, None, :].repeat(1, 2, 1)
 
-    def synthesis(self, ws, c, neural_rendering_resolution=None, update_emas=False,
-                  faithful=False):
+    def synthesis(self, ws, c, neural_rendering_resolution=None, update_emas=False):
         self.rendered.append((c.clone(), neural_rendering_resolution))
         n = ws.shape[0]
         image = self.theta.expand(n, -1, -1, -1) + ws[:, 0, 0, None, None, None]
@@ -69,7 +68,7 @@ class StubG(nn.Module):
                 'image_raw': torch.zeros(n, 3, neural_rendering_resolution,
                                          neural_rendering_resolution)}
 
-    def sample_mixed(self, coordinates, directions, ws, update_emas=False, faithful=False):
+    def sample_mixed(self, coordinates, directions, ws, update_emas=False):
         self.sampled.append((coordinates.detach().clone(), ws.detach().clone()))
         return {'sigma': (coordinates @ self.v)[..., None] + ws[:, :1, :1]}
 

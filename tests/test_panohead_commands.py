@@ -24,11 +24,11 @@ def test_generate_writes_image_depth_and_mask(panohead_pkl, panohead_G, tmp_path
     assert generate.main(common + ['--outdir', str(tmp_path / 'b'), '--pose-cond', '150']) == 0
     names = sorted(p.name for p in (tmp_path / 'a').iterdir())
     assert names == ['seed0003.png', 'seed0003_depth.png', 'seed0003_mask.png']
-    out = generate.render_seed(panohead_G, 3, nrr=32, deterministic=True)
+    frame = generate.render_seed(panohead_G.session, 3, nrr=32, deterministic=True)
     picture = np.asarray(Image.open(tmp_path / 'a' / 'seed0003.png'), dtype=int)
-    assert np.abs(picture - views.image_to_uint8(out['image']).numpy()).max() <= 1
+    assert np.abs(picture - views.image_to_uint8(frame.image).numpy()).max() <= 1
     mask = np.asarray(Image.open(tmp_path / 'a' / 'seed0003_mask.png'), dtype=int)
-    assert np.abs(mask - views.mask_to_uint8(out['image_mask']).numpy()).max() <= 1
+    assert np.abs(mask - views.mask_to_uint8(frame.image_mask).numpy()).max() <= 1
     other = np.asarray(Image.open(tmp_path / 'b' / 'seed0003.png'), dtype=int)
     assert np.abs(other - picture).mean() > 1                   # another conditioning pose
 
@@ -66,11 +66,11 @@ def test_gen_videos_head_orbit_and_pose_cond(panohead_pkl, panohead_G, tmp_path)
     # frame k of 4 is a quarter turn after frame k-1 (frame 2: the back of the head),
     # conditioned at pose_cond 60
     parsed = gen_videos.build_parser().parse_args(args)
-    renderer = gen_videos.Renderer(panohead_G, parsed)
+    renderer = gen_videos.Renderer(panohead_G.session, parsed)
     torch.manual_seed(0)
     with torch.no_grad():
         ws = views.seed_ws(panohead_G, 5, 1.0, 14, renderer.fov, cameras.pose_cond_yaw(60))
-        expected = [renderer.synthesis(ws, renderer.camera(k, 4, 1)) for k in range(4)]
+        expected = [renderer.frame(ws, renderer.camera(k, 4, 1)) for k in range(4)]
     assert torch.allclose(renderer.ws(5), ws)
     pictures = [gen_videos.to_frame(e, 'image_depth', 1)[0].numpy().astype(int) for e in expected]
     for k, frame in enumerate(frames):               # WebP is lossy: each frame is nearest its own
@@ -92,7 +92,7 @@ def test_dataset_json_with_panohead_labels(tmp_path):
 def test_invert_and_reopen(panohead_pkl, panohead_G, tmp_path, capsys):
     yaw, pitch = 0.3, -0.05
     with torch.no_grad():
-        target = generate.render_seed(panohead_G, 11, yaw, pitch, 0.7, nrr=32)['image']
+        target = generate.render_seed(panohead_G.session, 11, yaw, pitch, 0.7, nrr=32).image
     folder = tmp_path / 'photos'
     folder.mkdir()
     Image.fromarray(views.image_to_uint8(target).numpy(), 'RGB').save(folder / 'me.png')
@@ -112,7 +112,7 @@ def test_invert_and_reopen(panohead_pkl, panohead_G, tmp_path, capsys):
     assert torch.allclose(camera, c, atol=1e-5)
     ws = torch.from_numpy(np.load(out / 'w.npy'))
     proj = np.asarray(Image.open(out / 'proj.png'), dtype=int)
-    again = invert.reconstruction(tuned['G_ema'], ws, camera).astype(int)
+    again = invert.reconstruction(tuned['G_ema'].session, ws, camera).astype(int)
     assert np.abs(again - proj).max() <= 1
     code = invert.main(['--network', str(panohead_pkl), '--target', str(folder / 'me.png'),
                         '--outdir', str(tmp_path / 'estimated'), '--estimate-camera',

@@ -1,19 +1,20 @@
-"""The fast path of PanoHead networks (eg3d_runtime.fast.panohead, fast.tri_grid) against
-PanoHead's outputs and the reference path, its caches, its CUDA code path (checked on the
-CPU), and reduced precision within measured bounds."""
+"""The fast path of PanoHead networks (the engine session with eg3d_runtime.fast.panohead and
+fast.tri_grid) against PanoHead's outputs and the reference path, its caches, its CUDA code
+path (checked on the CPU), and reduced precision within measured bounds."""
 import copy
 
 import pytest
 import torch
 
+from eg3d_runtime.engine import FastPanoHeadGenerator, Session
+from eg3d_runtime.fast import frame as fastframe
 from eg3d_runtime.fast import panohead as fast_panohead
-from eg3d_runtime.fast import path as fastpath
 from eg3d_runtime.fast import render as fastrender
 from eg3d_runtime.fast.tri_grid import TriGridTable
 from eg3d_runtime.networks.decoder import OSGDecoder
 from eg3d_runtime.rendering.tri_grid import sample_from_tri_grid
 
-from conftest import relative_rms
+from conftest import fast_and_reference, forbid_host_reads, reference_case, relative_rms
 
 OUTPUTS = ('image', 'image_raw', 'image_depth', 'image_mask')
 FP32 = 1e-4              # float32 gives ~1e-6; the requirement is 1e-3
@@ -29,21 +30,11 @@ BOUNDS = {'fp32': {'image': 1e-5, 'image_raw': 1e-5, 'image_depth': 1e-5, 'image
 
 @pytest.fixture
 def G(panohead_G):
-    """A copy with its own fast-path state, float32 arithmetic."""
+    """A copy with its own engine session, float32 arithmetic."""
     G = copy.deepcopy(panohead_G)
-    fastpath.options(G).set('fp32')
+    assert type(G) is FastPanoHeadGenerator
+    G.session = Session(G, precision='fp32')
     return G
-
-
-def _case(panohead_reference, i):
-    ref, meta = panohead_reference
-    return (torch.from_numpy(ref[f'ws{i}']), torch.from_numpy(ref[f'c{i}']),
-            meta['cases'][i]['neural_rendering_resolution'])
-
-
-def _both(G, ws, c, **kw):
-    with torch.no_grad():
-        return G.synthesis(ws, c, **kw), G.synthesis(ws, c, faithful=True, **kw)
 
 
 def test_tri_grid_table_equals_grid_sample():
@@ -78,7 +69,7 @@ def test_folded_decoder_activations(activation):
 @pytest.mark.parametrize('i', range(4))
 def test_fast_synthesis_matches_panohead(G, panohead_reference, i):
     ref, _ = panohead_reference
-    ws, c, nrr = _case(panohead_reference, i)
+    ws, c, nrr = reference_case(panohead_reference, i)
     with torch.no_grad():
         fast = G.synthesis(ws, c, neural_rendering_resolution=nrr, noise_mode='const',
                            deterministic=True)
@@ -108,48 +99,50 @@ def test_fast_forward_and_probe_match_panohead(G, panohead_reference):
                                 dict(rendering_overrides={'ray_start': 'auto', 'ray_end': 'auto',
                                                           'white_back': True})])
 def test_fast_options_match_the_reference(G, panohead_reference, kw):
-    ws, c, _ = _case(panohead_reference, 1)
-    fast, ref = _both(G, ws, c, neural_rendering_resolution=32, noise_mode='const',
-                      deterministic=True, **kw)
+    ws, c, _ = reference_case(panohead_reference, 1)
+    fast, ref = fast_and_reference(G, ws, c, neural_rendering_resolution=32, noise_mode='const',
+                                   deterministic=True, **kw)
     assert set(fast) == set(ref)
     for key in ref:
         assert relative_rms(fast[key], ref[key]) < FP32, key
 
 
 def test_batch_and_other_background_ws(G, panohead_reference):
-    ws0, c0, _ = _case(panohead_reference, 0)
-    ws1, c1, _ = _case(panohead_reference, 2)
+    ws0, c0, _ = reference_case(panohead_reference, 0)
+    ws1, c1, _ = reference_case(panohead_reference, 2)
     ws, c = torch.cat([ws0, ws1]), torch.cat([c0, c1])
-    fast, ref = _both(G, ws, c, neural_rendering_resolution=32, noise_mode='const',
-                      deterministic=True, ws_bcg=ws.flip(0)[:, :3])
+    fast, ref = fast_and_reference(G, ws, c, neural_rendering_resolution=32, noise_mode='const',
+                                   deterministic=True, ws_bcg=ws.flip(0)[:, :3])
     for key in ref:
         assert relative_rms(fast[key], ref[key]) < FP32, key
 
 
 def test_camera_only_change_reuses_planes_and_background(G, panohead_reference):
-    ws, c0, _ = _case(panohead_reference, 0)
-    _, c1, _ = _case(panohead_reference, 1)
+    ws, c0, _ = reference_case(panohead_reference, 0)
+    _, c1, _ = reference_case(panohead_reference, 1)
     kw = dict(neural_rendering_resolution=32, noise_mode='const', deterministic=True)
     with torch.no_grad():
         G.synthesis(ws, c0, cache_backbone=True, **kw)
-        st = fastpath.state(G)
-        blend = st.family['background'].resized[32][0]
-        kept = st.family['background'], st.family['torgb'][2], st.sr[2]
+        st = G.session
+        background = st._panohead._background
+        blend = background.resized[32][0]
+        kept = background, st._panohead._torgb[2], st._sr[2]
         cached = G.synthesis(ws.clone(), c1, use_cached_backbone=True, **kw)
-        assert (st.family['background'], st.family['torgb'][2], st.sr[2]) == kept
+        assert all(a is b for a, b in zip(
+            (st._panohead._background, st._panohead._torgb[2], st._sr[2]), kept))
         ref = G.synthesis(ws, c1, faithful=True, **kw)
         for key in ref:
             assert relative_rms(cached[key], ref[key]) < FP32, key
         before = blend.clone()
         G.synthesis(ws + 0.1, c1, **kw)                    # new ws: refilled in place
-        assert st.family['background'] is kept[0] and kept[0].resized[32][0] is blend
+        assert st._panohead._background is background and background.resized[32][0] is blend
         assert not torch.equal(blend, before)
         G.synthesis(ws + 0.1, c1, **{**kw, 'neural_rendering_resolution': 16})
-        assert st.family['background'] is kept[0] and set(kept[0].resized) == {16, 32}
+        assert st._panohead._background is background and set(background.resized) == {16, 32}
 
 
 def test_random_noise_background_is_drawn_every_frame(G, panohead_reference):
-    ws, c, _ = _case(panohead_reference, 0)
+    ws, c, _ = reference_case(panohead_reference, 0)
     kw = dict(neural_rendering_resolution=16, noise_mode='random', deterministic=True,
               superresolution=False)
     with torch.no_grad():
@@ -166,22 +159,14 @@ def test_frame_function_is_capturable_and_refilled_for_a_new_latent(G, panohead_
     """What a CUDA graph captures must not read tensors back to the host, and a frame function
     built for one latent renders another once its planes, background and ToRGB weights are
     prepared (they are refilled in place): both checked on the CPU."""
-    ws, c, _ = _case(panohead_reference, 0)
+    ws, c, _ = reference_case(panohead_reference, 0)
     other = ws + 0.2
     options = dict(G.rendering_kwargs)
     fresh = copy.deepcopy(G)
     with torch.no_grad():
-        first, _ = fast_panohead._frame_fn(G, G.planes(ws, noise_mode='const'), ws, 32, options,
-                                           True, True, True, None, 'const', False)
-        fast_panohead._frame_fn(G, G.planes(other, noise_mode='const'), other, 32, options,
-                                True, True, True, None, 'const', False)
-
-        def forbidden(*args, **kwargs):
-            raise AssertionError('host sync inside the frame function')
-        for name in ('item', 'tolist', '__bool__', 'nonzero', '__int__', '__float__'):
-            monkeypatch.setattr(torch.Tensor, name, forbidden)
-        monkeypatch.setattr(torch, 'equal', forbidden)
-        monkeypatch.setattr(torch, 'nonzero', forbidden)
+        first = _camera_frame(G.session, ws, 32, options)
+        _camera_frame(G.session, other, 32, options)
+        forbid_host_reads(monkeypatch)
         replayed = first(c)
         monkeypatch.undo()
         expected = fresh.synthesis(other, c, neural_rendering_resolution=32, noise_mode='const',
@@ -190,12 +175,25 @@ def test_frame_function_is_capturable_and_refilled_for_a_new_latent(G, panohead_
         assert relative_rms(replayed[key], expected[key]) < 1e-6, key
 
 
+def _camera_frame(session, ws, nrr, options):
+    """The per-camera frame function a session captures in a CUDA graph, for ws: its planes,
+    background and ToRGB prepared (refilled in place for a new ws)."""
+    G, parts = session.G, session._panohead
+    table = session._plane_table(session.planes(ws, 'const'))
+    blend = parts.background(G, ws, nrr, None, 'const', torch.float32, session._workspace,
+                             session.options)
+    return fast_panohead.camera_frame(
+        G, table, session._folded_decoder(), session._folded_superresolution(ws[:, -1], False),
+        session._workspace, nrr, options, True, fastframe.chunk_points(None, ws.device),
+        blend=blend, torgb=parts.torgb(G, ws))
+
+
 @pytest.mark.parametrize('name', ['fp32', 'bf16', 'fp16'])
 def test_reduced_precision_within_measured_bounds(G, panohead_reference, name, user_dirs):
-    fastpath.options(G).set(name)
-    ws, c, nrr = _case(panohead_reference, 0)
-    fast, ref = _both(G, ws, c, neural_rendering_resolution=nrr, noise_mode='const',
-                      deterministic=True)
+    G.session = Session(G, precision=name)
+    ws, c, nrr = reference_case(panohead_reference, 0)
+    fast, ref = fast_and_reference(G, ws, c, neural_rendering_resolution=nrr,
+                                   noise_mode='const', deterministic=True)
     for key in ref:
         assert relative_rms(fast[key], ref[key]) < BOUNDS[name][key], key
     if name != 'fp32':                                   # the reduced format really ran

@@ -143,6 +143,7 @@ def test_bad_panohead_options_are_refused(records, key, value, message):
 
 
 def test_eg3d_fixture_stays_eg3d(fixture_G):
-    assert type(fixture_G) is TriPlaneGenerator
+    assert isinstance(fixture_G, TriPlaneGenerator)
+    assert not isinstance(fixture_G, PanoHeadGenerator)
     assert not is_panohead(fixture_G.rendering_kwargs)
     assert fixture_G.decoder.activation == 'sigmoid'

@@ -17,7 +17,7 @@ from conftest import REPO
 
 def test_field_folds_the_tri_grid_and_crops(panohead_G):
     ws = views.seed_ws(panohead_G, 1, 0.7)
-    field = TriplaneField(panohead_G, ws)
+    field = TriplaneField(panohead_G.session, ws)
     assert field.folded is not None                           # checked against run_model
     points = (torch.rand(3000, 3, generator=torch.Generator().manual_seed(2)) - 0.5)
     sigma = field.sigma(points)
@@ -28,7 +28,7 @@ def test_field_folds_the_tri_grid_and_crops(panohead_G):
         exact = panohead_G.sample_mixed(points[None], torch.zeros_like(points[None]), ws,
                                         noise_mode='const', faithful=True)['sigma'][0, :, 0]
     assert torch.allclose(sigma[~outside], exact[~outside], atol=1e-4, rtol=1e-4)
-    uncropped = TriplaneField(panohead_G, ws, crop=False)
+    uncropped = TriplaneField(panohead_G.session, ws, crop=False)
     assert torch.allclose(uncropped.sigma(points), exact, atol=1e-4, rtol=1e-4)
     colours = field.colors(points[:100])
     assert colours.shape == (100, 3) and 0 <= float(colours.min()) <= float(colours.max()) <= 1

@@ -182,8 +182,8 @@ def test_round_trip_is_bit_exact(networks, snapshot):
         assert back[key].rendering_kwargs == RENDERING_KWARGS
         assert back[key].neural_rendering_resolution == NRR
     z, c = _inputs()
-    expected = _outputs(networks['G_ema'], networks['D'], z, c, faithful=True)
-    actual = _outputs(back['G_ema'], back['D'], z, c, faithful=True)
+    expected = _outputs(networks['G_ema'], networks['D'], z, c)      # the reference class
+    actual = _outputs(back['G_ema'], back['D'], z, c, faithful=True)  # loaded: engine-served
     for key, value in expected.items():
         assert torch.equal(actual[key], value), key
 

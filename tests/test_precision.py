@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from eg3d_runtime import cameras, configs, load_network_pkl
+from eg3d_runtime.engine import Precision, RenderSettings, Session
 from eg3d_runtime.fast import conv as fastconv
-from eg3d_runtime.fast import path as fastpath
 from eg3d_runtime.fast import precision
 from eg3d_runtime.networks.superresolution import SUPERRESOLUTION_CLASSES
 from eg3d_runtime.networks.triplane import TriPlaneGenerator
@@ -38,7 +38,7 @@ def demo_G():
 
 @pytest.fixture
 def G(demo_G, user_dirs):
-    """A copy with fresh fast-path state; measurements go to a temporary cache."""
+    """A copy with a fresh engine session; measurements go to a temporary cache."""
     precision.forget()
     yield copy.deepcopy(demo_G)
     precision.forget()
@@ -83,8 +83,8 @@ def _simulate_timings(monkeypatch, seconds):
 
 @pytest.mark.parametrize('name', ['fp32', 'bf16', 'fp16'])
 def test_explicit_precision_is_obeyed_within_its_bound(G, name):
-    fastpath.options(G).set(name)
-    assert fastpath.precision_in_use(G, 'cpu') == {'backbone': name, 'superresolution': name}
+    G.session = Session(G, 'cpu', name)
+    assert G.session.precision_in_use() == Precision(name, name)
     fast, ref = _frames(G)
     for key in ref:
         assert relative_rms(fast[key], ref[key]) < BOUNDS[name][key], key
@@ -94,20 +94,20 @@ def test_explicit_precision_is_obeyed_within_its_bound(G, name):
 
 def test_unknown_precision_is_refused(G):
     with pytest.raises(ValueError, match="unknown precision 'fp8'"):
-        fastpath.options(G).set('fp8')
+        Session(G, 'cpu', 'fp8')
 
 
 def test_auto_without_native_bf16_is_fp32_and_measures_nothing(G, monkeypatch):
     monkeypatch.setenv('EG3D_CPU_BF16', '0')
     made = _simulate_timings(monkeypatch, {'fp32': 0.02, 'bf16': 0.001})
-    assert fastpath.precision_in_use(G, 'cpu') == {'backbone': 'fp32', 'superresolution': 'fp32'}
+    assert Session(G).precision_in_use() == Precision('fp32', 'fp32')
     assert made == [] and not precision.cache_file().exists()
 
 
 def test_auto_keeps_fp32_where_native_bf16_is_measured_slower(G, monkeypatch):
     monkeypatch.setenv('EG3D_CPU_BF16', '1')
     made = _simulate_timings(monkeypatch, {'fp32': 0.002, 'bf16': 0.02})
-    assert fastpath.precision_in_use(G, 'cpu')['superresolution'] == 'fp32'
+    assert G.session.precision_in_use().superresolution == 'fp32'
     assert sorted(made) == ['bf16', 'fp32']
     (record,) = json.loads(precision.cache_file().read_text()).values()
     assert record['choice'] == 'fp32' and record['bf16_ms'] > record['fp32_ms'] > 0
@@ -119,11 +119,11 @@ def test_auto_keeps_fp32_where_native_bf16_is_measured_slower(G, monkeypatch):
 def test_auto_picks_bf16_where_measured_faster_and_remembers_it(G, monkeypatch):
     monkeypatch.setenv('EG3D_CPU_BF16', '1')
     _simulate_timings(monkeypatch, {'fp32': 0.02, 'bf16': 0.002})
-    assert fastpath.precision_in_use(G, 'cpu') == {'backbone': 'fp32', 'superresolution': 'bf16'}
+    assert Session(G).precision_in_use() == Precision('fp32', 'bf16')
     # A later process (no memory) with another copy of the network: the cache file answers.
     precision.forget()
     made = _simulate_timings(monkeypatch, {'fp32': 0.001, 'bf16': 0.02})
-    assert fastpath.precision_in_use(copy.deepcopy(G), 'cpu')['superresolution'] == 'bf16'
+    assert Session(copy.deepcopy(G)).precision_in_use().superresolution == 'bf16'
     assert made == []
 
 
@@ -134,7 +134,7 @@ def test_a_tie_keeps_fp32_and_an_unwritable_cache_only_costs_a_measurement(G, mo
     blocker.write_text('')
     monkeypatch.setenv('XDG_CACHE_HOME', str(blocker))
     _simulate_timings(monkeypatch, {'fp32': 0.01, 'bf16': 0.0095})
-    assert fastpath.precision_in_use(G, 'cpu')['superresolution'] == 'fp32'
+    assert Session(G).precision_in_use().superresolution == 'fp32'
 
 
 @pytest.fixture(scope='module')
@@ -178,17 +178,16 @@ def test_auto_measures_the_layers_a_frame_runs(generators_by_sr_class, sr_class,
     G = copy.deepcopy(generators_by_sr_class[sr_class])
     G.neural_rendering_resolution = int(G.superresolution.input_resolution * nrr_of_input)
     calls = _record_convolutions(monkeypatch)
-    auto = fastpath.precision_in_use(G, 'cpu')['superresolution']
+    auto = Session(G).precision_in_use().superresolution
     measured = list(calls)
 
     def frame_convolutions(name):
-        fastpath.options(G).set(name)
+        session = Session(G, precision=name)
         ws = torch.randn(1, G.backbone.num_ws, G.w_dim)
         c = cameras.orbit_camera_for(G.rendering_kwargs, 0.2, 0.1)
-        with torch.no_grad():
-            G.synthesis(ws, c, noise_mode='const', cache_backbone=True)
-            del calls[:]
-            G.synthesis(ws, c, noise_mode='const', use_cached_backbone=True)  # the SR alone
+        planes = session.planes(ws)
+        del calls[:]
+        session.frame(ws, c, RenderSettings(), planes)       # the super-resolution's convolutions
         return list(calls)
     frames = {name: frame_convolutions(name) for name in ('fp32', 'bf16')}
     if probe == '0':
@@ -210,7 +209,7 @@ def test_records_of_another_measurement_version_are_ignored_and_dropped(G, monke
     precision.cache_file().parent.mkdir(parents=True, exist_ok=True)
     precision.cache_file().write_text(json.dumps({key: {'choice': 'bf16', 'fp32_ms': 41.3,
                                                         'bf16_ms': 27.2}}))
-    assert fastpath.precision_in_use(G, 'cpu')['superresolution'] == 'fp32'
+    assert Session(G).precision_in_use().superresolution == 'fp32'
     assert sorted(made) == ['bf16', 'fp32']
     (stored,) = json.loads(precision.cache_file().read_text())
     assert stored.startswith(f'v{precision.VERSION} | ')
@@ -240,16 +239,16 @@ def test_one_slow_sample_does_not_decide():
 def test_real_measurement_runs_on_this_machine(G, monkeypatch):
     """The measured piece itself (bf16 emulated where it is not native)."""
     monkeypatch.setenv('EG3D_CPU_BF16', '1')
-    assert fastpath.precision_in_use(G, 'cpu')['superresolution'] in ('fp32', 'bf16')
+    assert Session(G).precision_in_use().superresolution in ('fp32', 'bf16')
     (record,) = json.loads(precision.cache_file().read_text()).values()
     assert record['fp32_ms'] > 0 and record['bf16_ms'] > 0
 
 
 def test_cuda_auto_is_fp16_super_resolution_and_fp32_backbone(G):
-    cuda = torch.device('cuda')                        # only the choice: no CUDA needed
-    assert fastpath.conv_dtype(G, cuda, 'sr') == torch.float16
-    assert fastpath.conv_dtype(G, cuda, 'backbone') == torch.float32
-    assert fastpath.conv_dtype(G, cuda, 'sr', force_fp32=True) == torch.float32
+    session = Session(G, 'cuda')                      # only the choice: no CUDA needed
+    assert session.dtype('sr') == torch.float16
+    assert session.dtype('backbone') == torch.float32
+    assert session.dtype('sr', force_fp32=True) == torch.float32
 
 
 def test_force_fp32_overrides_an_auto_bf16_choice(G, monkeypatch):
@@ -257,16 +256,23 @@ def test_force_fp32_overrides_an_auto_bf16_choice(G, monkeypatch):
     _simulate_timings(monkeypatch, {'fp32': 0.02, 'bf16': 0.002})
     auto, ref = _frames(G)
     forced, _ = _frames(G, force_fp32=True)
-    assert fastpath.precision_in_use(G, 'cpu')['superresolution'] == 'bf16'
-    assert fastpath.precision_in_use(G, 'cpu', force_fp32=True) == {
-        'backbone': 'fp32', 'superresolution': 'fp32'}
+    assert G.session.precision_in_use().superresolution == 'bf16'
+    assert G.session.precision_in_use(force_fp32=True) == Precision('fp32', 'fp32')
+    # a frame says which precision ran
+    ws, c = _inputs(G)
+    settings = RenderSettings(deterministic=True)
+    assert G.session.frame(ws, c, settings).precision == Precision('fp32', 'bf16')
+    assert G.session.frame(ws, c, RenderSettings(force_fp32=True)).precision == \
+        Precision('fp32', 'fp32')
+    assert G.session.frame(ws, c, RenderSettings(superresolution=False)).precision == \
+        Precision('fp32', None)
     # auto ran bf16: its image differs from fp32 by far more than the forced run's
     assert relative_rms(auto['image'], ref['image']) > \
         max(10 * relative_rms(forced['image'], ref['image']), 1e-6)
     for key in ref:
         assert relative_rms(forced[key], ref[key]) <= 1e-5, key
     # the backbone too, and G.planes
-    fastpath.options(G).set('bf16')
+    G.session = Session(G, 'cpu', 'bf16')
     ws, _ = _inputs(G)
     with torch.no_grad():
         planes = G.planes(ws, noise_mode='const', force_fp32=True)

@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from eg3d_runtime import preview
-from eg3d_runtime.fast import path as fastpath
 from eg3d_runtime.preview import AdaptivePreview, PreviewSettings
 
 
@@ -86,21 +85,21 @@ def test_render_preview_frame(fixture_G, reference):
     ref, _ = reference
     ws, c = torch.from_numpy(ref['ws0']), torch.from_numpy(ref['c0'])
     settings = PreviewSettings(24, 8, 8)
-    fixture_G._last_planes = None
-    out = preview.render_preview(fixture_G, ws, c, settings)
-    assert set(out) == {'image_raw', 'image_depth', 'preview'}
-    assert out['preview'] == settings
-    assert out['image_raw'].shape == (1, 3, 24, 24)
-    assert fixture_G._last_planes is not None             # cached for the next frames
-    skip = preview.render_preview(fixture_G, ws, c, settings, empty_space_skipping=True)
-    assert torch.isfinite(skip['image_raw']).all()
+    session = fixture_G.session
+    planes = session.planes(ws)
+    out = preview.render_preview(session, ws, c, settings, planes)
+    assert out.image is None and out.precision.superresolution is None
+    assert (out.nrr, out.samples) == (24, (8, 8)) and not out.planes_computed
+    assert out.image_raw.shape == (1, 3, 24, 24)
+    skip = preview.render_preview(session, ws, c, settings, planes, empty_space_skipping=True)
+    assert torch.isfinite(skip.image_raw).all()
     # a preview equals the full-quality raw rendering at the same settings (no SR involved)
     with torch.no_grad():
         full = fixture_G.synthesis(ws, c, neural_rendering_resolution=24, noise_mode='const',
                                    deterministic=True, superresolution=False, faithful=True,
                                    rendering_overrides=settings.overrides())
-        det = preview.render_preview(fixture_G, ws, c, settings, deterministic=True)
-    assert torch.allclose(det['image_raw'], full['image_raw'], atol=1e-4)
+        det = preview.render_preview(session, ws, c, settings, deterministic=True)
+    assert torch.allclose(det.image_raw, full['image_raw'], atol=1e-4)
 
 
 def test_drag_adapts_and_produces_textures(fixture_G, reference):
@@ -109,9 +108,8 @@ def test_drag_adapts_and_produces_textures(fixture_G, reference):
     cams = [torch.from_numpy(ref[f'c{i % 3}']) for i in range(6)]
     ctrl = AdaptivePreview(target_fps=1000, ladder=preview.DEFAULT_LADDER[:4], start=3)
     textures = []
-    timings = preview.drag(fixture_G, ws, cams, ctrl,
-                           on_frame=lambda tex, out: textures.append(tex))
+    timings = preview.drag(fixture_G.session, ws, cams, ctrl,
+                           on_frame=lambda tex, frame: textures.append(tex))
     assert len(timings) == 6 and len(textures) == 6
     assert all(t.dtype == torch.uint8 and t.shape[-1] == 3 for t in textures)
     assert ctrl.index < 3                 # an impossible target pushes towards cheaper rungs
-    assert fastpath.usable(fixture_G)

@@ -3,13 +3,14 @@ not up-sample (SynthesisBlockNoUp: ShapeNet's Hybrid2X, Hybrid4X) adds block0's 
 skip image, which is the returned image_raw itself when no resize happened before it. The reference
 path, the fast path, training and the embedded network source all return that image_raw; up-sampling
 block0s (FFHQ's 8XDC) and our demo class do not."""
+import copy
 import types
 
 import pytest
 import torch
 
 from eg3d_runtime import cameras, configs, views
-from eg3d_runtime.fast import path as fastpath
+from eg3d_runtime.engine import FastTriPlaneGenerator, RenderSettings, Session
 from eg3d_runtime.pickles import module_source
 from eg3d_runtime.networks.superresolution import (
     SuperresolutionDemo2X, SuperresolutionHybrid2X, SuperresolutionHybrid4X,
@@ -32,8 +33,6 @@ def _generator(cfg, resolution):
     rendering.update(SAMPLES)
     G = TriPlaneGenerator(**configs.generator_kwargs(rendering, resolution, **SMALL),
                           plane_resolution=64)
-    fastpath.options(G).precision = 'fp32'
-    fastpath.options(G).backbone_precision = 'fp32'
     return G.eval().requires_grad_(False)
 
 
@@ -83,6 +82,7 @@ def _rgb_plus_block0_rgb(G, rgb, x, ws):
 
 
 def _synthesis(G, nrr, **kwargs):
+    """The reference path's outputs, the super-resolution's inputs and ws."""
     ws, c = _inputs(G)
     with torch.no_grad(), _SrInputs(G) as seen:
         out = G.synthesis(ws, c, neural_rendering_resolution=nrr, noise_mode='const',
@@ -90,9 +90,16 @@ def _synthesis(G, nrr, **kwargs):
     return out, seen.calls, ws
 
 
+def _frame(G, nrr):
+    """The engine's outputs (float32)."""
+    ws, c = _inputs(G)
+    frame = Session(G, precision='fp32').frame(ws, c, RenderSettings(nrr=nrr, deterministic=True))
+    return frame.as_dict()
+
+
 def _plain_raw(G, nrr):
     """The neural rendering's first three channels, without any super-resolution."""
-    return _synthesis(G, nrr, superresolution=False, faithful=True)[0]['image_raw']
+    return _synthesis(G, nrr, superresolution=False)[0]['image_raw']
 
 
 def test_which_modules_and_resolutions_show_the_quirk():
@@ -108,7 +115,7 @@ def test_which_modules_and_resolutions_show_the_quirk():
 @pytest.mark.parametrize('resolution, nrr', [(128, 64), (256, 128)])
 def test_raw_includes_block0_rgb_at_the_sr_input_resolution(make, resolution, nrr):
     G = make('shapenet', resolution)
-    faithful, calls, ws = _synthesis(G, nrr, faithful=True)
+    faithful, calls, ws = _synthesis(G, nrr)
     (rgb, x, _), = calls
     assert x.shape[-1] == nrr                            # the features reach block0 un-resized
     plain = _plain_raw(G, nrr)
@@ -116,7 +123,7 @@ def test_raw_includes_block0_rgb_at_the_sr_input_resolution(make, resolution, nr
     expected = _rgb_plus_block0_rgb(G, plain, x, ws)
     assert relative_rms(expected, plain) > 0.1           # the quirk changes the raw image
     assert relative_rms(faithful['image_raw'], expected) < 1e-6
-    fast, _, _ = _synthesis(G, nrr)
+    fast = _frame(G, nrr)
     for key in faithful:
         assert relative_rms(fast[key], faithful[key]) < FP32, key
 
@@ -130,9 +137,9 @@ def test_raw_includes_block0_rgb_at_the_sr_input_resolution(make, resolution, nr
     ('demo', 64, 32)])                                   # our demo class: trained without it
 def test_raw_is_untouched_otherwise(make, cfg, resolution, nrr):
     G = make(cfg, resolution)
-    faithful, _, _ = _synthesis(G, nrr, faithful=True)
+    faithful, _, _ = _synthesis(G, nrr)
     assert torch.equal(faithful['image_raw'], _plain_raw(G, nrr))
-    fast, _, _ = _synthesis(G, nrr)
+    fast = _frame(G, nrr)
     for key in faithful:
         assert relative_rms(fast[key], faithful[key]) < FP32, key
 
@@ -174,7 +181,7 @@ def test_training_sees_the_quirked_raw_and_backpropagates():
 
 
 def test_embedded_network_source_keeps_the_quirk(make):
-    """Saved pickles run module_source's bundle (no fast path there): same image_raw."""
+    """Saved pickles run module_source's bundle (the reference classes): same image_raw."""
     G = make('shapenet', 128)
     bundle = types.ModuleType('eg3d_bundle_test')
     exec(compile(module_source.bundle_source(), bundle.__name__, 'exec'), bundle.__dict__)
@@ -183,7 +190,7 @@ def test_embedded_network_source_keeps_the_quirk(make):
     ws, c = _inputs(G)
     with torch.no_grad():
         ours = G.synthesis(ws, c, neural_rendering_resolution=64, noise_mode='const',
-                           deterministic=True, faithful=True)
+                           deterministic=True)
         embedded = G2.synthesis(ws, c, neural_rendering_resolution=64, noise_mode='const',
                                 deterministic=True)
     for key in ours:
@@ -195,23 +202,21 @@ def test_viewer_raw_view_shows_the_official_raw(make, monkeypatch):
     needs it (2X at nrr 64), and shows the same pixels as G.synthesis's image_raw."""
     import viz.frame_renderer as frame_renderer
     from viz.render_args import RenderArgs
-    G = make('shapenet', 128)
-    monkeypatch.setattr(frame_renderer, 'load_generator', lambda f, device: G)
+    G = FastTriPlaneGenerator.serving(copy.deepcopy(make('shapenet', 128)))
+    monkeypatch.setattr(frame_renderer, 'open_generator', lambda pkl, device, on_progress: G)
     renderer = frame_renderer.FrameRenderer('cpu')
     args = RenderArgs(pkl='cars.pkl', render_type='image_raw', noise_mode='const')
-    calls = []
-    synthesis = G.synthesis
-    monkeypatch.setattr(G, 'synthesis', lambda *a, **kw: calls.append(kw) or synthesis(*a, **kw))
     shown = {nrr: renderer.render(args.with_(nrr=nrr)) for nrr in (64, 32)}
-    assert [kw['superresolution'] for kw in calls] == [True, False]
+    assert shown[64].precision.endswith('super-resolution fp32')     # it ran for the raw view
+    assert shown[32].precision.endswith('no super-resolution')
     for nrr, result in shown.items():
         assert result.error is None, result.error
         assert result.image.shape == (nrr, nrr, 3)
     ws = renderer.latent_ws(G, args)
     c = renderer.camera(G, args.yaw, args.pitch, args)
     with torch.no_grad():
-        official = synthesis(ws, c, neural_rendering_resolution=64, noise_mode='const',
-                             deterministic=True)
+        official = G.synthesis(ws, c, neural_rendering_resolution=64, noise_mode='const',
+                               deterministic=True, faithful=True)
     expected = views.image_to_uint8(official['image_raw'])
     differ = (shown[64].image.int() - expected.int()).abs()
     assert differ.float().mean() < 3            # the viewer's samples are jittered

@@ -67,7 +67,7 @@ def ws(fixture_G):
 
 @pytest.fixture(scope='module')
 def field(fixture_G, ws):
-    return TriplaneField(fixture_G, ws)
+    return TriplaneField(fixture_G.session, ws)
 
 
 def grid_points(axis):
@@ -104,7 +104,7 @@ def test_run_model_fallback(fixture_G, ws, field, monkeypatch):
     monkeypatch.setattr(fields._FoldedPlanes, 'features',
                         lambda self, points, planes=None: 2 * folded_features(self, points, planes))
     with pytest.warns(UserWarning, match='folded decoder disagrees'):
-        plain = TriplaneField(fixture_G, ws)
+        plain = TriplaneField(fixture_G.session, ws)
     assert plain.folded is None
     np.testing.assert_allclose(sample_volume(plain, 12, 1)[0], volume, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(plain.sigma(points), sigma, rtol=1e-5, atol=1e-5)
@@ -192,7 +192,7 @@ def test_mrc_has_the_official_layout(tmp_path):
 def test_mrc_of_a_network_matches_sample_mixed(tmp_path, fixture_G, ws):
     n = 12
     path = tmp_path / 'seed.mrc'
-    export_shape(fixture_G, ws, path, ShapeOptions(resolution=n, format='mrc', trim=0))
+    export_shape(fixture_G.session, ws, path, ShapeOptions(resolution=n, format='mrc', trim=0))
     data = read_mrc(path)[3]
     points = official_points(n, 1.0, torch.arange(n ** 3))[None]
     sigma = fixture_G.sample_mixed(points, torch.zeros_like(points), ws, noise_mode='const')
@@ -265,7 +265,7 @@ def test_network_glb_with_colours(tmp_path, fixture_G, field):
     volume, _ = sample_volume(field, 32, 1)
     level = float(np.quantile(volume[1:-1, 1:-1, 1:-1], 0.8))
     path = tmp_path / 'seed0.glb'
-    export_shape(fixture_G, 0, path, ShapeOptions(resolution=32, level=level, psi=0.7,
+    export_shape(fixture_G.session, 0, path, ShapeOptions(resolution=32, level=level, psi=0.7,
                                                   colors=True, format='glb'))
     mesh = load_mesh(path)
     assert np.all(np.abs(mesh.vertices) <= 0.5) and len(mesh.faces) > 100

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from eg3d_runtime import dataset_tool, train
-from eg3d_runtime.fast import path as fastpath
 from eg3d_runtime.pickles import load_network_pkl, save_network_pkl
 from eg3d_runtime.run_directory import latest_snapshot
 from eg3d_runtime.training.loop import TrainingLoop
@@ -108,7 +107,7 @@ def test_snapshot_round_trips_bit_exactly_through_our_loader(toys, tmp_path):
     loop.run()
     loaded = load_network_pkl(tmp_path / 'network-snapshot-000000.pkl')
     # the fakes grid renders without CUDA graphs (one use per tick, new weights every tick)
-    assert not fastpath.options(loop.G_ema).cuda_graphs
+    assert not loop.G_ema.session.options.cuda_graphs
     for name in ('G', 'D', 'G_ema'):
         ours, theirs = getattr(loop, name).state_dict(), loaded[name].state_dict()
         assert list(ours) == list(theirs)
@@ -332,12 +331,14 @@ def test_fakes_grid_holds_one_chunk_on_the_device_at_a_time(monkeypatch):
         def cpu(self):
             return self.value
 
-    def G_ema(z, c, noise_mode):
-        outs = {k: OnDevice(torch.full((len(z), 1, 2, 2), float(len(alive))))
+    def frame(ws, c, settings):
+        outs = {k: OnDevice(torch.full((len(ws), 1, 2, 2), float(len(alive))))
                 for k in ('image', 'image_raw', 'image_depth')}
         alive.update(outs.values())
         most_alive[0] = max(most_alive[0], len(alive))
-        return outs
+        return SimpleNamespace(**outs)
+
+    G_ema = SimpleNamespace(mapping=lambda z, c: z, session=SimpleNamespace(frame=frame))
 
     saved = {}
     monkeypatch.setattr(loop_module, 'save_fake_grids',

@@ -4,6 +4,7 @@ import threading
 import pytest
 import torch
 
+from eg3d_runtime import views
 from viz.frame_renderer import FrameRenderer, seed_blend
 from viz.render_args import RenderArgs
 from viz.render_worker import RenderWorker
@@ -150,7 +151,8 @@ def test_the_viewer_opens_its_network_before_the_window(fixture_pkl):
         worker.close()
 
 
-def test_previews_do_not_measure_the_super_resolution(fixture_pkl, monkeypatch, user_dirs):
+def test_previews_do_not_measure_the_super_resolution(fixture_pkl, monkeypatch, user_dirs,
+                                                      tmp_path):
     """A preview runs no super-resolution: its 'auto' precision is not measured for it (that
     waits for the first full frame) and the Performance panel says so."""
     from eg3d_runtime.fast import precision
@@ -158,10 +160,14 @@ def test_previews_do_not_measure_the_super_resolution(fixture_pkl, monkeypatch, 
     monkeypatch.setenv('EG3D_CPU_BF16', '1')
     precision.forget()
     made = _simulate_timings(monkeypatch, {'fp32': 0.002, 'bf16': 0.02})
-    renderer = FrameRenderer('cpu')                  # a network whose 'auto' is not resolved yet
-    preview = renderer.render(fast_args(fixture_pkl, preview=True, seed_x=7.0))
+    # a network whose session has not resolved 'auto' yet: a file no other test has open (a
+    # pickle open elsewhere in the process is shared, with its session's choice)
+    pkl = tmp_path / 'fresh.pkl'
+    pkl.write_bytes(fixture_pkl.read_bytes())
+    renderer = FrameRenderer('cpu')
+    preview = renderer.render(fast_args(pkl, preview=True, seed_x=7.0))
     assert preview.precision == 'backbone fp32, no super-resolution' and made == []
-    full = renderer.render(fast_args(fixture_pkl, seed_x=7.0))
+    full = renderer.render(fast_args(pkl, seed_x=7.0))
     assert full.precision == 'backbone fp32, super-resolution fp32' and sorted(made) == [
         'bf16', 'fp32']
     precision.forget()
@@ -190,20 +196,26 @@ def test_force_fp32_changes_the_arithmetic_of_frames(monkeypatch, user_dirs):
 
 def test_a_stale_full_frame_is_abandoned_after_the_backbone(monkeypatch, fixture_pkl):
     """A new latent's full frame asks should_abort again once its tri-planes exist; a frame that
-    goes on computes the backbone once and equals the frame rendered in one synthesis call."""
-    from eg3d_runtime.fast import path as fastpath
+    goes on computes the backbone once and equals the frame rendered in one engine call (random
+    noise too: the backbone draws before the ray jitter in both)."""
+    from eg3d_runtime.fast import backbone
     backbones = []
-    backbone_planes = fastpath.backbone_planes
-    monkeypatch.setattr(fastpath, 'backbone_planes',
-                        lambda *a, **kw: backbones.append(1) or backbone_planes(*a, **kw))
-    args = fast_args(fixture_pkl, noise_mode='const')
+    run_backbone = backbone.run_backbone
+    monkeypatch.setattr(backbone, 'run_backbone',
+                        lambda *a, **kw: backbones.append(1) or run_backbone(*a, **kw))
+    args = fast_args(fixture_pkl, noise_mode='random')
     asked = []
     aborted = FrameRenderer('cpu').render(args, should_abort=lambda: asked.append(1) or
                                           len(asked) == 2)
     assert aborted.aborted and len(asked) == 2 and len(backbones) == 1
     backbones.clear()
-    split = FrameRenderer('cpu').render(args)
+    renderer = FrameRenderer('cpu')
+    split = renderer.render(args)
     assert split.error is None and len(backbones) == 1
-    monkeypatch.setattr(FrameRenderer, '_backbone_first', staticmethod(lambda G, ws, args: False))
-    whole = FrameRenderer('cpu').render(args)
-    assert torch.equal(split.image, whole.image)
+    # the frame the engine renders in one call for the same seed
+    with torch.no_grad():
+        ws = renderer.latent_ws(renderer._G, args)
+        torch.manual_seed(args.noise_seed)
+        whole = renderer._G.session.frame(ws, renderer.camera(renderer._G, 0, 0, args),
+                                          renderer._settings(renderer._G, args))
+    assert torch.equal(split.image, views.image_to_uint8(whole.image))

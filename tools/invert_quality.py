@@ -45,8 +45,8 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     G = load_generator(args.network)
     novel_yaws = args.novel_yaw or [NOVEL_YAW]
-    target = render_seed(G, SEED, YAW, PITCH, PSI)['image']
-    novel = [render_seed(G, SEED, yaw, PITCH, PSI)['image'] for yaw in novel_yaws]
+    target = render_seed(G.session, SEED, YAW, PITCH, PSI).image
+    novel = [render_seed(G.session, SEED, yaw, PITCH, PSI).image for yaw in novel_yaws]
     Image.fromarray(views.image_to_uint8(target).numpy(), 'RGB').save(work / 'photo.png')
     c = views.camera(G, YAW, PITCH)
     (work / 'camera.json').write_text(json.dumps(c[0].tolist()))

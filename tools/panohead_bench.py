@@ -35,7 +35,6 @@ import panohead_code                                                    # noqa: 
 from panohead_fixture import RENDERING                                 # noqa: E402
 
 from eg3d_runtime import load_generator, preview, views                # noqa: E402
-from eg3d_runtime.fast import path as fastpath                         # noqa: E402
 
 FULL_SIZE = {'image_resolution': 512, 'triplane_size': 256,
              'superresolution_module': 'training.superresolution.SuperresolutionHybrid8XDC'}
@@ -83,7 +82,6 @@ def main():
         path = os.path.join(tmp, 'panohead-full-size.pkl')
         theirs = build_full_size(modules, path)
         ours = load_generator(path)
-    fastpath.options(ours).set('auto')
     nrr, frame = args.nrr, [0]
     cond = views.camera(ours)
 
@@ -114,7 +112,7 @@ def main():
         for G in (ours, theirs):                                 # warm-up, planes kept
             G.synthesis(ws, camera(), neural_rendering_resolution=nrr, noise_mode='const',
                         cache_backbone=True)
-        print(f'precision (ours): {fastpath.precision_in_use(ours, "cpu")}', flush=True)
+        print(f'ours: {ours.session.describe()}', flush=True)
         for kind, make in (('new latent', lambda G, i: new_latent(G, 100 + i)),
                            ('camera only', lambda G, i: camera_only(G, ws))):
             times = {'ours': [], 'PanoHead': []}
@@ -126,7 +124,7 @@ def main():
             rows[kind] = {who: best_and_median(t) for who, t in times.items()}
         controller = preview.AdaptivePreview(20.0, ladder=preview.ladder_for(ours))
         cams = [camera() for _ in range(args.preview_frames)]
-        timings = preview.drag(ours, ws, cams, controller, noise_mode='const')
+        timings = preview.drag(ours.session, ws, cams, controller, noise_mode='const')
     settled = [t for s, t in timings[len(timings) // 2:] if s == controller.settings]
     preview_s = statistics.median(settled or [t for _, t in timings[len(timings) // 2:]])
     load = os.getloadavg()

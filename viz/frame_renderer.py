@@ -1,25 +1,24 @@
-"""Turns RenderArgs into a displayable frame with eg3d_runtime; no GUI code here.
+"""Turns RenderArgs into a displayable frame with eg3d_runtime's engine; no GUI code here.
 
-Keeps what is expensive between frames: the loaded network, the mapped ws (recomputed only
-when the latent fields change) and the tri-planes (reused while only the camera changes).
+Keeps what is expensive between frames: the loaded network and its engine session, the mapped
+ws (recomputed only when the latent fields change) and the tri-planes (reused while only the
+camera changes).
 """
 import functools
 import math
-import os
 import time
 from collections.abc import Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 import numpy as np
 import torch
 
-from eg3d_runtime import PickleLoadError, load_generator, views
-from eg3d_runtime.fast import path as fastpath
-from eg3d_runtime.fast import precision
+from eg3d_runtime import PickleLoadError, views
+from eg3d_runtime.engine import RenderSettings
 from eg3d_runtime.memory import InsufficientMemory
 from eg3d_runtime.networks.panohead import is_panohead
+from eg3d_runtime.pickles import open_generator
 from eg3d_runtime.preview import AdaptivePreview, ladder_for
 from eg3d_runtime.rendering.footprint import require_frame_memory
 
@@ -45,8 +44,8 @@ class NetworkInfo:
     rendering_kwargs: Mapping = field(default_factory=lambda: MappingProxyType({}))
     panohead: bool = False                 # PanoHead: mask, background, pose_cond convention
     has_background: bool = False
-    # The loaded G, for exports only: they may read its weights and call its stateless
-    # pieces from their own thread (see MeshExportWidget), never the FrameRenderer.
+    # The loaded G, for exports only: they render through its engine session from their own
+    # thread (its calls are serialised; see MeshExportWidget), never the FrameRenderer.
     generator: object = field(default=None, compare=False, repr=False)
 
     @classmethod
@@ -58,6 +57,11 @@ class NetworkInfo:
                    depth_resolution_importance=rk.get('depth_resolution_importance', 0),
                    rendering_kwargs=MappingProxyType(dict(rk)), panohead=is_panohead(rk),
                    has_background=getattr(G, 'bcg_synthesis', None) is not None, generator=G)
+
+    @property
+    def session(self):
+        """The network's engine session (G.session)."""
+        return self.generator.session
 
 
 NO_NETWORK = NetworkInfo()
@@ -74,7 +78,8 @@ class RenderResult:
     message: str | None = None
     load_failed: bool = False              # the requested network could not be opened
     aborted: bool = False
-    timings: Mapping[str, float] = field(default_factory=dict)   # stage -> milliseconds
+    # stage -> milliseconds: load, mapping, synthesis, total, and the engine's (Frame.timings)
+    timings: Mapping[str, float] = field(default_factory=dict)
     network: NetworkInfo | None = None     # None when no network could be used
     ws: torch.Tensor | None = None         # the latent the frame shows (a clone): exports use it
     # What this frame ran with (the preview picks its own resolution and samples).
@@ -118,31 +123,6 @@ def normals_to_image(depth, origins, directions, cam2world):
     return ((cam * 0.5 + 0.5) * 255).clamp(0, 255).round().to(torch.uint8)
 
 
-class _ProgressFile:
-    """A read-only file wrapper that reports the fraction read, for the loading message."""
-
-    def __init__(self, path, on_progress):
-        self._f = open(path, 'rb')
-        self._total = max(os.path.getsize(path), 1)
-        self._on_progress = on_progress
-        self._reported = 0.0
-        self.name = path
-
-    def read(self, n=-1):
-        data = self._f.read(n)
-        fraction = self._f.tell() / self._total
-        if fraction - self._reported >= 0.01:
-            self._reported = fraction
-            self._on_progress(fraction)
-        return data
-
-    def readline(self):
-        return self._f.readline()
-
-    def close(self):
-        self._f.close()
-
-
 class FrameRenderer:
     """Renders frames for the viewer. Not thread-safe: one render worker owns it."""
 
@@ -155,19 +135,16 @@ class FrameRenderer:
         self._latent_key = None
         self._ws = None
         self._planes_key = None
+        self._planes = None             # tri-planes of the latent on screen, for camera moves
 
     def network(self, pkl, on_progress=lambda fraction: None):
-        """The G_ema of a pickle, loaded once. If the new one fails to load, the previous
-        network stays loaded and usable."""
+        """The G_ema of a pickle, opened once per process (the compare panels, mesh export and
+        inversion share it and its engine session, G.session). If the new one fails to load,
+        the previous network stays loaded and usable."""
         if pkl != self._pkl:
-            f = _ProgressFile(pkl, on_progress) if os.path.isfile(pkl) else pkl
-            try:
-                G = load_generator(f, device=self.device)
-            finally:
-                if f is not pkl:
-                    f.close()
+            G = open_generator(pkl, self.device, on_progress)
             self._G, self._pkl = G, pkl
-            self._latent_key = self._planes_key = None
+            self._latent_key = self._planes_key = self._planes = None
             self._preview = AdaptivePreview(self.preview_fps, ladder=ladder_for(G))
         return self._G
 
@@ -232,8 +209,9 @@ class FrameRenderer:
             if args.preview:
                 self._preview.update(t3 - t2)
             return replace(frame, network=network, ws=ws.clone(),
-                           timings={'load': (t1 - t0) * 1e3, 'mapping': (t2 - t1) * 1e3,
-                                    'synthesis': (t3 - t2) * 1e3, 'total': (t3 - t1) * 1e3})
+                           timings={**frame.timings, 'load': (t1 - t0) * 1e3,
+                                    'mapping': (t2 - t1) * 1e3, 'synthesis': (t3 - t2) * 1e3,
+                                    'total': (t3 - t1) * 1e3})
         except RenderAborted:
             return RenderResult(args, quality, network=network, aborted=True)
         except PickleLoadError as e:
@@ -245,49 +223,35 @@ class FrameRenderer:
                                 error=f'{type(e).__name__}: {e}'.splitlines()[0])
 
     def _synthesize(self, G, ws, args, quality, should_abort):
-        """The frame's image and the facts of how it was made (network, ws and timings are
-        added by `render`)."""
-        planes_key = (args.latent_key(), args.noise_mode, args.noise_seed, args.force_fp32)
-        reuse = args.cache_backbone and planes_key == self._planes_key
-        torch.manual_seed(args.noise_seed)     # once: the backbone may draw before the synthesis
-        if not reuse and self._backbone_first(G, ws, args):
-            # The fast path keeps these planes (keyed by the value of ws) for the synthesis
-            # below, so a frame abandoned here has skipped the rendering and super-resolution.
-            G.planes(ws, noise_mode=args.noise_mode, force_fp32=args.force_fp32)
-            if should_abort():
-                raise RenderAborted()
-        c = self.camera(G, args.yaw, args.pitch, args)
-        depth0 = G.rendering_kwargs['depth_resolution']
-        importance0 = G.rendering_kwargs.get('depth_resolution_importance', 0)
-        if args.preview:       # resolution and samples chosen to hold the preview frame rate
-            settings = self._preview.settings
-            nrr, depth = settings.nrr, settings.depth_resolution
-            importance = settings.depth_resolution_importance
-        else:
-            nrr = args.nrr or G.neural_rendering_resolution
-            depth = max(2, int(round(depth0 * args.depth_mult)))
-            importance = int(round(importance0 * args.importance_mult))
-        # The official raw image of some networks (ShapeNet at nrr 64) includes the first
-        # super-resolution block's RGB: the super-resolution must run to show it.
-        raw_needs_sr = args.render_type == 'image_raw' and \
-            G.superresolution.raw_is_block0_output(nrr)
-        show_sr = (args.render_type == 'image' or args.layer_view) and not args.preview
-        want_sr = show_sr or (raw_needs_sr and not args.preview)
-        panohead = is_panohead(G.rendering_kwargs)
-        if args.render_type == 'image_mask' and not panohead:
+        """The frame's image and the facts of how it was made (network, ws and the load and
+        mapping times are added by `render`)."""
+        if args.render_type == 'image_mask' and not is_panohead(G.rendering_kwargs):
             return RenderResult(args, quality, message='Mask (opacity): only PanoHead networks '
                                                        'have one; choose another render type')
-        capture = capture_layers(G, args.layer) if args.layer_view else nullcontext()
-        with capture as layers:
-            out = G.synthesis(ws, c, neural_rendering_resolution=nrr, noise_mode=args.noise_mode,
-                              cache_backbone=args.cache_backbone, use_cached_backbone=reuse,
-                              rendering_overrides={'depth_resolution': depth,
-                                                   'depth_resolution_importance': importance},
-                              superresolution=want_sr, force_fp32=args.force_fp32,
-                              faithful=args.layer_view,   # hooks need the module-by-module path
-                              **({'background': args.background} if panohead else {}))
-        self._planes_key = planes_key if args.cache_backbone else None
-        if args.layer_view and layers.captured is not None:
+        planes_key = (args.latent_key(), args.noise_mode, args.noise_seed, args.force_fp32)
+        reuse = args.cache_backbone and planes_key == self._planes_key \
+            and self._planes is not None and not args.layer_view
+        torch.manual_seed(args.noise_seed)     # once: the backbone may draw before the frame
+        c = self.camera(G, args.yaw, args.pitch, args)
+        settings = self._settings(G, args)
+        if args.layer_view:
+            out, layers = self._reference_frame(G, ws, c, settings, args)
+            nrr = settings.nrr or G.neural_rendering_resolution
+            samples = (settings.depth_resolution, settings.depth_resolution_importance)
+            precision, timings = 'reference path (official arithmetic)', {}
+        else:
+            planes = self._planes if reuse else G.session.planes(ws, args.noise_mode,
+                                                                 args.force_fp32)
+            if not reuse and should_abort():   # a stale frame skips rendering after the backbone
+                raise RenderAborted()
+            frame = G.session.frame(ws, c, settings, planes)
+            self._planes_key, self._planes = (planes_key, planes) if args.cache_backbone \
+                else (None, None)
+            out, layers = frame.as_dict(), None
+            nrr, samples, precision = frame.nrr, frame.samples, frame.precision.describe()
+            timings = frame.timings
+        show_sr = (args.render_type == 'image' or args.layer_view) and not args.preview
+        if layers is not None and layers.captured is not None:
             image = layer_to_image(layers.captured, args.layer_channel, args.layer_rgb,
                                    args.layer_normalize, args.layer_gain_db)
         elif args.render_type == 'image_depth':
@@ -302,19 +266,40 @@ class FrameRenderer:
         else:
             image = views.image_to_uint8(out['image'] if show_sr else out['image_raw'])
         return RenderResult(
-            args, quality, image=image, nrr=nrr, samples=(depth, importance),
-            backbone_reused=reuse, layers=tuple(layers.layers) if args.layer_view else (),
-            precision='reference path (official arithmetic)' if args.layer_view
-            else precision.describe(fastpath.precision_in_use(G, self.device, args.force_fp32,
-                                                              want_sr)))
+            args, quality, image=image, nrr=nrr, samples=samples, backbone_reused=reuse,
+            layers=tuple(layers.layers) if layers is not None else (), precision=precision,
+            timings=timings)
+
+    def _settings(self, G, args):
+        """The engine's RenderSettings of `args`: a preview at the resolution and samples
+        chosen to hold the preview frame rate, else the full frame."""
+        if args.preview:
+            return self._preview.settings.render_settings(noise_mode=args.noise_mode,
+                                                          force_fp32=args.force_fp32,
+                                                          background=args.background)
+        rk = G.rendering_kwargs
+        return RenderSettings(
+            nrr=args.nrr or None, noise_mode=args.noise_mode, force_fp32=args.force_fp32,
+            depth_resolution=max(2, int(round(rk['depth_resolution'] * args.depth_mult))),
+            depth_resolution_importance=int(round(
+                rk.get('depth_resolution_importance', 0) * args.importance_mult)),
+            superresolution=args.render_type == 'image', background=args.background,
+            # the official raw image of some networks (ShapeNet at nrr 64) includes the first
+            # super-resolution block's RGB: then the super-resolution runs to show it
+            official_raw=args.render_type == 'image_raw')
 
     @staticmethod
-    def _backbone_first(G, ws, args):
-        """Whether the backbone may run before the synthesis call at no cost and with the same
-        result: only on the fast path (the reference path keeps no planes between calls) with
-        non-random noise (random noise would draw from the generator in another order)."""
-        return not args.preview and not args.layer_view and args.noise_mode != 'random' \
-            and fastpath.usable(G, ws)
+    def _reference_frame(G, ws, c, settings, args):
+        """The layer viewer's frame: the reference path module by module, with forward hooks
+        recording every layer (the engine's folded path has no modules to hook)."""
+        with capture_layers(G, args.layer) as layers:
+            out = G.synthesis(ws, c, neural_rendering_resolution=settings.nrr,
+                              noise_mode=settings.noise_mode,
+                              rendering_overrides=settings.rendering_options({}),
+                              superresolution=not args.preview, force_fp32=settings.force_fp32,
+                              faithful=True, **({'background': settings.background}
+                                                if is_panohead(G.rendering_kwargs) else {}))
+        return out, layers
 
     def _sync(self):
         if self.device.type == 'cuda':

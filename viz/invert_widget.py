@@ -4,8 +4,9 @@ network and its pivot latent then become what the viewer shows, ready to orbit, 
 the original network and export as a mesh.
 
 The camera is the picture's label in a dataset.json beside it, else it is estimated. The work
-runs like the mesh export: it loads its own copy of the network, never touching the render
-worker's, so frames keep coming while it runs."""
+runs like the mesh export, beside the render worker: it uses the process's one copy of the
+network (pickles.open_generator), which it only reads (the tuning changes a copy), never the
+worker's FrameRenderer, so frames keep coming while it runs."""
 import time
 from pathlib import Path
 

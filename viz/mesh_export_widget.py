@@ -2,10 +2,10 @@
 thread with a progress bar and Cancel.
 
 The export takes the ws and the network that the frame on screen carries (RenderResult.ws and
-.network.generator); it never calls the render worker's FrameRenderer, which is not thread-safe.
-It may run beside the worker because it only reads G's weights: it computes its own tri-planes
-without caching them (G.planes(cache_backbone=False)), the fast path guards its per-network
-caches with a lock, and the decoder and run_model keep no state."""
+.network.generator) and renders through the network's engine session; it never calls the render
+worker's FrameRenderer, which is not thread-safe. It may run beside the worker: the session
+serialises its calls with a lock, the worker keeps its own tri-planes, and the decoder and
+run_model keep no state."""
 from pathlib import Path
 
 from imgui_bundle import imgui
@@ -54,7 +54,7 @@ class MeshExportWidget(BackgroundTask):
                 raise ShapeExportError(f'{directory}: cannot create the directory '
                                        f'({e.strerror})') from None
             path = next_capture_path(directory, f'.{options.format}')
-            result = export_shape(G, ws, path, options, cancel=self._cancel,
+            result = export_shape(G.session, ws, path, options, cancel=self._cancel,
                                   progress=lambda f, stage: setattr(self, 'progress', (f, stage)))
             return (f'saved {result.path} ({result.vertices} vertices, '
                     f'{sum(result.seconds.values()):.1f} s)')

@@ -1,8 +1,38 @@
 """StyleGAN2 synthesis blocks with weights folded for a known w: the unit both the backbone and
-the super-resolution of the fast path are made of (conv.py folds the single layers)."""
+the super-resolution of the fast path are made of (fold.py folds the single layers, conv.py
+runs them), and the up-sampling of a block's skip image."""
 import torch
+import torch.nn.functional as F
 
+from .. import ops
 from . import conv as fc
+from .fold import fold_layer, fold_torgb
+from .kernel_forms import is_default_filter
+
+
+def upsample2x(img):
+    """The FIR up-sampling of the skip image (ops.upsample2d with [1,3,3,1]) on NHWC [H, W, C]:
+    separable, output 2i = 3/4 x[i] + 1/4 x[i-1], 2i+1 = 3/4 x[i] + 1/4 x[i+1], zero outside."""
+    def along(x, dim):
+        n = x.shape[dim]
+        pad = [0, 0] * (x.ndim - 1 - dim) + [1, 1]
+        xp = F.pad(x, pad)
+        mid = xp.narrow(dim, 1, n)
+        even = torch.lerp(mid, xp.narrow(dim, 0, n), 0.25)
+        odd = torch.lerp(mid, xp.narrow(dim, 2, n), 0.25)
+        y = torch.stack([even, odd], dim=dim + 1)
+        shape = list(x.shape)
+        shape[dim] = 2 * n
+        return y.reshape(shape)
+    return along(along(img, 0), 1)
+
+
+def upsample_image(img, resample_filter):
+    """Skip-image up-sampling on NHWC; exact separable form for the standard filter."""
+    if is_default_filter(resample_filter):
+        return upsample2x(img)
+    x = img.permute(2, 0, 1).unsqueeze(0)
+    return ops.upsample2d(x, resample_filter)[0].permute(1, 2, 0)
 
 
 class FoldedBlock:
@@ -23,14 +53,14 @@ class FoldedBlock:
             h_in = in_res if in_res else (res // 2 if up else res)
             method = fc.choose_method(device, h_in, kind, winograd and wino_ok, min_tiles,
                                       block.conv0.in_channels)
-            self.conv0 = fc.fold_layer(block.conv0, ws[i], noise_mode, method, dtype)
+            self.conv0 = fold_layer(block.conv0, ws[i], noise_mode, method, dtype)
             i += 1
         method = fc.choose_method(device, res, 'conv3', winograd and wino_ok, min_tiles)
-        self.conv1 = fc.fold_layer(block.conv1, ws[i], noise_mode, method, dtype)
-        self.torgb = fc.fold_torgb(block.torgb, ws[i + 1], dtype)
+        self.conv1 = fold_layer(block.conv1, ws[i], noise_mode, method, dtype)
+        self.torgb = fold_torgb(block.torgb, ws[i + 1], dtype)
         self.upsamples = block.upsamples
         self.filter = block.resample_filter
-        self.default_filter = fc.is_default_filter(block.resample_filter)
+        self.default_filter = is_default_filter(block.resample_filter)
         self.resolution = res
 
     def __call__(self, x, img, workspace, name):
@@ -45,8 +75,8 @@ class FoldedBlock:
                             self.conv1.out_dtype, x.device)
         x = self.conv1(x, out)
         if img is not None and self.upsamples:
-            img = fc.upsample2x(img) if self.default_filter else \
-                fc.upsample_image(img, self.filter)
+            img = upsample2x(img) if self.default_filter else \
+                upsample_image(img, self.filter)
         y = self.torgb(x)
         img = y if img is None else img + y
         return x, img

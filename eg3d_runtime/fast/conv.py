@@ -1,22 +1,16 @@
-"""Convolutions with fixed (already modulated) weights for the fast inference paths.
+"""Convolutions with fixed (already folded, fold.py) weights for the fast inference paths, run on
+NHWC images ([H, W, C], channels last), each followed by its epilogue (bias, noise, leaky ReLU,
+clamp). The method is chosen per layer (`choose_method`):
 
-When w is known, a StyleGAN2 modulated convolution is an ordinary convolution whose weights are
-`weight * styles`, demodulated, times the activation gain; bias, noise, leaky ReLU and clamp form
-an epilogue. This module turns a `SynthesisLayer` / `ToRGBLayer` and one w into such a fixed
-convolution (`fold_layer`, `fold_torgb`) and runs it on NHWC images ([H, W, C], channels last):
-
-- the up-sampling convolution (transposed 3x3 convolution followed by the 4x4 FIR filter) is
-  rewritten as ONE 3x3 convolution at the input resolution with 4x the output channels, one group
-  per output phase, followed by a pixel shuffle (the phase kernels are derived numerically from
-  the reference op, so the two agree by construction);
 - on CPUs the up-sampling convolution with many input channels runs as the reference op does,
   a transposed strided 3x3 convolution (9 taps per INPUT pixel, a quarter of the phase form's)
   then the FIR filter as a depthwise 4x4 convolution: measured 2-2.5x faster than the phase
   form as Winograd for 256-512 input channels (and no 16x larger Winograd weights per w);
+  elsewhere as one 3x3 convolution per output phase (kernel_forms.py);
 - 3x3 convolutions run either as a direct convolution (oneDNN/cuDNN, channels last) or, on CPUs,
-  as Winograd F(4x4, 3x3) in row strips: 36 batched GEMMs instead of 144 multiplications per
-  4x4 output tile (4x fewer, error ~3e-6 relative in float32), with the epilogue applied to
-  each strip while it is still in cache;
+  as Winograd F(4x4, 3x3) (kernel_forms.py) in row strips: 36 batched GEMMs instead of 144
+  multiplications per 4x4 output tile, with the epilogue applied to each strip while it is
+  still in cache;
 - on CPUs, oneDNN writes a direct convolution (and the FIR after a transposed one) straight into
   the output buffer, bias and noise added in the same pass (`fused_conv_supported`); in a 16-bit
   format the result stays in that format for the next layer (no conversion passes);
@@ -26,20 +20,13 @@ convolution (`fold_layer`, `fold_torgb`) and runs it on NHWC images ([H, W, C], 
 Everything is plain PyTorch and runs unchanged on CUDA (where the direct path is used).
 """
 import functools
-import weakref
 
 import torch
 import torch.nn.functional as F
 
-from .. import ops
+from .kernel_forms import (polyphase_weights, winograd_matrices, winograd_polyphase_weights,
+                           winograd_weights)
 from .parallel import parallel_map, thread_buffer
-
-# Winograd F(4x4, 3x3) with interpolation points 0, 1, -1, 2, -2, inf (Lavin & Gray 2016).
-_BT = ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),
-       (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1))
-_G = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
-      (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0, 0, 1))
-_AT = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))
 
 # Target size of one strip's transformed input (bytes); 2-4 MB measured best on 2 cores.
 STRIP_BYTES = 3 << 20
@@ -95,113 +82,6 @@ def _rows(x, lo, hi):
     padded = x.new_zeros(hi - lo, *x.shape[1:])
     padded[max(lo, 0) - lo:min(hi, h) - lo].copy_(x[max(lo, 0):min(hi, h)])
     return padded
-
-
-@functools.lru_cache(maxsize=None)
-def _matrices(device_str):
-    device = torch.device(device_str)
-    bt = torch.tensor(_BT, dtype=torch.float32, device=device)
-    at = torch.tensor(_AT, dtype=torch.float32, device=device)
-    return bt, at
-
-
-@functools.lru_cache(maxsize=None)
-def _winograd_kernel_matrix(device_str):
-    """[36, 9]: row (xi, nu) of G g G^T as a combination of the 9 taps of g."""
-    g = torch.tensor(_G, dtype=torch.float64)
-    return torch.kron(g, g).float().to(torch.device(device_str))
-
-
-def winograd_weights(weight):
-    """Correlation kernel [Co, Ci, 3, 3] -> transformed weights [36, Ci, Co], the right-hand
-    side of the batched GEMM (contiguous: measured 10% faster than a transposed view)."""
-    co, ci = weight.shape[:2]
-    k = _winograd_kernel_matrix(str(weight.device))
-    taps = weight.float().transpose(0, 1).reshape(ci * co, 9)
-    return torch.mm(k, taps.t()).view(36, ci, co)
-
-
-@functools.lru_cache(maxsize=8)
-def _phase_taps(filter_key):
-    """[3, 3, 2, 2, 3, 3] map from a 3x3 kernel tap (a, b) of the up-sampling convolution to the
-    3x3 correlation kernel of each output phase (py, px): output pixel (2r+py, 2c+px) =
-    sum_{dy,dx} P[py,px,dy,dx] * x[r+dy-1, c+dx-1]. Obtained from impulse responses of the
-    reference op (ops.conv2d_resample, up=2, padding=1, flip_weight=False)."""
-    f = torch.tensor(filter_key, dtype=torch.float64).reshape(4, 4)
-    size, centre = 9, 4
-    taps = torch.zeros(3, 3, 2, 2, 3, 3, dtype=torch.float64)
-    x = torch.zeros(1, 1, size, size, dtype=torch.float64)
-    x[0, 0, centre, centre] = 1
-    for a in range(3):
-        for b in range(3):
-            w = torch.zeros(1, 1, 3, 3, dtype=torch.float64)
-            w[0, 0, a, b] = 1
-            y = ops.conv2d_resample(x, w, f=f, up=2, padding=1, flip_weight=False)[0, 0]
-            for py in range(2):
-                for px in range(2):
-                    for dy in range(3):
-                        for dx in range(3):
-                            r, c = centre - (dy - 1), centre - (dx - 1)
-                            taps[a, b, py, px, dy, dx] = y[2 * r + py, 2 * c + px]
-    return taps
-
-
-_FILTER_FACTS = {}     # id(filter) -> (weak reference, version, facts)
-
-
-def _filter_facts(f):
-    """(whether f is the standard [1, 3, 3, 1] filter, f's values as a tuple), read from the
-    device once per filter tensor and version: later calls make no host synchronisation, so
-    folding a block can be captured in a CUDA graph after one eager run."""
-    hit = _FILTER_FACTS.get(id(f))
-    if hit is not None and hit[0]() is f and hit[1] == f._version:
-        return hit[2]
-    host = f.detach().double().cpu()
-    ref = ops.setup_filter([1, 3, 3, 1]).double()
-    facts = (host.shape == ref.shape and bool(torch.allclose(host, ref, atol=1e-7)),
-             tuple(host.flatten().tolist()))
-    key = id(f)
-    _FILTER_FACTS[key] = (weakref.ref(f, lambda _ref: _FILTER_FACTS.pop(key, None)), f._version,
-                          facts)
-    return facts
-
-
-def _filter_key(resample_filter):
-    return _filter_facts(resample_filter)[1]
-
-
-@functools.lru_cache(maxsize=16)
-def _phase_matrix(filter_key, device_str):
-    """[9 (a, b), 4 (py, px) * 9 (dy, dx)] as float32 on a device."""
-    return _phase_taps(filter_key).reshape(9, 36).float().to(torch.device(device_str))
-
-
-@functools.lru_cache(maxsize=16)
-def _winograd_phase_matrix(filter_key, device_str):
-    """[36 * 4, 9]: Winograd-transformed phase kernels ((xi, nu), (py, px)) from the 9 taps."""
-    taps = _phase_taps(filter_key).reshape(9, 4, 9)                       # ab, pq, yx
-    g = torch.tensor(_G, dtype=torch.float64)
-    k = torch.kron(g, g)                                                   # [36, 9 (yx)]
-    m = torch.einsum('zy,apy->zpa', k, taps)                               # [36, 4, 9]
-    return m.reshape(144, 9).float().to(torch.device(device_str))
-
-
-def polyphase_weights(weight, resample_filter):
-    """Up-sampling conv weight [Co, Ci, 3, 3] -> phase kernels [4*Co, Ci, 3, 3] ordered (py, px, o)."""
-    co, ci = weight.shape[:2]
-    m = _phase_matrix(_filter_key(resample_filter), str(weight.device))
-    p = torch.mm(weight.float().reshape(co * ci, 9), m).view(co, ci, 2, 2, 3, 3)
-    return p.permute(2, 3, 0, 1, 4, 5).reshape(4 * co, ci, 3, 3)
-
-
-def winograd_polyphase_weights(weight, resample_filter):
-    """Up-sampling conv weight [Co, Ci, 3, 3] -> Winograd weights of its phase kernels,
-    [36, Ci, 4*Co (py, px, o)], the right-hand side of the batched GEMM."""
-    co, ci = weight.shape[:2]
-    m = _winograd_phase_matrix(_filter_key(resample_filter), str(weight.device))
-    taps = weight.float().transpose(0, 1).reshape(ci * co, 9)
-    u = torch.mm(m, taps.t()).view(36, 4, ci, co)
-    return u.permute(0, 2, 1, 3).reshape(36, ci, 4 * co)
 
 
 class Workspace:
@@ -391,7 +271,7 @@ class FixedConv:
         h, w, ci = x.shape
         co4 = self.u_rhs.shape[2]
         up = self.kind == 'up3'
-        bt, at = _matrices(str(x.device))
+        bt, at = winograd_matrices(str(x.device))
         tw = w // 4
         r0 = 4 * t0
         # Padded strip source: rows r0-1 .. r0+4n, columns -1 .. w (zeros outside the image).
@@ -427,80 +307,6 @@ class FixedConv:
             self._epilogue(rows, noise, r0)
 
 
-def upsample2x(img):
-    """The FIR up-sampling of the skip image (ops.upsample2d with [1,3,3,1]) on NHWC [H, W, C]:
-    separable, output 2i = 3/4 x[i] + 1/4 x[i-1], 2i+1 = 3/4 x[i] + 1/4 x[i+1], zero outside."""
-    def along(x, dim):
-        n = x.shape[dim]
-        pad = [0, 0] * (x.ndim - 1 - dim) + [1, 1]
-        xp = F.pad(x, pad)
-        mid = xp.narrow(dim, 1, n)
-        even = torch.lerp(mid, xp.narrow(dim, 0, n), 0.25)
-        odd = torch.lerp(mid, xp.narrow(dim, 2, n), 0.25)
-        y = torch.stack([even, odd], dim=dim + 1)
-        shape = list(x.shape)
-        shape[dim] = 2 * n
-        return y.reshape(shape)
-    return along(along(img, 0), 1)
-
-
-def is_default_filter(f):
-    return _filter_facts(f)[0]
-
-
-def upsample_image(img, resample_filter):
-    """Skip-image up-sampling on NHWC; exact separable form for the standard filter."""
-    if is_default_filter(resample_filter):
-        return upsample2x(img)
-    x = img.permute(2, 0, 1).unsqueeze(0)
-    return ops.upsample2d(x, resample_filter)[0].permute(1, 2, 0)
-
-
-_WEIGHT_SQUARES = weakref.WeakKeyDictionary()     # layer -> ((data_ptr, version), [Co, Ci])
-
-
-def _weight_squares(layer):
-    """[Co, Ci]: the sum of the squared 3x3 taps of each kernel, computed once per weight tensor
-    and version, so that a w's demodulation is a matrix-vector product: sum over i and taps of
-    (W_oik s_i)^2 = sum_i s_i^2 sum_k W_oik^2."""
-    weight = layer.weight
-    key = (weight.data_ptr(), weight._version)
-    hit = _WEIGHT_SQUARES.get(layer)
-    if hit is None or hit[0] != key:
-        hit = (key, weight.detach().float().square().sum(dim=[2, 3]))
-        _WEIGHT_SQUARES[layer] = hit
-    return hit[1]
-
-
-def fold_layer(layer, w, noise_mode, method='direct', dtype=torch.float32):
-    """A `SynthesisLayer` and one w [w_dim] -> FixedConv with modulation, demodulation and the
-    activation gain folded into plain weights (one pass over the weights: all three are one
-    factor per input and output channel)."""
-    styles = layer.affine(w.unsqueeze(0))[0].float()
-    gain = layer.act_gain
-    demod = (_weight_squares(layer) @ styles.square() + 1e-8).rsqrt()
-    weight = layer.weight.float() * (demod[:, None] * gain * styles)[:, :, None, None]
-    bias = layer.bias.float() * gain
-    noise, strength = None, 0.0
-    if layer.use_noise and noise_mode == 'const':
-        noise = (layer.noise_const.float() * (layer.noise_strength.float() * gain))
-    elif layer.use_noise and noise_mode == 'random':
-        noise, strength = 'random', float(layer.noise_strength.detach()) * gain
-    kind = 'up3' if layer.up > 1 else 'conv3'
-    if weight.shape[-1] != 3:
-        raise ValueError('fast path supports 3x3 synthesis layers only')
-    return FixedConv(kind, weight, bias, lrelu=layer.activation == 'lrelu', clamp=layer.conv_clamp,
-                     noise=noise, noise_strength=strength, method=method, dtype=dtype,
-                     resample_filter=layer.resample_filter)
-
-
-def fold_torgb(layer, w, dtype=torch.float32):
-    styles = layer.affine(w.unsqueeze(0))[0].float() * layer.weight_gain
-    weight = layer.weight.float() * styles.reshape(1, -1, 1, 1)
-    return FixedConv('conv1', weight, layer.bias.float(), lrelu=False, clamp=layer.conv_clamp,
-                     dtype=dtype)
-
-
 def choose_method(device, h_in, kind, winograd=True, min_tiles=64, in_channels=None):
     """Per layer: on CPU, up-sampling from TRANSPOSED_MIN_CHANNELS input channels transposed;
     Winograd where the image has enough 4x4 tiles to amortise the weight transform; else a
@@ -517,13 +323,4 @@ def choose_method(device, h_in, kind, winograd=True, min_tiles=64, in_channels=N
     return 'polyphase' if kind == 'up3' else 'direct'
 
 
-def params_signature(module):
-    """Cheap identity of a module's weights: changes when any tensor is replaced or modified."""
-    return tuple((t.data_ptr(), t._version, t.device.type) for t in
-                 list(module.parameters()) + list(module.buffers()))
-
-
-__all__ = ['FixedConv', 'Workspace', 'fold_layer', 'fold_torgb', 'winograd_weights',
-           'fused_conv_supported',
-           'polyphase_weights', 'upsample2x', 'upsample_image', 'choose_method',
-           'params_signature']
+__all__ = ['FixedConv', 'Workspace', 'fused_conv_supported', 'choose_method']

@@ -4,8 +4,8 @@ host time for a few ms of GPU work) and the per-camera part of a frame (rays -> 
 super-resolution). Each is captured once per shape and replayed with new inputs; the per-camera
 graph reads the plane table and the folded super-resolution weights, which a new latent refills
 in place, so one graph serves every latent. Kept apart
-from path.py because it is CUDA-only and holds its own cache policy (a few graphs per part,
-most recently used kept)."""
+because it is CUDA-only and holds its own cache policy (a few graphs per part, most recently
+used kept); an engine session owns one GraphCache."""
 import warnings
 
 import torch
@@ -60,31 +60,41 @@ def release_random_state(device):
                       f'graph capture ({e})')
 
 
-def graph_key(st, table, c, nrr, options, deterministic, superresolution_enabled):
+def graph_key(table, folded_sr, decoder, c, nrr, options, deterministic):
     """What a captured frame depends on besides c: the objects it reads (the plane table and the
     folded weights, refilled in place for new planes and a new w), shapes and options."""
     opts = tuple(sorted((k, repr(v)) for k, v in options.items()))
-    return (id(table), id(st.sr[2]) if (superresolution_enabled and st.sr) else None,
-            id(st.decoder[1]) if st.decoder else None, tuple(c.shape), c.dtype, nrr, opts,
-            deterministic, superresolution_enabled)
+    return (id(table), id(folded_sr) if folded_sr is not None else None, id(decoder),
+            tuple(c.shape), c.dtype, nrr, opts, deterministic, folded_sr is not None)
 
 
-def run(st, kind, key, frame, c):
-    """frame(c) through the graph cached under (kind, key) in `st.graphs`, captured on first
-    use; if capture fails, `kind` ('backbone' | 'camera') joins `st.graphs_failed` and that part
-    runs eagerly from then on."""
-    key = (kind, key)
-    runner = st.graphs.pop(key, None)
-    if runner is None:
-        try:
-            runner = GraphFrame(frame, c)
-        except Exception as e:  # capture unsupported here: eager from now on
-            st.graphs_failed.add(kind)
-            release_random_state(c.device)
-            warnings.warn(f'CUDA graph capture of the {kind} failed, running it eagerly ({e})')
-            return frame(c)
-    st.graphs[key] = runner                       # most recently used last
-    same_kind = [k for k in st.graphs if k[0] == kind]
-    for old in same_kind[:max(0, len(same_kind) - MAX_GRAPHS[kind])]:
-        del st.graphs[old]
-    return runner(c)
+class GraphCache:
+    """The captured graphs of one owner, per part ('backbone' | 'camera'), and the parts whose
+    capture failed (they run eagerly from then on)."""
+
+    def __init__(self):
+        self.graphs = {}                  # (part, key) -> GraphFrame, most recently used last
+        self.failed = set()
+
+    def clear(self):
+        self.graphs.clear()
+
+    def run(self, kind, key, frame, c):
+        """frame(c) through the graph cached under (kind, key), captured on first use; if
+        capture fails, `kind` joins `failed` and runs eagerly from then on."""
+        key = (kind, key)
+        runner = self.graphs.pop(key, None)
+        if runner is None:
+            try:
+                runner = GraphFrame(frame, c)
+            except Exception as e:  # capture unsupported here: eager from now on
+                self.failed.add(kind)
+                release_random_state(c.device)
+                warnings.warn(f'CUDA graph capture of the {kind} failed, running it eagerly '
+                              f'({e})')
+                return frame(c)
+        self.graphs[key] = runner
+        same_kind = [k for k in self.graphs if k[0] == kind]
+        for old in same_kind[:max(0, len(same_kind) - MAX_GRAPHS[kind])]:
+            del self.graphs[old]
+        return runner(c)

@@ -174,7 +174,7 @@ def superresolution_runner(G, device, dtype, winograd, workspace=None):
 
 def auto_name(G, device, part, winograd):
     """What 'auto' means for `part` ('backbone' | 'sr') of generator G on `device` (see
-    fast.path.FastOptions): fp32 backbone; fp16 super-resolution on CUDA; on a CPU bf16 where
+    engine.Session.dtype): fp32 backbone; fp16 super-resolution on CUDA; on a CPU bf16 where
     native and measured faster, else fp32."""
     if part == 'backbone':
         return 'fp32'
@@ -201,14 +201,6 @@ def add_option(parser):
                              "else fp32)")
 
 
-def describe(in_use):
-    """{'backbone': 'fp32', 'superresolution': 'bf16'} -> 'backbone fp32, super-resolution bf16'
-    ('..., no super-resolution' where it is None: a frame that did not run it)."""
-    sr = in_use['superresolution']
-    return f"backbone {in_use['backbone']}, " + \
-        ('no super-resolution' if sr is None else f'super-resolution {sr}')
-
-
 def forget():
     """Drop this process's memory of measurements (tests; a changed machine setting)."""
     with _lock:
@@ -217,4 +209,4 @@ def forget():
 
 __all__ = ['NAMES', 'DTYPES', 'MARGIN', 'VERSION', 'name_of', 'check_name', 'cpu_supports_bf16',
            'machine_key', 'cache_file', 'measured_choice', 'superresolution_runner',
-           'auto_name', 'add_option', 'describe', 'forget']
+           'auto_name', 'add_option', 'forget']

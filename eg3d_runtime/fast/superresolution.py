@@ -1,7 +1,9 @@
 """The super-resolution of the fast path: its two blocks folded for one sample's last w, and run
-on a neural rendering. Frames (path.py) and the 'auto' precision measurement (precision.py) both
+on a neural rendering. Frames (frame.py) and the 'auto' precision measurement (precision.py) both
 call these two functions, so what is measured is what a frame runs: the same layers, methods
-(Winograd, direct, transposed) and sizes."""
+(Winograd, direct, transposed) and sizes. Also the official image_raw quirk
+(docs/eg3d-reference.md 2.8): where block0 adds its RGB onto the neural rendering itself, that
+sum is the image_raw the official code returns."""
 import torch
 import torch.nn.functional as F
 
@@ -9,6 +11,13 @@ from .blocks import FoldedBlock
 
 # Winograd in the super-resolution from this many 4x4 tiles (its images are 64-512 px).
 MIN_TILES = 64
+
+
+def raw_needs_superresolution(G, nrr):
+    """Whether G's official image_raw at neural rendering resolution `nrr` includes the first
+    super-resolution block's RGB (ShapeNet's 2X at 64, the 4X at 128), so that the
+    super-resolution must run to return it."""
+    return G.superresolution.raw_is_block0_output(nrr)
 
 
 def fold(sr, w, noise_mode, device, dtype, winograd):

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
-from ..fast import panohead as fast_panohead
 from ..rendering.tri_grid import TriGridRenderer
 from .stylegan2 import MappingNetwork, SynthesisNetwork, ToRGBLayer
 from .triplane import PLANE_CHANNELS, TriPlaneGenerator
@@ -101,16 +100,11 @@ class PanoHeadGenerator(TriPlaneGenerator):
     def synthesis(self, ws, c, neural_rendering_resolution=None, noise_mode='random',
                   cache_backbone=False, use_cached_backbone=False, deterministic=False,
                   update_emas=False, rendering_overrides=None, superresolution=True,
-                  faithful=False, ws_bcg=None, background=True, **synthesis_kwargs):
+                  ws_bcg=None, background=True, **synthesis_kwargs):
         """TriPlaneGenerator.synthesis plus 'image_mask' [N, 1, R, R] (the rays' opacity,
         slightly widened as PanoHead does). `ws_bcg` gives the background other ws;
-        `background=False` leaves the background network out (the head alone). The fast path
-        (eg3d_runtime.fast.panohead) serves it as TriPlaneGenerator.synthesis says."""
-        if self._fast_path(ws, synthesis_kwargs, faithful):
-            return fast_panohead.synthesis(
-                self, ws, c, neural_rendering_resolution, noise_mode, cache_backbone,
-                use_cached_backbone, deterministic, rendering_overrides, superresolution,
-                synthesis_kwargs.get('force_fp32', False), background, ws_bcg)
+        `background=False` leaves the background network out (the head alone). Networks
+        opened with `load_network_pkl` serve it through the engine (engine/official_api.py)."""
         feature_image, depth_image, opacity = self.volume_rendering(
             ws, c, neural_rendering_resolution, noise_mode, cache_backbone, use_cached_backbone,
             deterministic, update_emas, rendering_overrides, **synthesis_kwargs)

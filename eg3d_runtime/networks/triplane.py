@@ -2,7 +2,6 @@
 import torch
 from torch import nn
 
-from ..fast import path as fastpath
 from ..rendering.rays import RaySampler
 from ..rendering.renderer import ImportanceRenderer
 from .decoder import OSGDecoder
@@ -16,11 +15,12 @@ PLANE_CHANNELS = 32
 @records_init_args
 class TriPlaneGenerator(nn.Module):
     """The EG3D generator, constructed from the same arguments as the official class
-    (docs/eg3d-reference.md 2.1).
+    (docs/eg3d-reference.md 2.1): the reference network, which training runs and the official
+    numbers check. Fast inference is the engine's (eg3d_runtime.engine); networks opened with
+    `load_network_pkl` serve this API through it (engine/official_api.py).
 
-    Saved networks embed this source (module_source.py) without the fast path, where `fastpath`
-    is None; their renderer, ray sampler and decoder may then be the official classes, so those
-    are called with the official signatures only."""
+    Saved networks embed this source (module_source.py); their renderer, ray sampler and decoder
+    may then be the official classes, so those are called with the official signatures only."""
 
     renderer_class = ImportanceRenderer
 
@@ -56,10 +56,6 @@ class TriPlaneGenerator(nn.Module):
         """Channels of the backbone's image: three planes of 32."""
         return 3 * PLANE_CHANNELS
 
-    def _fast_path(self, ws, synthesis_kwargs, faithful):
-        """Whether the fast path (eg3d_runtime.fast) serves this call."""
-        return not faithful and fastpath is not None and fastpath.usable(self, ws, synthesis_kwargs)
-
     def mapping(self, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False):
         """z [N, z_dim], conditioning camera c [N, 25] -> ws [N, num_ws, w_dim]."""
         if self.rendering_kwargs.get('c_gen_conditioning_zero', False):
@@ -68,18 +64,13 @@ class TriPlaneGenerator(nn.Module):
                                      truncation_psi=truncation_psi,
                                      truncation_cutoff=truncation_cutoff, update_emas=update_emas)
 
-    def planes(self, ws, cache_backbone=False, use_cached_backbone=False, faithful=False,
-               **synthesis_kwargs):
+    def planes(self, ws, cache_backbone=False, use_cached_backbone=False, **synthesis_kwargs):
         """ws -> tri-planes [N, 3, C, 256, 256] (C = 32; PanoHead's tri-grid: 32 x depth),
-        optionally kept for camera-only re-renders.
+        optionally kept for camera-only re-renders."""
+        return self._planes(ws, cache_backbone, use_cached_backbone, **synthesis_kwargs)
 
-        Uses the fast backbone (eg3d_runtime.fast) unless `faithful=True`, autograd is
-        needed, or the module is in training mode."""
-        if self._fast_path(ws, synthesis_kwargs, faithful):
-            return fastpath.planes(self, ws, cache_backbone=cache_backbone,
-                                   use_cached_backbone=use_cached_backbone,
-                                   noise_mode=synthesis_kwargs.get('noise_mode', 'random'),
-                                   force_fp32=synthesis_kwargs.get('force_fp32', False))
+    def _planes(self, ws, cache_backbone=False, use_cached_backbone=False, **synthesis_kwargs):
+        """`planes` as the rest of this class calls it, whatever a subclass makes of `planes`."""
         if use_cached_backbone and self._last_planes is not None:
             planes = self._last_planes
         else:
@@ -91,24 +82,15 @@ class TriPlaneGenerator(nn.Module):
     def synthesis(self, ws, c, neural_rendering_resolution=None, noise_mode='random',
                   cache_backbone=False, use_cached_backbone=False, deterministic=False,
                   update_emas=False, rendering_overrides=None, superresolution=True,
-                  faithful=False, **synthesis_kwargs):
-        """Render ws from camera c [N, 25] -> dict image [N,3,R,R], image_raw, image_depth.
-
-        By default the fast path (eg3d_runtime.fast: folded weights, Winograd convolutions,
-        one-call tri-plane sampling; same output to ~1e-6 in float32) is used whenever no
-        gradient is needed; `faithful=True` selects the reference path, which follows the
-        official code step by step and is what tests/test_parity.py checks.
+                  **synthesis_kwargs):
+        """Render ws from camera c [N, 25] -> dict image [N,3,R,R], image_raw, image_depth,
+        following the official code step by step (what tests/test_parity.py checks).
 
         `rendering_overrides` replaces rendering options for this call only (e.g. fewer
         depth samples for a preview); `superresolution=False` skips the super-resolution and
         returns no 'image'. Unlike the official code this does not store
         `neural_rendering_resolution` on the generator; pass it on every call or set the attribute.
         """
-        if self._fast_path(ws, synthesis_kwargs, faithful):
-            return fastpath.synthesis(self, ws, c, neural_rendering_resolution, noise_mode,
-                                      cache_backbone, use_cached_backbone, deterministic,
-                                      rendering_overrides, superresolution,
-                                      force_fp32=synthesis_kwargs.get('force_fp32', False))
         feature_image, depth_image = self.neural_rendering(
             ws, c, neural_rendering_resolution, noise_mode, cache_backbone, use_cached_backbone,
             deterministic, update_emas, rendering_overrides, **synthesis_kwargs)
@@ -143,9 +125,9 @@ class TriPlaneGenerator(nn.Module):
         intrinsics = c[:, 16:25].view(-1, 3, 3)
         origins, directions = self.ray_sampler(cam2world, intrinsics, nrr)
         n = origins.shape[0]
-        planes = self.planes(ws, cache_backbone=cache_backbone,
-                             use_cached_backbone=use_cached_backbone, faithful=True,
-                             noise_mode=noise_mode, update_emas=update_emas, **synthesis_kwargs)
+        planes = self._planes(ws, cache_backbone=cache_backbone,
+                              use_cached_backbone=use_cached_backbone, noise_mode=noise_mode,
+                              update_emas=update_emas, **synthesis_kwargs)
         # The official renderer has no `deterministic` argument: pass it only when it is asked for.
         extra = {'deterministic': True} if deterministic else {}
         features, depth, opacity = self.renderer(planes, self.decoder, origins, directions,
@@ -155,13 +137,9 @@ class TriPlaneGenerator(nn.Module):
         opacity_image = opacity.permute(0, 2, 1).reshape(n, 1, nrr, nrr)
         return feature_image, depth_image, opacity_image
 
-    def sample_mixed(self, coordinates, directions, ws, noise_mode='random', faithful=False,
-                     **synthesis_kwargs):
+    def sample_mixed(self, coordinates, directions, ws, noise_mode='random', **synthesis_kwargs):
         """Raw density ('sigma') and colour features ('rgb') at world points [N, P, 3] for ws."""
-        if self._fast_path(ws, synthesis_kwargs, faithful) and not coordinates.requires_grad:
-            return fastpath.sample_mixed(self, coordinates, directions, ws, noise_mode=noise_mode,
-                                         force_fp32=synthesis_kwargs.get('force_fp32', False))
-        planes = self.planes(ws, noise_mode=noise_mode, faithful=True, **synthesis_kwargs)
+        planes = self._planes(ws, noise_mode=noise_mode, **synthesis_kwargs)
         return self.renderer.run_model(planes, self.decoder, coordinates, directions,
                                        self.rendering_kwargs)
 

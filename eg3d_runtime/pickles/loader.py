@@ -5,12 +5,16 @@ here each network is rebuilt from this package's own classes by class name and r
 constructor arguments, and its parameters are loaded by name. Inner modules are never looked up
 by class name, so same-named classes of different official modules (e.g. `SynthesisLayer`)
 cannot be confused: the top-level constructor arguments determine the whole architecture.
+Generators come back serving the official API through an engine session
+(engine.FastTriPlaneGenerator, FastPanoHeadGenerator), so scripts written for the official code
+render fast.
 """
 import os
 import warnings
 
 import torch
 
+from ..engine.official_api import FastTriPlaneGenerator
 from ..networks.augment import AugmentPipe
 from ..networks.discriminator import DualDiscriminator, MaskDualDiscriminatorV2
 from ..networks.panohead import PanoHeadGenerator, is_panohead
@@ -97,7 +101,8 @@ def rebuild_network(record, device='cpu'):
     net.load_state_dict(state)
     for attr, value in attributes.items():
         setattr(net, attr, value)
-    return net.eval().requires_grad_(False).to(device)
+    net = net.eval().requires_grad_(False).to(device)
+    return FastTriPlaneGenerator.serving(net) if cls in GENERATOR_CLASSES else net
 
 
 def load_network_pkl(path_or_file, device='cpu', keys=NETWORK_KEYS):

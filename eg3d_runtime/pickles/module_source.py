@@ -7,9 +7,8 @@ modules: their texts are concatenated in dependency order, their top-level impor
 numpy and the standard library are hoisted, and their imports of each other are replaced:
 names imported from another bundled module are already defined in the shared namespace, and a
 module imported as a whole (`from .. import ops`) becomes a namespace object holding that
-module's top-level names. Modules kept out of the bundle (the inference fast path) are bound
-to None. Two modules defining the same top-level name would clash in the shared namespace and
-stop the build.
+module's top-level names. Two modules defining the same top-level name would clash in the shared
+namespace and stop the build.
 
 `bundle_source()` returns the same string object on every call, so a pickle stores it once and
 refers back to it for every other network object, as official snapshots do.
@@ -39,7 +38,6 @@ BUNDLED_MODULES = (
     'networks.panohead',
     'networks.augment',
 )
-LEFT_OUT_MODULES = ('fast.path', 'fast.panohead')     # bound to None inside the bundle
 ALLOWED_IMPORT_ROOTS = frozenset({'torch', 'numpy'}) | frozenset(sys.stdlib_module_names)
 HEADER = '''\
 """Network classes of eg3d_runtime, bundled into one module for saved network pickles.
@@ -118,7 +116,7 @@ class _Section:
         for alias in node.names:
             bound = alias.asname or alias.name
             target = f'{base}.{alias.name}' if base else alias.name
-            if target in BUNDLED_MODULES or target in LEFT_OUT_MODULES:
+            if target in BUNDLED_MODULES:
                 self.internal.append((bound, target, None))
             else:
                 self.internal.append((bound, base, alias.name))
@@ -154,9 +152,7 @@ def build_source():
         bindings = []
         for bound, target, name in section.internal:
             defined_before = target in sections and order.index(target) < order.index(module)
-            if target in LEFT_OUT_MODULES:
-                bindings.append(f'{bound} = None  # not part of saved networks')
-            elif not defined_before:
+            if not defined_before:
                 raise BundleError(f'{section.path} imports eg3d_runtime.{target}, which is not '
                                   f'bundled before it')
             elif name is None and bound != target.split('.')[-1]:

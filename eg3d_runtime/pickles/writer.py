@@ -102,9 +102,12 @@ class _SnapshotPickler(pickle._Pickler):
             return copyreg.__newobj__, (cls,), _official_state(module)
         if cls in _TORCH_PLAIN:
             return NotImplemented
-        if _is_bundled(cls) and '_init_args' in module.__dict__:
+        # A subclass that adds behaviour only (engine.FastTriPlaneGenerator) is saved as the
+        # bundled class it extends; copies leave its session behind (_snapshot_copy).
+        saved = next((c for c in cls.__mro__ if _is_bundled(c)), None)
+        if saved is not None and '_init_args' in module.__dict__:
             meta = {'type': 'class', 'version': PERSISTENCE_VERSION,
-                    'module_src': bundle_source(), 'class_name': cls.__name__,
+                    'module_src': bundle_source(), 'class_name': saved.__name__,
                     'state': module.__dict__}
             return _persistent_reconstructor, (meta,)
         raise pickle.PicklingError(

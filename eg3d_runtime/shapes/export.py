@@ -89,16 +89,17 @@ def export_field(field, path, options=None, progress=None, cancel=None):
     return _run(lambda: field, path, options, progress, cancel)
 
 
-def export_shape(G, seed_or_ws, path, options=None, progress=None, cancel=None):
+def export_shape(session, seed_or_ws, path, options=None, progress=None, cancel=None):
     """Export the shape of a seed (int; z and mapping as `generate`, with options.psi/cutoff) or
-    of ws [1, num_ws, w_dim] of generator G; the tri-planes are computed once. Meshes and .npy
-    volumes of a network that crops (PanoHead) end at its crop box. Blocking and
-    GUI-free: a viewer runs it in a worker thread with a progress callback and a cancel Event."""
+    of ws [1, num_ws, w_dim] of the network of an engine session; the tri-planes are computed
+    once. Meshes and .npy volumes of a network that crops (PanoHead) end at its crop box.
+    Blocking and GUI-free: a viewer runs it in a worker thread with a progress callback and a
+    cancel Event."""
     def make_field():
         ws = seed_or_ws
         if isinstance(seed_or_ws, int):
             options_ = options or ShapeOptions()
-            ws = seed_ws(G, seed_or_ws, options_.psi, options_.cutoff)
+            ws = seed_ws(session.G, seed_or_ws, options_.psi, options_.cutoff)
         # The official volume is as the official script writes it: not cropped.
-        return TriplaneField(G, ws, crop=(options or ShapeOptions()).format != 'mrc')
+        return TriplaneField(session, ws, crop=(options or ShapeOptions()).format != 'mrc')
     return _run(make_field, path, options, progress, cancel)

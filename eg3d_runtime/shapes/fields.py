@@ -6,7 +6,6 @@ import warnings
 
 import torch
 
-from ..fast.conv import fold_torgb
 from ..fast.render import PlaneTable
 from ..fast.tri_grid import TriGridTable
 from ..rendering.tri_grid import CROPPED_DENSITY, TriGridRenderer, outside_crop
@@ -39,26 +38,26 @@ class DensityField:
 
 
 class TriplaneField(DensityField):
-    """The field of one latent: tri-planes computed once. Densities come from the folded decoder
-    when it reproduces `run_model` (checked on random points), else from `run_model` itself;
-    colours always from `run_model`, as the raw image shows them (PanoHead: through its ToRGB
-    layer).
+    """The field of one latent: tri-planes computed once by an engine session. Densities come
+    from the folded decoder when it reproduces the reference `run_model` (checked on random
+    points), else from `run_model` itself; colours always from `run_model`, as the raw image
+    shows them (PanoHead: through its ToRGB layer).
 
     With `crop` a network whose renderer crops (PanoHead's box, rendering/tri_grid.py) has no
     density outside the crop box, as in its renders: meshes end where the rendered head does."""
 
-    def __init__(self, G, ws, crop=True):
-        self.G = G
+    def __init__(self, session, ws, crop=True):
+        self.G = G = session.G
         self.options = G.rendering_kwargs
         self.box_warp = float(self.options['box_warp'])
-        self.planes = G.planes(ws, noise_mode='const')
+        self.planes = session.planes(ws, noise_mode='const')
         self.device = self.planes.device
         self.depth = self.options['triplane_depth'] \
             if isinstance(G.renderer, TriGridRenderer) else None
         self.crop_margin = G.renderer.crop_margin if crop else None
         self.sigmoid = G.decoder.activation == 'sigmoid'
-        torgb = getattr(G, 'torgb', None)
-        self.torgb = None if torgb is None else fold_torgb(torgb, ws[0, -1].float())
+        self.torgb = getattr(G, 'torgb', None)
+        self.w_last = ws[:1, -1].float()
         self.folded = self._fold()
 
     def _run(self, points):
@@ -102,7 +101,8 @@ class TriplaneField(DensityField):
         if self.sigmoid:
             features = features * 2 - 1
         if self.torgb is not None:
-            features = self.torgb(features[:, None, :].contiguous())[:, 0]
+            features = self.torgb(features.t()[None, :, :, None], self.w_last,
+                                  fused_modconv=False)[0, :, :, 0].t()
         return ((features[:, :3] + 1) / 2).clamp(0, 1)
 
     def grid_sigma(self, axis):

@@ -251,8 +251,7 @@ class DistillLoss(EG3DLoss):
         rk = self.G.rendering_kwargs
         p_swap = self.schedules(cur_nimg)['gpc_swap_prob']
         ws = self._mapping(gen_z, self._conditioning(gen_c, p_swap), update_emas=True)
-        out = self.G.sample_mixed(samples.points, torch.zeros_like(samples.points), ws,
-                                  faithful=True)
+        out = self.G.sample_mixed(samples.points, torch.zeros_like(samples.points), ws)
         self._backward(volume_losses(
             out, samples, (rk['ray_end'] - rk['ray_start']) / rk['depth_resolution']), gain)
 

@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from ..fast import path as fastpath
+from ..engine import EngineOptions, FastTriPlaneGenerator, RenderSettings
 from ..memory import cpu_memory_gb
 from ..networks.augment import AugmentPipe
 from ..networks.discriminator import DualDiscriminator
@@ -33,6 +33,8 @@ from .dataset import ImageFolderDataset, InfiniteSampler
 from .loss import EG3DLoss
 from .run_files import (append_jsonl, save_fake_grids, save_image_grid,
                         setup_snapshot_image_grid)
+
+FAKES = RenderSettings(noise_mode='const')   # the fakes grids: the network's resolution, jitter
 
 
 def ada_adjusted_p(p, signs_real, target, batch_size, ada_interval, ada_kimg):
@@ -150,10 +152,11 @@ class TrainingLoop:
         self.D = DualDiscriminator(**_without_class_name(options['D_kwargs']), **common)
         self.G = self.G.train().requires_grad_(False).to(self.device)
         self.D = self.D.train().requires_grad_(False).to(self.device)
-        self.G_ema = copy.deepcopy(self.G).eval()
-        # The fakes grid renders each chunk once per tick with new weights: a CUDA graph (the
-        # viewer's) would be captured for a single use every tick and hold its memory.
-        fastpath.options(self.G_ema).cuda_graphs = False
+        # G_ema renders through an engine session: the metrics' G_ema(z, c) and the fakes grid.
+        # Without CUDA graphs: each fakes chunk is rendered once per tick with new weights, so a
+        # graph (the viewer's) would be captured for a single use every tick and hold its memory.
+        self.G_ema = FastTriPlaneGenerator.serving(copy.deepcopy(self.G).eval(),
+                                                   EngineOptions(cuda_graphs=False))
         self.augment_pipe = None
         if options.get('augment_kwargs') is not None and (options.get('augment_p', 0) > 0
                                                           or options.get('ada_target') is not None):
@@ -327,10 +330,11 @@ class TrainingLoop:
         memory does not grow with the grid (32x32 images at 128 px)."""
         parts = {'image': [], 'image_raw': [], 'image_depth': []}
         for z, c in zip(self.grid_z, self.grid_c):
-            out = self.G_ema(z.to(self.device), c.to(self.device), noise_mode='const')
+            z, c = z.to(self.device), c.to(self.device)
+            frame = self.G_ema.session.frame(self.G_ema.mapping(z, c), c, FAKES)
             for name, chunks in parts.items():
-                chunks.append(out[name].cpu())
-            del out
+                chunks.append(getattr(frame, name).cpu())
+            del frame
         merged = {name: torch.cat(chunks) for name, chunks in parts.items()}
         save_fake_grids(merged, self.run_dir, self._snapshot_kimg(), self.grid_size)
 

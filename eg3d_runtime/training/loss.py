@@ -107,8 +107,7 @@ class EG3DLoss:
     def run_G(self, z, c, p_swap, nrr, update_emas=False):
         ws = self._mapping(z, self._conditioning(c, p_swap), update_emas)
         self.G.neural_rendering_resolution = nrr
-        return self.G.synthesis(ws, c, neural_rendering_resolution=nrr, update_emas=update_emas,
-                                faithful=True)
+        return self.G.synthesis(ws, c, neural_rendering_resolution=nrr, update_emas=update_emas)
 
     def run_D(self, img, c, sigma, update_emas=False):
         image, raw = blur(img['image'], sigma), img['image_raw']
@@ -186,14 +185,14 @@ class EG3DLoss:
         x0 = torch.rand((n, points, 3), device=ws.device) * 2 - 1
         x1 = x0 + torch.randn_like(x0) * std
         coords = torch.cat([x0, x1], dim=1)
-        sigma = self.G.sample_mixed(coords, torch.randn_like(coords), ws, update_emas=False,
-                                    faithful=True)['sigma']
+        sigma = self.G.sample_mixed(coords, torch.randn_like(coords), ws,
+                                    update_emas=False)['sigma']
         loss = F.l1_loss(sigma[:, :points], sigma[:, points:]) * rk['density_reg']
         if reg_type.startswith('monotonic'):
             step = torch.tensor([0, 0, 1.0], device=ws.device) * rk['box_warp'] / 256
             pair = torch.cat([x0, x0 - step], dim=1)
-            s = self.G.sample_mixed(pair, torch.randn_like(pair), ws, update_emas=False,
-                                    faithful=True)['sigma']
+            s = self.G.sample_mixed(pair, torch.randn_like(pair), ws,
+                                    update_emas=False)['sigma']
             front, behind = s[:, :points], s[:, points:]
             if reg_type == 'monotonic-detach':
                 front = front.detach()
