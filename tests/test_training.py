@@ -375,8 +375,11 @@ def _options(data, *args):
 
 def test_training_memory_estimate_covers_measured_steps(toys, tmp_path):
     """The estimate train checks --batch against (training/footprint.py) grows with the
-    micro-batch and lies within 1-4x the measured peak (RSS above the constructed loop) of two
-    real steps of the demo network at batch 4, the first running all four phases."""
+    micro-batch and covers the measured peak (RSS above the constructed loop) of two real steps
+    of the demo network at batch 4, the first running all four phases. Its upper side is checked
+    against the figure measured in a fresh process (640 MB at batch 4): within a long test run,
+    malloc reuses memory earlier tests left resident, so the RSS rise there can be far smaller
+    (201 MB seen in a full suite)."""
     from eg3d_runtime.memory import PeakMemory, rss_bytes
     from eg3d_runtime.training.footprint import process_bytes
     sizes = [process_bytes(_options(toys, '--batch', str(b))) for b in (4, 8, 16)]
@@ -389,7 +392,7 @@ def test_training_memory_estimate_covers_measured_steps(toys, tmp_path):
         loop._train_batch(0)
         loop._train_batch(1)
     measured = mem.peak - before
-    assert measured <= sizes[0] <= 4 * measured, (measured / 2**20, sizes[0] / 2**20)
+    assert measured <= sizes[0] <= 4 * 640 * 2**20, (measured / 2**20, sizes[0] / 2**20)
 
 
 def test_training_memory_is_checked_per_device(toys, monkeypatch):
