@@ -14,7 +14,7 @@ import logging
 import sys
 
 from eg3d_runtime import arguments
-from viz.render_args import RENDER_TYPES
+from eg3d_runtime.frames.render_args import RENDER_TYPES
 
 
 def build_parser():
@@ -64,9 +64,9 @@ def start_render_worker(options):
     result dropped) while the GUI modules are imported and the window is made, so that these
     one-time costs overlap instead of adding up."""
     from eg3d_runtime.devices import default_device
+    from eg3d_runtime.frames.frame_renderer import FrameRenderer
+    from eg3d_runtime.frames.render_args import RenderArgs
     from eg3d_runtime.network_path import resolve_network
-    from viz.frame_renderer import FrameRenderer
-    from viz.render_args import RenderArgs
     from viz.render_worker import RenderWorker
     worker = RenderWorker(FrameRenderer(options.device or default_device()))
     first = resolve_network(options.pkls[0])[0] if options.pkls else None

@@ -5,7 +5,7 @@ import torch
 
 from gui_utils.gl_texture import Texture
 from viz.compare import CompareView
-from viz.frame_renderer import RenderResult
+from eg3d_runtime.frames.frame_renderer import RenderResult
 
 from conftest import frames
 

@@ -200,8 +200,8 @@ def test_embedded_network_source_keeps_the_quirk(make):
 def test_viewer_raw_view_shows_the_official_raw(make, monkeypatch):
     """The viewer's 'image_raw' view runs the super-resolution where the official raw image
     needs it (2X at nrr 64), and shows the same pixels as G.synthesis's image_raw."""
-    import viz.frame_renderer as frame_renderer
-    from viz.render_args import RenderArgs
+    import eg3d_runtime.frames.frame_renderer as frame_renderer
+    from eg3d_runtime.frames.render_args import RenderArgs
     G = FastTriPlaneGenerator.serving(copy.deepcopy(make('shapenet', 128)))
     monkeypatch.setattr(frame_renderer, 'open_generator', lambda pkl, device, on_progress: G)
     renderer = frame_renderer.FrameRenderer('cpu')

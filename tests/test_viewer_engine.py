@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from eg3d_runtime import views
-from viz.frame_renderer import FrameRenderer, seed_blend
-from viz.render_args import RenderArgs
+from eg3d_runtime.frames.frame_renderer import FrameRenderer, seed_blend
+from eg3d_runtime.frames.render_args import RenderArgs
 from viz.render_worker import RenderWorker
 
 
@@ -91,7 +91,7 @@ class BlockingRenderer:
     def render(self, args, should_abort, on_progress):
         self.release.wait(timeout=10)
         self.rendered.append(args)
-        from viz.frame_renderer import RenderResult
+        from eg3d_runtime.frames.frame_renderer import RenderResult
         return RenderResult(args=args)
 
 

@@ -99,7 +99,7 @@ def test_gui_keeps_drawing_while_a_frame_renders(viewer):
     class Stuck:
         def render(self, args, should_abort, on_progress):
             release.wait(timeout=30)
-            from viz.frame_renderer import RenderResult
+            from eg3d_runtime.frames.frame_renderer import RenderResult
             return RenderResult(args=args)
     viz.worker.close()
     viz.worker = RenderWorker(Stuck())
@@ -154,7 +154,7 @@ def test_typing_a_seed_changes_the_image(viewer):
 
 
 def test_screenshot_matches_the_runtime_render(viewer, tmp_path):
-    from viz.frame_renderer import FrameRenderer
+    from eg3d_runtime.frames.frame_renderer import FrameRenderer
     viz = viewer
     viz.render_widget.render_type = 'image_depth'
     assert viz.settle(timeout=300)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from viz.frame_renderer import FrameRenderer
+from eg3d_runtime.frames.frame_renderer import FrameRenderer
 
 from conftest import frames, record_orbit
 

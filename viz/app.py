@@ -8,6 +8,8 @@ from PIL import Image
 
 from eg3d_runtime.devices import default_device
 from eg3d_runtime.files import atomic_open
+from eg3d_runtime.frames.frame_renderer import NO_NETWORK, FrameRenderer, RenderResult
+from eg3d_runtime.frames.render_args import RenderArgs
 from gui_utils.imgui_window import ImguiWindow
 
 from .capture_widget import CaptureWidget
@@ -15,7 +17,6 @@ from .compare import CompareView
 from .compare_widget import CompareWidget
 from .cond_pose_widget import CondPoseWidget
 from .fov_widget import FovWidget
-from .frame_renderer import NO_NETWORK, FrameRenderer, RenderResult
 from .invert_widget import InvertWidget, is_picture
 from .latent_widget import LatentWidget
 from .layer_widget import LayerWidget
@@ -23,7 +24,6 @@ from .mesh_export_widget import MeshExportWidget
 from .perf_widget import PerfWidget
 from .pickle_widget import PickleWidget
 from .pose_widget import PoseWidget
-from .render_args import RenderArgs
 from .render_widget import RenderWidget
 from .render_worker import RenderWorker
 from .stylemix_widget import StylemixWidget

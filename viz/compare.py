@@ -10,12 +10,12 @@ from imgui_bundle import imgui
 from PIL import Image, ImageDraw
 
 from eg3d_runtime import cameras
+from eg3d_runtime.frames.frame_renderer import FrameRenderer, RenderResult
+from eg3d_runtime.frames.render_args import RenderArgs
 from eg3d_runtime.networks.panohead import is_panohead
 from gui_utils import imgui_compat
 from gui_utils.gl_texture import Texture
 
-from .frame_renderer import FrameRenderer, RenderResult
-from .render_args import RenderArgs
 from .render_worker import RenderWorker
 from .viewport import drag_area, fit, shadowed_text
 

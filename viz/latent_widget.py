@@ -1,7 +1,8 @@
 """Latent: a seed, or a point on the seed grid (drag across it: neighbours blend), animation."""
 from imgui_bundle import imgui
 
-from .frame_renderer import SEED_GRID_WIDTH
+from eg3d_runtime.frames.frame_renderer import SEED_GRID_WIDTH
+
 from .gui_helpers import button, label
 
 DRAG_SPEED = 0.04   # grid cells per font-size of mouse movement

@@ -2,8 +2,9 @@
 for PanoHead networks, the background network."""
 from imgui_bundle import imgui
 
+from eg3d_runtime.frames.render_args import PANOHEAD_RENDER_TYPES, RENDER_TYPES
+
 from .gui_helpers import button, label, tooltip
-from .render_args import PANOHEAD_RENDER_TYPES, RENDER_TYPES
 
 NRR_CHOICES = (32, 48, 64, 96, 128, 160, 192, 256)
 MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)
