@@ -11,7 +11,7 @@ WHEELS_CHECKED := $(VENV)/.wheels-checked
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 DEMO_NETWORK ?= checkpoints/demo.pkl
 
-.PHONY: run test test-all venv system-packages clean
+.PHONY: run test test-all venv system-packages test-system-packages clean
 
 venv: $(STAMP)
 
@@ -41,6 +41,10 @@ $(WHEELS_CHECKED): requirements.txt requirements-cuda.txt tools/check_wheels.py 
 system-packages:
 	@bash tools/system_packages.sh
 
+# The tests also need sshd (tests/test_remote_ssh.py starts its own on a free port of 127.0.0.1).
+test-system-packages:
+	@bash tools/system_packages.sh openssh-server
+
 # Opens the viewer on the demo network; without a display it says to use --headless.
 run: system-packages $(STAMP)
 	$(PY) visualizer.py $(DEMO_NETWORK) $(RUN_ARGS)
@@ -49,7 +53,7 @@ run: system-packages $(STAMP)
 # stays well under 15 minutes on 2 cores; `make test-all` runs them too.
 # pytest's exit code 5 (no test collected) is a failure, not a pass.
 TEST_SELECTION ?= -m "not slow"
-test: system-packages $(STAMP) $(WHEELS_CHECKED)
+test: test-system-packages $(STAMP) $(WHEELS_CHECKED)
 	$(PY) -m pytest $(TEST_SELECTION) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

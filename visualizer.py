@@ -2,6 +2,9 @@
 
     python visualizer.py [PKL ...] [--headless --screenshot out.png --frames 30] [--seed 3 ...]
     python visualizer.py --run RUN_DIR      # the Trainer tab on a run, showing its newest snapshot
+    python visualizer.py --remote user@gpu-host ~/runs/x/network-snapshot-000400.pkl
+                                            # render on a server over ssh (paths are the server's)
+    python visualizer.py --connect HOST:PORT --token T   # a server started with eg3d-serve --listen
 
 The first pickle is opened, the others are listed in the Pickle section. Esc closes the window.
 A bad option is refused in one `error:` line before the window opens. With --headless,
@@ -11,17 +14,21 @@ screenshot is then not written.
 """
 import argparse
 import logging
+import os
 import sys
 
 from eg3d_runtime import arguments
 from eg3d_runtime.frames.render_args import RENDER_TYPES
+from eg3d_runtime.remote.client import TOKEN_ENV, RemoteError
+from eg3d_runtime.remote.codec import DEFAULT_JPEG_QUALITY
 
 
 def build_parser():
     p = arguments.Parser(prog='python visualizer.py', description=__doc__,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('pkls', nargs='*', type=arguments.network,
-                   help='network pickles, run directories or released names')
+    p.add_argument('pkls', nargs='*',
+                   help='network pickles, run directories or released names (checked here, or '
+                        'by the server with --remote / --connect)')
     p.add_argument('--headless', action='store_true',
                    help='render offscreen (OSMesa), e.g. on a server; use with --screenshot')
     p.add_argument('--screenshot', type=arguments.output_file('.png'),
@@ -50,19 +57,74 @@ def build_parser():
                    help="PanoHead: render without its background network")
     p.add_argument('--compare', action='store_true',
                    help='show the given pickles side by side (one pickle: at nrr 64 and 128)')
-    p.add_argument('--run', type=arguments.folder, default=None,
+    p.add_argument('--run', default=None,
                    help='open the Trainer tab on this training run directory and follow its '
                         'latest snapshot in the view')
     p.add_argument('--capture-dir', type=arguments.output_dir, default=None,
                    help='where captures are saved')
+    remote = p.add_argument_group('render on another machine (README "Remote GPU")')
+    remote.add_argument('--remote', metavar='[USER@]HOST', default=None,
+                        help='start eg3d-serve on HOST through ssh and render there; the pickles '
+                             'and --run are then the server\'s paths or released names')
+    remote.add_argument('--remote-python', default='python3',
+                        help='the python on HOST that has this project installed (e.g. '
+                             '~/eg3d/.venv/bin/python)')
+    remote.add_argument('--remote-dir', default=None,
+                        help='the folder on HOST to start the server in (its working folder is '
+                             'one of the folders it serves)')
+    remote.add_argument('--ssh', default='ssh',
+                        help='the ssh command, with any options (e.g. "ssh -p 2222")')
+    remote.add_argument('--connect', metavar='HOST:PORT', type=host_port, default=None,
+                        help='use a server started with eg3d-serve --listen')
+    remote.add_argument('--token', default=os.environ.get(TOKEN_ENV),
+                        help=f'the token that server printed (default: ${TOKEN_ENV})')
+    remote.add_argument('--jpeg-quality', type=arguments.integer(1, 100),
+                        default=DEFAULT_JPEG_QUALITY,
+                        help='JPEG quality of the frames a server sends (1-100; captures and '
+                             'the difference view are lossless)')
     p.add_check(arguments.replaced_only_with_force('--screenshot'))
+    p.add_check(check_remote)
+    p.add_check(check_local_paths)
     return p
+
+
+def host_port(text):
+    """An argparse type: HOST:PORT of a listening eg3d-serve."""
+    host, _, port = str(text).rpartition(':')
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise arguments.Refusal(text, 'expected HOST:PORT with PORT 1-65535')
+    return text
+
+
+def check_remote(options):
+    if options.remote and options.connect:
+        raise arguments.Refusal(options.connect, 'not with --remote (ssh starts the server; '
+                                '--connect reaches one already listening)', '--connect')
+    if (options.remote or options.connect) and options.device:
+        raise arguments.Refusal(options.device, 'the server chooses its device (eg3d-serve '
+                                '--device)', '--device')
+
+
+def check_local_paths(options):
+    """The pickles and --run name files here, unless a render server opens them (its paths)."""
+    if options.remote or options.connect:
+        return
+    options.pkls = [arguments.network(text) for text in options.pkls]
+    if options.run is not None:
+        try:
+            options.run = arguments.folder(options.run)
+        except arguments.Refusal as e:
+            raise arguments.Refusal(options.run, e.allowed, '--run') from None
 
 
 def start_render_worker(options):
     """The render worker, already opening the first network and rendering a frame of it (its
     result dropped) while the GUI modules are imported and the window is made, so that these
-    one-time costs overlap instead of adding up."""
+    one-time costs overlap instead of adding up. With --remote / --connect: the worker of a
+    render server, connected (raises RemoteError with the one line to show)."""
+    if options.remote or options.connect:       # a render server: connect (ssh starts it) now
+        from viz.remote_worker import RemoteLink, RemoteWorker, connector
+        return RemoteWorker(RemoteLink(connector(options)), 'view', options.jpeg_quality)
     from eg3d_runtime.devices import default_device
     from eg3d_runtime.frames.frame_renderer import FrameRenderer
     from eg3d_runtime.frames.render_args import RenderArgs
@@ -84,7 +146,11 @@ def main(argv=None):
         print(f'error: {problem}', file=sys.stderr)
         return 1
     platform.configure(options.headless)
-    worker = start_render_worker(options)
+    try:
+        worker = start_render_worker(options)
+    except RemoteError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
     from gui_utils.window import WindowError
     from viz.app import Visualizer
     bounded = options.headless or options.screenshot or options.frames is not None

@@ -3,6 +3,7 @@ one (a crash or a full disk mid-write keeps the previous version), and how a com
 appear all together or not at all (Outputs)."""
 import contextlib
 import os
+import re
 import shutil
 import signal
 import threading
@@ -12,6 +13,13 @@ from pathlib import Path
 def cache_dir() -> Path:
     """~/.cache/eg3d-app (or $XDG_CACHE_HOME/eg3d-app): measurements, downloads, settings."""
     return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'eg3d-app'
+
+
+def next_capture_path(directory: Path, suffix: str) -> Path:
+    """NNNNN<suffix> with NNNNN one more than the largest numbered file present (captures,
+    meshes, inversions: the viewer's and a render server's)."""
+    numbers = [int(m.group(1)) for p in directory.glob('*') if (m := re.match(r'(\d+)', p.name))]
+    return directory / f'{max(numbers, default=0) + 1:05d}{suffix}'
 
 
 @contextlib.contextmanager

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages the viewer and its tests need: offscreen GL (OSMesa), a virtual X server and
-# input simulation for the GUI tests. As root, installs the missing ones; otherwise names them.
+# input simulation for the GUI tests; more packages may be named as arguments (`make test` adds
+# openssh-server: the remote viewer's ssh round trip starts its own sshd on 127.0.0.1). As root,
+# installs the missing ones; otherwise names them.
 set -u
-PACKAGES=(xvfb xauth xdotool libosmesa6 libgl1 libegl1)
+PACKAGES=(xvfb xauth xdotool libosmesa6 libgl1 libegl1 "$@")
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -17,6 +17,7 @@ from .compare import CompareView
 from .compare_widget import CompareWidget
 from .cond_pose_widget import CondPoseWidget
 from .fov_widget import FovWidget
+from .gui_helpers import disabled
 from .invert_widget import InvertWidget, is_picture
 from .latent_widget import LatentWidget
 from .layer_widget import LayerWidget
@@ -24,6 +25,8 @@ from .mesh_export_widget import MeshExportWidget
 from .perf_widget import PerfWidget
 from .pickle_widget import PickleWidget
 from .pose_widget import PoseWidget
+from .remote_widget import RemoteWidget, remote_unavailable
+from .remote_worker import RemoteLink, RemoteWorker, connector
 from .render_widget import RenderWidget
 from .render_worker import RenderWorker
 from .stylemix_widget import StylemixWidget
@@ -40,14 +43,23 @@ PANE_FLAGS = (imgui.WindowFlags_.no_title_bar | imgui.WindowFlags_.no_move
 
 class Visualizer:
     def __init__(self, options, worker=None):
-        """`worker`: a RenderWorker already started for `options.device` (visualizer.py starts
-        it before importing the GUI, so that it opens the first network meanwhile)."""
+        """`worker`: a RenderWorker already started for `options.device`, or with --remote /
+        --connect a RemoteWorker already connected (visualizer.py starts it before importing
+        the GUI, so that it opens the first network or the connection meanwhile)."""
         self.options = options
+        self.remote = bool(getattr(options, 'remote', None) or getattr(options, 'connect', None))
+        if self.remote:         # a render server renders; its device is its own choice
+            self.worker = worker or RemoteWorker(RemoteLink(connector(options)), 'view',
+                                                 options.jpeg_quality)
+            self.link = self.worker.link
+            self.device = 'remote'
+        else:
+            self.link = None
+            self.device = options.device or default_device()
+            self.worker: RenderWorker[RenderArgs, RenderResult] = worker or RenderWorker(
+                FrameRenderer(self.device))
         self.window = ImguiWindow('EG3D Visualizer', options.width, options.height,
                                   headless=options.headless)
-        self.device = options.device or default_device()
-        self.worker: RenderWorker[RenderArgs, RenderResult] = worker or RenderWorker(
-            FrameRenderer(self.device))
         self.network = NO_NETWORK        # of the newest frame
         self.layers = ()                 # the newest frame's layers (layer viewer)
         self.font_size = 16
@@ -68,10 +80,12 @@ class Visualizer:
         self.layer_widget = LayerWidget(self)
         self.mesh_widget = MeshExportWidget(self)
         self.compare = CompareView(self)
-        self.pickle_widget = PickleWidget(self, options.pkls)
+        self.pickle_widget = PickleWidget(self, options.pkls, remote=self.link)
         self.invert_widget = InvertWidget(self)
-        self.compare_widget = CompareWidget(self, self.pickle_widget.resolved_paths(options.pkls),
-                                            enabled=options.compare)
+        self.compare_widget = CompareWidget(
+            self, options.pkls if self.remote else self.pickle_widget.resolved_paths(options.pkls),
+            enabled=options.compare)
+        self.remote_widget = RemoteWidget(self)
         self.sections = [
             ('Network & latent', [self.pickle_widget, self.latent_widget, self.stylemix_widget,
                                   self.trunc_widget, self.invert_widget]),
@@ -83,8 +97,10 @@ class Visualizer:
             ('Layers & channels', [self.layer_widget]),
         ]
         # --run alone shows the run's networks too: its latest snapshot, then each newer one.
-        self.trainer_widget = TrainerWidget(self, options.run,
+        self.trainer_widget = TrainerWidget(self, None if self.remote else options.run,
                                             follow_latest=bool(options.run and not options.pkls))
+        # What a render server does not serve yet: the widget is replaced by its reason.
+        self.unavailable = remote_unavailable(self) if self.remote else {}
         self.tab = None                      # 'Viewer' or 'Trainer', the tab on screen
         self._select_tab = 'Trainer' if options.run else None
         self._core_args = None
@@ -96,7 +112,7 @@ class Visualizer:
             self.fov_widget.set_default(checkpoint.fov_degrees)
 
     def set_device(self, device):
-        if device == self.device:
+        if device == self.device or self.remote:
             return
         self.worker.close()
         self.compare.close()
@@ -153,6 +169,7 @@ class Visualizer:
         imgui.set_next_window_pos(imgui.ImVec2(0, 0))
         imgui.set_next_window_size(imgui.ImVec2(self.pane_w, height))
         imgui.begin('##pane', None, PANE_FLAGS)
+        self.remote_widget()
         self._draw_tabs()
         imgui.end()
         if self.comparing:
@@ -190,6 +207,8 @@ class Visualizer:
                     self.tab = name
                     if name == 'Viewer':
                         self._draw_sections(True)
+                    elif self.trainer_widget in self.unavailable:
+                        imgui.text_wrapped(self.unavailable[self.trainer_widget])
                     else:
                         self.trainer_widget(show=True)
                     imgui.end_tab_item()
@@ -205,7 +224,11 @@ class Visualizer:
             flags = imgui.TreeNodeFlags_.default_open if widgets[0] is not self.layer_widget else 0
             expanded = show and imgui.collapsing_header(title, flags)
             for widget in widgets:
-                widget(show=expanded)
+                reason = self.unavailable.get(widget)
+                if reason and expanded:
+                    with disabled(True):
+                        imgui.text_wrapped(reason)
+                widget(show=expanded and not reason)
 
     def _submit(self):
         """Preview while the inputs change, the full frame once they are still."""
@@ -218,6 +241,8 @@ class Visualizer:
         interacting = self.compare.interacting if self.comparing else self.viewport.interacting
         moving = interacting or now - self._last_change < STILL_SECONDS
         args = args.with_(preview=moving and not recording)
+        if self.remote:          # recordings are made of exact (PNG) frames
+            self.worker.lossless = recording
         if self.comparing:
             self.compare.submit(args)
         else:
@@ -319,4 +344,6 @@ class Visualizer:
         self.pickle_widget.close()
         self.worker.close()
         self.compare.close()
+        if self.link is not None:
+            self.link.close()
         self.window.destroy()

@@ -1,7 +1,7 @@
 """Capture: save the rendered image, the whole window, or a video (animated WebP or H.264 MP4,
 written by the video command's own writer) of an orbit or of a camera path through keyframes."""
 import math
-import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +9,9 @@ from imgui_bundle import imgui
 from PIL import Image
 
 from eg3d_runtime.cameras import wrap_yaw
+from eg3d_runtime.files import next_capture_path
 from eg3d_runtime.gen_videos import interpolator
+from eg3d_runtime.remote.client import RemoteError
 from eg3d_runtime.video_files import video_file
 
 from .gui_helpers import button, label
@@ -20,12 +22,6 @@ ORBIT_YAW = 0.35
 ORBIT_FPS = 24
 PATH_FRAMES = 24             # frames from one keyframe to the next
 VIDEO_FORMATS = {'webp': 'WebP', 'mp4': 'MP4 (H.264)'}
-
-
-def next_capture_path(directory: Path, suffix: str) -> Path:
-    """NNNNN<suffix> with NNNNN one more than the largest numbered file present."""
-    numbers = [int(m.group(1)) for p in directory.glob('*') if (m := re.match(r'(\d+)', p.name))]
-    return directory / f'{max(numbers, default=0) + 1:05d}{suffix}'
 
 
 def even_size(frame):
@@ -67,13 +63,34 @@ class CaptureWidget:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def save_image(self, image):
+    def save_image(self, image, prefix=''):
         try:
             path = next_capture_path(self._dir(), '.png')
             Image.fromarray(image).save(path)
-            self.message = f'saved {path}'
+            self.message = f'{prefix}saved {path}'
         except OSError as e:
             self.message = f'{self.directory}: cannot save ({e.strerror or e})'
+
+    def save_frame(self, image):
+        """'Save image': the frame on screen. From a render server the view's frames are JPEG,
+        so the exact pixels of a full-quality frame are fetched again as PNG, off the GUI
+        thread."""
+        viz = self.viz
+        result = viz.viewport.shown
+        if not viz.remote or viz.comparing or result is None or result.quality != 'full':
+            if viz.remote:
+                self.message = 'saving the frame as it was sent (JPEG quality ' \
+                               f'{viz.worker.quality}): '
+            self.save_image(image, prefix=self.message if viz.remote else '')
+            return
+        self.message = 'fetching the exact frame from the server...'
+
+        def fetch():
+            try:
+                self.save_image(viz.worker.lossless_image(result))
+            except RemoteError as e:
+                self.message = str(e)
+        threading.Thread(target=fetch, daemon=True, name='capture-fetch').start()
 
     def gui_grabbed(self, pixels):
         self.want_gui_grab = False
@@ -132,7 +149,7 @@ class CaptureWidget:
         imgui.set_cursor_pos_x(viz.label_w)
         image = viz.current_image()
         if button('Save image', enabled=image is not None, width=viz.button_w * 2):
-            self.save_image(image)
+            self.save_frame(image)
         imgui.same_line()
         if button('Save GUI', width=viz.button_w * 2):
             self.want_gui_grab = True

@@ -16,6 +16,7 @@ from eg3d_runtime.networks.panohead import is_panohead
 from gui_utils import imgui_compat
 from gui_utils.gl_texture import Texture
 
+from .remote_worker import RemoteWorker
 from .render_worker import RenderWorker
 from .viewport import drag_area, fit, shadowed_text
 
@@ -24,6 +25,9 @@ WINDOW_FLAGS = (imgui.WindowFlags_.no_decoration | imgui.WindowFlags_.no_move
                 | imgui.WindowFlags_.no_saved_settings
                 | imgui.WindowFlags_.no_bring_to_front_on_focus
                 | imgui.WindowFlags_.no_scroll_with_mouse)
+REMOTE = '(render server)'          # the key of the one worker when a server renders
+
+
 def camera_conventions(rendering_kwargs):
     """What a network's cameras mean: orbit radius, look-at point (PanoHead looks at the
     origin whatever avg_camera_pivot says), whether it is pose-conditioned, and how its
@@ -119,6 +123,11 @@ class CompareView:
     def set_panels(self, panels):
         self.panels = list(panels)[:MAX_PANELS]
         self.results, self.shown, self._heat = {}, {}, None
+        if self.viz.remote:     # one stream: the server renders all panels of a frame together
+            if REMOTE not in self.workers:
+                self.workers[REMOTE] = RemoteWorker(self.viz.link, 'panels',
+                                                    self.viz.worker.quality, BatchResult)
+            return
         for pkl in set(self.workers) - {p.pkl for p in self.panels}:
             self.workers.pop(pkl).close()
         for panel in self.panels:
@@ -138,6 +147,13 @@ class CompareView:
         return [base.with_(pkl=p.pkl, nrr=p.nrr if p.nrr else base.nrr) for p in self.panels]
 
     def submit(self, base):
+        if self.viz.remote:
+            worker = self.workers[REMOTE]
+            # The difference view and recordings need exact pixels; the panels alone, JPEG.
+            worker.lossless = self.difference is not None or \
+                self.viz.capture_widget.orbit is not None
+            worker.submit(PanelBatch(tuple(enumerate(self.panel_args(base)))))
+            return
         groups = {}
         for idx, args in enumerate(self.panel_args(base)):
             groups.setdefault(args.pkl, []).append((idx, args))

@@ -13,13 +13,13 @@ from pathlib import Path
 from imgui_bundle import imgui
 
 from eg3d_runtime import views
+from eg3d_runtime.files import next_capture_path
 from eg3d_runtime.invert import Settings, invert, load_inputs, make_outdir, write_outputs
 from eg3d_runtime.inversion.targets import InversionError, dataset_camera
 from gui_utils import imgui_compat
 from gui_utils.gl_texture import Texture
 
 from .background import BackgroundTask
-from .capture_widget import next_capture_path
 from .compare import Panel
 from .gui_helpers import button, label
 from .pickle_widget import FolderLister, browse_popup

@@ -56,6 +56,16 @@ class PerfWidget:
         result = viz.viewport.result
         imgui.text_wrapped(result.precision if result and result.precision else '-')
         label('Device', viz.label_w)
+        if viz.remote:
+            imgui.text_wrapped(viz.link.describe())
+        else:
+            self._device_combo()
+        label('Display', viz.label_w)
+        texture = viz.viewport.texture
+        imgui.text_wrapped(f'{texture.path}: {texture.path_reason}' if texture else 'no frame yet')
+
+    def _device_combo(self):
+        viz = self.viz
         imgui.set_next_item_width(viz.button_w * 2)
         current = self.devices.index(viz.device) if viz.device in self.devices else 0
         changed, idx = imgui.combo('##device', current, self.devices)
@@ -64,9 +74,6 @@ class PerfWidget:
         if len(self.devices) == 1:
             imgui.same_line()
             imgui.text_disabled('(no CUDA device found)')
-        label('Display', viz.label_w)
-        texture = viz.viewport.texture
-        imgui.text_wrapped(f'{texture.path}: {texture.path_reason}' if texture else 'no frame yet')
 
     def render_fields(self):
         return {'force_fp32': self.force_fp32}

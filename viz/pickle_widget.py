@@ -3,16 +3,17 @@ drag-and-drop (routed here by the app), and the extra pickles given on the comma
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from imgui_bundle import imgui
 
 import checkpoints
 from eg3d_runtime.network_path import resolve_network
+from eg3d_runtime.remote.client import RemoteError
 from eg3d_runtime.run_directory import latest_snapshot
 
 from .gui_helpers import button, error_text, label
-from .settings import RecentList
+from .settings import RecentList, config_dir
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,9 @@ class FolderLister:
     or network file system never stalls a frame."""
     REFRESH_SECONDS = 1.0
 
-    def __init__(self, suffixes=('.pkl',)):
+    def __init__(self, suffixes=('.pkl',), list_fn=list_folder):
         self.suffixes = suffixes
+        self._list = list_fn                  # list_folder, or a render server's listing
         self._wake = threading.Condition()
         self._folder = None
         self._asked = -float('inf')          # when the GUI last asked
@@ -81,7 +83,7 @@ class FolderLister:
                 if self._stop:
                     return
                 folder = self._folder
-            listing = list_folder(folder, self.suffixes)
+            listing = self._list(folder, self.suffixes)
             with self._wake:
                 self._listing = listing
                 if folder == self._folder and not self._stop:
@@ -114,9 +116,37 @@ def browse_popup(popup_id, lister, folder, run_entry=None):
     return shown, picked
 
 
+def server_lister(link):
+    """A list function for FolderLister that lists a render server's folder (only under the
+    folders it serves; it answers a refusal as the listing's error)."""
+    def list_remote(folder, suffixes):
+        connection = link.connection
+        if link.disconnected:
+            return FolderListing(folder, error=f'disconnected: {link.disconnected}')
+        try:
+            reply = connection.call('list', path=str(folder)).fields
+        except RemoteError as e:
+            return FolderListing(folder, error=str(e))
+        if reply.get('error'):
+            return FolderListing(folder, error=str(reply['error']))
+        names = reply.get('folders') or [], reply.get('files') or []
+        return FolderListing(folder, tuple(folder / str(n) for n in names[0]),
+                             tuple(folder / str(n) for n in names[1]
+                                   if PurePosixPath(str(n)).suffix.lower() in suffixes),
+                             bool(reply.get('is_run')))
+    return list_remote
+
+
 class PickleWidget:
-    def __init__(self, viz, paths=(), recent=None):
+    """With `remote` (a RemoteLink), paths and released names are the server's: it resolves
+    and downloads them, the browser lists its folders, and Recent is kept per server."""
+
+    def __init__(self, viz, paths=(), recent=None, remote=None):
         self.viz = viz
+        self.remote = remote
+        if recent is None and remote is not None:
+            host = remote.info.get('host', 'server')
+            recent = RecentList(config_dir() / f'recent-{host}.json')
         self.recent = recent if recent is not None else RecentList()
         self.others = [str(p) for p in paths[1:]]
         self.text = ''
@@ -126,8 +156,12 @@ class PickleWidget:
         self.error = None
         self.download = None             # (name, fraction or None) while downloading
         self._download_result = None
-        self.browse_dir = Path.cwd()
-        self._lister = FolderLister()
+        if remote is None:
+            self.browse_dir = Path.cwd()
+            self._lister = FolderLister()
+        else:
+            self.browse_dir = PurePosixPath(remote.info.get('cwd') or '/')
+            self._lister = FolderLister(list_fn=server_lister(remote))
         if paths:
             self.load(str(paths[0]))
 
@@ -141,6 +175,11 @@ class PickleWidget:
 
     def load(self, text):
         self.text = text
+        if self.remote is not None:        # the server resolves (and downloads) what it names
+            self._previous_pkl, self.pkl = self.pkl, text.strip()
+            self._entered, self.error = text, None
+            self.viz.on_network_selected(self.pkl, checkpoints.resolve(text))
+            return
         path, ckpt, error = resolve_network(text)
         self.error = error
         if error:
@@ -239,8 +278,11 @@ class PickleWidget:
     def _released_popup(self):
         if imgui.begin_popup('released_popup'):
             for ckpt in checkpoints.RELEASED.values():
-                here = checkpoints.local_path(ckpt.name).exists()
-                text = f'{ckpt.name}  ({"downloaded" if here else "download from NGC"})'
+                if self.remote is not None:
+                    text = f'{ckpt.name}  (on the server: downloaded there when missing)'
+                else:
+                    here = checkpoints.local_path(ckpt.name).exists()
+                    text = f'{ckpt.name}  ({"downloaded" if here else "download from NGC"})'
                 if imgui.selectable(text, False)[0]:
                     self.load(ckpt.name)
             imgui.end_popup()

@@ -1,0 +1,477 @@
+"""One client's session on the render server: it reads requests, renders only the newest (a
+newer request abandons a full-quality frame in progress, as the viewer's RenderWorker does)
+and encodes frame N on its own thread while frame N+1 renders.
+
+The renderer is injected (`FrameSource`): the server speaks to the same frame renderer and
+engine as the local viewer. Threads: the reader (this one, also answers pings and listings at
+once), the renderer and the encoder; the session ends when the client goes."""
+import hmac
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+import checkpoints
+from eg3d_runtime.network_path import locate_network
+from eg3d_runtime.pickles import PickleLoadError
+from eg3d_runtime.run_directory import latest_snapshot
+
+from . import codec, values
+from .protocol import VERSION, ConnectionClosed, MessageWriter, ProtocolError, read_message
+from .roots import PathRefused
+
+log = logging.getLogger('eg3d.serve')
+PATH_FIELDS = ('pkl', 'ws_file')       # RenderArgs fields that name files on the server
+LIST_SUFFIXES = ('.pkl', '.npy')
+MAX_LISTING = 5000
+MAX_PANELS = 4                         # compare panels in one request
+CHANNELS = ('view', 'panels')          # independent request streams, each newest-wins
+
+
+class FrameSource(Protocol):
+    """What the server needs of a renderer (the viewer's FrameRenderer): a result with
+    `host_image` (uint8 [H, W, 3] numpy or None), error, message, load_failed, aborted,
+    timings, network, nrr, samples, backbone_reused, precision, layers."""
+    def render(self, args, should_abort: Callable[[], bool],
+               on_progress: Callable[[float], None]): ...
+
+
+def machine_info(device):
+    """What the viewer shows of the machine that renders."""
+    import torch
+    gpu = None
+    if str(device).startswith('cuda'):
+        try:
+            gpu = torch.cuda.get_device_name(torch.device(device))
+        except Exception:  # detection never raises
+            gpu = None
+    return {'host': socket.gethostname(), 'device': str(device), 'gpu': gpu}
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One render request: a single frame (panel None) or the compare panels, rendered in
+    order (panel index, args); an abandoned panel abandons them all."""
+    id: int
+    channel: str
+    items: tuple
+    encoding: str
+    quality: int
+
+    @property
+    def preview(self):
+        return any(args.preview for _, args in self.items)
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """A frame that could not start (a path outside the roots, a download that failed): it has
+    what _send_frame reads of a result."""
+    error: str
+    quality: str
+    host_image: None = None
+    message: None = None
+    load_failed: bool = True
+    timings: tuple = ()
+    network: None = None
+    nrr: None = None
+    samples: None = None
+    backbone_reused: bool = False
+    precision: None = None
+    layers: tuple = ()
+
+
+class ClientSession:
+    """Serves one client until it goes away; `run()` blocks. `token`: required in the hello
+    (TCP); None for stdio, where SSH authenticated the user."""
+
+    def __init__(self, reader, writer, new_renderer: Callable[[], FrameSource], args_type, roots,
+                 info, token=None):
+        self._reader = reader
+        self._out = MessageWriter(writer)
+        self._new_renderer = new_renderer
+        self._renderers = {}                  # network -> its renderer
+        self._in_use = {channel: set() for channel in CHANNELS}
+        self._args_type = args_type
+        self.roots = roots
+        self.info = info
+        self._token = token
+        self._lock = threading.Condition()
+        # Per channel ('view', 'panels': the viewer's main view and its compare panels), in
+        # arrival order: the newest request not yet rendered, the newest frames not yet sent.
+        self._pending = {}
+        self._current = None
+        self._to_encode = {}
+        self._encoding = False                # the encoder is sending frames
+        self._last_full = None               # (id, host image, result): newest full view frame
+        self._jobs = {}                      # mesh export id -> its cancel Event
+        self._stop = False
+        self._status_sent = 0.0
+
+    # ---- the reader ---------------------------------------------------------------------------
+    def run(self):
+        try:
+            if not self._handshake():
+                return
+            threads = [threading.Thread(target=target, daemon=True, name=name)
+                       for target, name in ((self._render_loop, 'serve-render'),
+                                            (self._encode_loop, 'serve-encode'))]
+            for thread in threads:
+                thread.start()
+            try:
+                self._read_loop()
+            finally:
+                with self._lock:
+                    self._stop = True
+                    self._lock.notify_all()
+                for cancel in list(self._jobs.values()):      # the client went: stop its jobs
+                    cancel.set()
+                for thread in threads:
+                    thread.join(timeout=30)
+        finally:
+            self._out.close()
+
+    def _handshake(self):
+        try:
+            hello = read_message(self._reader)
+            if hello.type != 'hello':
+                raise ProtocolError(f'expected hello, got {hello.type!r}')
+            version = hello.get('version', int)
+            token = hello.get('token', str, '')
+        except ConnectionClosed:
+            return False
+        except ProtocolError as e:
+            self._refuse(str(e))
+            return False
+        if version != VERSION:
+            self._refuse(f'the viewer speaks protocol {version}, this server {VERSION}; '
+                         f'update both to the same release')
+            return False
+        if self._token is not None and not hmac.compare_digest(token.encode(),
+                                                               self._token.encode()):
+            log.warning('refused a client with a wrong token')
+            self._refuse('wrong token: pass the token eg3d-serve printed at start '
+                         '(--token or EG3D_SERVE_TOKEN)')
+            return False
+        self._out.send('welcome', version=VERSION, cwd=os.getcwd(),
+                       roots=[str(r) for r in self.roots.folders], **self.info)
+        return True
+
+    def _refuse(self, text):
+        try:
+            self._out.send('error', message=text, fatal=True)
+        except ConnectionClosed:
+            pass
+
+    def _read_loop(self):
+        while True:
+            try:
+                message = read_message(self._reader)
+            except ConnectionClosed:
+                return
+            except ProtocolError as e:
+                log.warning('closing a connection: %s', e)
+                self._refuse(str(e))
+                return
+            try:
+                self._handle(message)
+            except ProtocolError as e:
+                self._send('error', message=str(e), id=message.fields.get('id')
+                           if isinstance(message.fields.get('id'), int) else None)
+            if self._out.closed:
+                return
+
+    def _handle(self, message):
+        kind = message.type
+        if kind == 'render':
+            encoding = message.get('encoding', str, 'jpeg')
+            if encoding not in codec.ENCODINGS:
+                raise ProtocolError(f'render: encoding {encoding!r}; one of {codec.ENCODINGS}')
+            quality = message.get('quality', int, codec.DEFAULT_JPEG_QUALITY)
+            if not 1 <= quality <= 100:
+                raise ProtocolError(f'render: quality {quality}; 1 to 100')
+            batch = message.get('batch', list, [])
+            if batch:           # compare panels: [[panel index, args], ...]
+                if len(batch) > MAX_PANELS or not all(
+                        isinstance(item, list) and len(item) == 2 and isinstance(item[0], int)
+                        and not isinstance(item[0], bool) for item in batch):
+                    raise ProtocolError(f'render: batch must be up to {MAX_PANELS} '
+                                        f'[panel, args] pairs')
+                items = tuple((idx, values.from_json(self._args_type, args, f'panel {idx}'))
+                              for idx, args in batch)
+            else:
+                items = ((None, values.from_json(self._args_type, message.get('args', dict))),)
+            channel = message.get('channel', str, 'view')
+            if channel not in CHANNELS:
+                raise ProtocolError(f'render: channel {channel!r}; one of {CHANNELS}')
+            request = _Request(message.get('id', int), channel, items, encoding, quality)
+            with self._lock:
+                self._pending.pop(channel, None)
+                self._pending[channel] = request
+                self._lock.notify_all()
+        elif kind == 'ping':
+            self._send('pong', t=message.get('t', float, 0.0))
+        elif kind == 'list':
+            self._send('listing', id=message.get('id', int, 0),
+                       **self._listing(message.get('path', str)))
+        elif kind == 'mesh':
+            self._start_mesh(message)
+        elif kind == 'cancel':
+            event = self._jobs.get(message.get('job', int))
+            if event is not None:
+                event.set()
+        elif kind == 'refetch':
+            self._refetch(message.get('id', int, 0), message.get('frame', int),
+                          message.get('encoding', str, 'png'))
+        else:
+            raise ProtocolError(f'unknown message type {kind!r}')
+
+    def _send(self, type_, blob=b'', **fields):
+        try:
+            self._out.send(type_, blob, **fields)
+        except ConnectionClosed:
+            with self._lock:
+                self._stop = True
+                self._lock.notify_all()
+
+    def _listing(self, text):
+        """A server folder for the viewer's file browser (only under the roots)."""
+        try:
+            folder = self.roots.resolve(text)
+            entries = sorted((e for e in folder.iterdir() if not e.name.startswith('.')),
+                             key=lambda e: e.name)[:MAX_LISTING]
+            return {'path': str(folder),
+                    'folders': [e.name for e in entries if e.is_dir()],
+                    'files': [e.name for e in entries
+                              if e.is_file() and e.suffix.lower() in LIST_SUFFIXES],
+                    'is_run': latest_snapshot(folder) is not None}
+        except PathRefused as e:
+            return {'path': text, 'error': str(e)}
+        except OSError as e:
+            return {'path': text, 'error': f'cannot list: {e.strerror or e}'}
+
+    def _refetch(self, id_, frame, encoding):
+        """The newest full-quality view frame again, in another encoding (a capture's PNG)."""
+        if encoding not in codec.ENCODINGS:
+            raise ProtocolError(f'refetch: encoding {encoding!r}; one of {codec.ENCODINGS}')
+        with self._lock:
+            last = self._last_full
+        if last is None or last[0] != frame:
+            self._send('error', id=id_, message='that frame is no longer on the server; '
+                                                'wait for the next one')
+            return
+        self._send('frame', codec.encode_image(last[1], encoding), id=id_, frame=frame,
+                   encoding=encoding, quality='full')
+
+    # ---- mesh export --------------------------------------------------------------------------
+    def _start_mesh(self, message):
+        """Export the shape of a view frame's latent on a thread of its own (rendering goes on,
+        as in the local viewer): saved under the roots (`to` 'server'), or sent back as the
+        reply's blob (`to` 'laptop'). Progress comes as 'progress' messages of the job."""
+        from eg3d_runtime.shapes import ShapeOptions
+        id_, frame = message.get('id', int), message.get('frame', int)
+        options = values.from_json(ShapeOptions, message.get('options', dict), 'options')
+        to = message.get('to', str, 'laptop')
+        if to not in ('laptop', 'server'):
+            raise ProtocolError(f"mesh: to {to!r}; 'laptop' or 'server'")
+        try:
+            options.check()
+            folder = self.roots.resolve(message.get('directory', str, '') or
+                                        os.path.join(os.getcwd(), 'eg3d-exports')) \
+                if to == 'server' else None
+        except (ValueError, PathRefused) as e:
+            self._send('mesh_done', id=id_, error=str(e))
+            return
+        with self._lock:
+            last = self._last_full
+        if last is None or last[0] != frame or last[2].ws is None:
+            self._send('mesh_done', id=id_, error='that frame is no longer on the server; '
+                                                  'wait for the next one')
+            return
+        cancel = self._jobs[id_] = threading.Event()
+        threading.Thread(target=self._mesh, args=(id_, last[2], options, folder, cancel),
+                         daemon=True, name=f'mesh-{id_}').start()
+
+    def _mesh(self, id_, result, options, folder, cancel):
+        import tempfile
+
+        from eg3d_runtime.files import next_capture_path
+        from eg3d_runtime.shapes import ExportCancelled, ShapeExportError, export_shape
+        sent = [0.0]
+
+        def progress(fraction, stage):
+            now = time.monotonic()
+            if now - sent[0] > 0.1:
+                sent[0] = now
+                self._send('progress', job=id_, fraction=float(fraction), stage=str(stage))
+        try:
+            with tempfile.TemporaryDirectory(prefix='eg3d-mesh-') as scratch:
+                if folder is not None:
+                    folder.mkdir(parents=True, exist_ok=True)
+                path = next_capture_path(folder or Path(scratch), f'.{options.format}')
+                done = export_shape(result.network.session, result.ws, path, options,
+                                    progress=progress, cancel=cancel)
+                blob = b'' if folder is not None else Path(done.path).read_bytes()
+                self._send('mesh_done', blob, id=id_, path=str(done.path) if folder else None,
+                           name=Path(done.path).name, vertices=int(done.vertices),
+                           seconds=float(sum(done.seconds.values())))
+        except ExportCancelled:
+            self._send('mesh_done', id=id_, cancelled=True)
+        except (ShapeExportError, ValueError, OSError) as e:
+            self._send('mesh_done', id=id_, error=str(e).splitlines()[0])
+        except Exception as e:  # the session goes on
+            log.exception('mesh export')
+            self._send('mesh_done', id=id_, error=f'export failed: {type(e).__name__}: {e}')
+        finally:
+            self._jobs.pop(id_, None)
+
+    # ---- rendering ----------------------------------------------------------------------------
+    def _should_abort(self):
+        current = self._current
+        return self._stop or (current is not None and current.channel in self._pending
+                              and not current.preview)
+
+    def _on_progress(self, text):
+        now = time.monotonic()
+        if now - self._status_sent > 0.1:
+            self._status_sent = now
+            self._send('status', text=text)
+
+    def _render_loop(self):
+        while True:
+            with self._lock:
+                while not self._pending and not self._stop:
+                    self._lock.wait()
+                if self._stop:
+                    return
+                request = self._pending.pop(next(iter(self._pending)))    # the oldest channel
+                self._current = request
+            frames = self._render(request)
+            with self._lock:
+                self._current = None
+                if frames is None:
+                    continue
+                # Nothing else to render: send it from here, one thread hop less. Otherwise
+                # the encoder sends it while the next request renders.
+                direct = not self._pending and not self._to_encode and not self._encoding
+                if not direct:
+                    self._to_encode.pop(request.channel, None)
+                    self._to_encode[request.channel] = (request, frames)     # newest wins
+                    self._lock.notify_all()
+            if direct:
+                self._send_frames(request, frames)
+
+    def _render(self, request):
+        """[(panel, args, result, milliseconds of the render call)] of a request, or None when a
+        newer one abandoned it."""
+        frames = []
+        quality = 'preview' if request.preview else 'full'
+        resolved = []
+        for panel, args in request.items:
+            try:
+                resolved.append((panel, self._server_args(args), None))
+            except (PathRefused, PickleLoadError, checkpoints.DownloadError) as e:
+                resolved.append((panel, args, _Refused(str(e), quality)))
+        self._keep_renderers(replace(request, items=tuple((p, a) for p, a, _ in resolved)))
+        for panel, args, refused in resolved:
+            if refused is not None:
+                frames.append((panel, args, refused, 0.0))
+                continue
+            name = (args.pkl or '').rsplit('/', 1)[-1]
+            t0 = time.perf_counter()
+            result = self._renderer(args.pkl).render(
+                args, should_abort=self._should_abort,
+                on_progress=lambda f: self._on_progress(f'Loading {name}... {f * 100:.0f}%'))
+            if result.aborted:
+                return None
+            frames.append((panel, args, result, (time.perf_counter() - t0) * 1e3))
+        return frames
+
+    def _renderer(self, pkl):
+        """The renderer that keeps `pkl` loaded (its network stays between frames)."""
+        if pkl not in self._renderers:
+            self._renderers[pkl] = self._new_renderer()
+        return self._renderers[pkl]
+
+    def _keep_renderers(self, request):
+        """Keep the networks of the newest view and of the newest compare panels (each keeps
+        its own, as the local viewer's workers do); free the others."""
+        self._in_use[request.channel] = {args.pkl for _, args in request.items}
+        wanted = set().union(*self._in_use.values())
+        for pkl in [p for p in self._renderers if p not in wanted]:
+            del self._renderers[pkl]
+
+    def _server_args(self, args):
+        """The client's RenderArgs with every path resolved under the roots; a released name
+        is downloaded into the checkpoint cache (on this machine)."""
+        changes = {}
+        for name in PATH_FIELDS:
+            text = getattr(args, name, None)
+            if text:
+                changes[name] = self._locate(text) if name == 'pkl' else \
+                    str(self.roots.resolve(text))
+        return replace(args, **changes) if changes else args
+
+    def _locate(self, text):
+        if checkpoints.resolve(text) is not None and not os.path.exists(text):
+            path, ckpt = locate_network(text)
+            if ckpt is not None:
+                path = str(checkpoints.download(ckpt.name, on_progress=lambda done, total:
+                                                self._on_progress(
+                                                    f'Downloading {ckpt.name} on the server... '
+                                                    f'{100 * done / max(total or 1, 1):.0f}%')))
+            return str(self.roots.resolve(path))
+        path, _ = locate_network(str(self.roots.resolve(text)))
+        return str(self.roots.resolve(path))       # a run's snapshot may be a symlink out
+
+    # ---- encoding -----------------------------------------------------------------------------
+    def _encode_loop(self):
+        while True:
+            with self._lock:
+                while not self._to_encode and not self._stop:
+                    self._lock.wait()
+                if self._stop:
+                    return
+                request, frames = self._to_encode.pop(next(iter(self._to_encode)))
+                self._encoding = True
+            try:
+                self._send_frames(request, frames)
+            finally:
+                self._encoding = False
+
+    def _send_frames(self, request, frames):
+        for panel, args, result, render_ms in frames:
+            try:
+                self._send_frame(request, panel, len(frames), args, result, render_ms)
+            except Exception as e:  # a frame that cannot be sent must not end the session
+                log.exception('frame %s', request.id)
+                self._send('frame', id=request.id, channel=request.channel, panel=panel,
+                           count=len(frames), quality=result.quality,
+                           error=f'the server could not send this frame ({e})')
+
+    def _send_frame(self, request, panel, count, args, result, render_ms):
+        t0 = time.perf_counter()
+        image = result.host_image
+        blob = b''
+        if image is not None:
+            blob = codec.encode_image(image, request.encoding, request.quality)
+            if result.quality == 'full' and request.channel == 'view':
+                with self._lock:
+                    self._last_full = (request.id, image, result)
+        network = result.network
+        self._send(
+            'frame', blob, id=request.id, channel=request.channel, panel=panel, count=count,
+            quality=result.quality,
+            encoding=request.encoding,
+            error=result.error, message=result.message, load_failed=result.load_failed,
+            timings={**dict(result.timings), 'encode': (time.perf_counter() - t0) * 1e3,
+                     'render_call': render_ms},
+            network=None if network is None else values.to_json(network),
+            nrr=result.nrr, samples=list(result.samples) if result.samples else None,
+            backbone_reused=result.backbone_reused, precision=result.precision,
+            layers=[[name, list(shape)] for name, shape in result.layers], pkl=args.pkl)

@@ -1,0 +1,37 @@
+"""The line at the top of the pane when a render server renders: which machine (host, device,
+GPU) and the round-trip time, or 'disconnected' with the reason and a Reconnect button that
+keeps every setting."""
+from imgui_bundle import imgui
+
+from .gui_helpers import button
+
+NOT_SERVED = 'a render server does not serve this yet; run the viewer on the server\'s machine ' \
+    '(or locally) for it'
+
+
+def remote_unavailable(viz):
+    """The widgets a render server does not drive yet -> the reason shown in their place."""
+    return {
+        viz.invert_widget: f'Inverting a photo: {NOT_SERVED}.',
+        viz.trainer_widget: f'The Trainer tab on the server\'s runs: {NOT_SERVED}.',
+    }
+
+
+class RemoteWidget:
+    def __init__(self, viz):
+        self.viz = viz
+
+    def __call__(self):
+        viz = self.viz
+        if not viz.remote:
+            return
+        link = viz.link
+        if link.disconnected:
+            imgui.text_colored(imgui.ImVec4(1, 0.4, 0.4, 1), 'Render server disconnected')
+            imgui.same_line()
+            if button('Reconnect', width=viz.button_w * 1.5):
+                link.reconnect()
+            imgui.text_wrapped(link.disconnected)
+        else:
+            imgui.text_wrapped(f'Rendering on {link.describe()}')
+        imgui.separator()
