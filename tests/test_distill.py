@@ -9,11 +9,11 @@ import torch
 
 from eg3d_runtime import demo_quality, procedural, train, views
 from eg3d_runtime.run_directory import latest_snapshot
+from eg3d_runtime.runs import training_process
 from eg3d_runtime.training import distill, run_files
 from eg3d_runtime.training.distill import (DistillLoop, FigureDataset, FigureVolumes,
                                            VolumeSamples, edge_band, figure,
                                            reconstruction_losses, volume_losses)
-from viz.trainer import training_process
 
 TINY = ['--cfg', 'demo', '--distill', '2', '--distill_resolution', '64',
         '--distill_supersample', '1', '--gpus', '1',

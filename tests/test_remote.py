@@ -261,3 +261,41 @@ def test_mesh_export_runs_on_the_server_and_survives_its_death(remote_viewer, us
     assert message.startswith('disconnected: ') and '\n' not in message
     assert viz.link.disconnected
     viz.draw_frame()                               # the window goes on, offering Reconnect
+
+
+def test_the_trainer_tab_on_a_run_served_remotely(xvfb_display, user_dirs, tmp_path,
+                                                  fixture_pkl, monkeypatch):
+    """--run names a run directory on the server (under its ~/training-runs): curves, fakes,
+    log and snapshots come from there, Follow latest opens its snapshot there, Stop writes the
+    stop request there, and Start is refused for an output folder the server does not serve."""
+    from test_trainer_tab import frames_until, open_window
+
+    from run_dirs import LOSS_G, official_run
+    home = tmp_path / 'home'
+    monkeypatch.setenv('HOME', str(home))
+    run = official_run(home / 'training-runs', snapshot_pkl=fixture_pkl)
+    viz = open_window('--run', run, '--nrr', 16, '--remote', 'me@gpu', '--ssh',
+                      f'sh {FAKE_SSH}', '--remote-python', sys.executable, '--remote-dir', REPO)
+    try:
+        trainer = viz.trainer_widget
+        assert frames_until(viz, lambda: 'Loss/G/loss' in trainer.curves.drawn, timeout=120)
+        kimg, loss = trainer.curves.drawn['Loss/G/loss']
+        assert kimg.tolist() == [0.0, 4.0, 8.0]
+        np.testing.assert_array_equal(loss, LOSS_G)
+        assert trainer.state.total_kimg == 25000 and 'Training for 25000 kimg...' in \
+            trainer.state.log_tail
+        trainer.fakes.index = 0
+        assert frames_until(viz, lambda: str(trainer.fakes.shown_path) ==
+                            str(run / 'fakes000000.png'))
+        snapshot = run / 'network-snapshot-000004.pkl'
+        assert frames_until(viz, lambda: viz.viewport.result is not None and
+                            viz.viewport.result.image is not None and
+                            viz.pickle_widget.pkl == str(snapshot), timeout=300)
+        trainer.stop()
+        assert frames_until(viz, lambda: (run / 'stop-request').exists())
+        trainer.form['outdir'] = str(tmp_path / 'elsewhere')
+        assert trainer.start()
+        assert frames_until(viz, lambda: 'outside the folders this server serves' in
+                            trainer.message)
+    finally:
+        viz.close()

@@ -7,7 +7,7 @@ import pytest
 
 from eg3d_runtime import run_directory as rd
 from eg3d_runtime import train
-from viz.trainer.training_process import find_output_dir
+from eg3d_runtime.runs.training_process import find_output_dir
 
 
 @pytest.mark.parametrize('seconds, text', [

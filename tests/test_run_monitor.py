@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from viz.trainer import run_reader
-from viz.trainer.run_monitor import RunMonitor, progress, run_status
-from viz.trainer.training_process import find_output_dir, train_command
+from eg3d_runtime.runs import run_reader
+from eg3d_runtime.runs.run_monitor import RunMonitor, progress, run_status
+from eg3d_runtime.runs.training_process import find_output_dir, train_command
 
 from run_dirs import KIMG, LOSS_G, official_run, stats_line
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import viz.trainer.training_process as tp
+import eg3d_runtime.runs.training_process as tp
 
 from conftest import REPO, frames
 from run_dirs import FAKE_TRAINER, LOSS_G, official_run

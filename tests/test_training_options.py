@@ -8,9 +8,9 @@ import PIL.Image
 import pytest
 
 from eg3d_runtime import configs
+from eg3d_runtime.runs import training_process
 from eg3d_runtime.training import options, resume
 from eg3d_runtime.training.training_options import build_options, recorded_values
-from viz.trainer import training_process
 
 # Every option that training_options.json records, away from its default, in a GAN run and a
 # distillation run (--distill excludes --data, --mirror and metrics).

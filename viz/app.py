@@ -97,7 +97,7 @@ class Visualizer:
             ('Layers & channels', [self.layer_widget]),
         ]
         # --run alone shows the run's networks too: its latest snapshot, then each newer one.
-        self.trainer_widget = TrainerWidget(self, None if self.remote else options.run,
+        self.trainer_widget = TrainerWidget(self, options.run,
                                             follow_latest=bool(options.run and not options.pkls))
         # What a render server does not serve yet: the widget is replaced by its reason.
         self.unavailable = remote_unavailable(self) if self.remote else {}

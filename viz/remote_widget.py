@@ -13,7 +13,6 @@ def remote_unavailable(viz):
     """The widgets a render server does not drive yet -> the reason shown in their place."""
     return {
         viz.invert_widget: f'Inverting a photo: {NOT_SERVED}.',
-        viz.trainer_widget: f'The Trainer tab on the server\'s runs: {NOT_SERVED}.',
     }
 
 

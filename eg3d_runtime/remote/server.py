@@ -24,6 +24,7 @@ from eg3d_runtime.run_directory import latest_snapshot
 from . import codec, values
 from .protocol import VERSION, ConnectionClosed, MessageWriter, ProtocolError, read_message
 from .roots import PathRefused
+from .runs import RunService
 
 log = logging.getLogger('eg3d.serve')
 PATH_FIELDS = ('pkl', 'ws_file')       # RenderArgs fields that name files on the server
@@ -110,6 +111,8 @@ class ClientSession:
         self._encoding = False                # the encoder is sending frames
         self._last_full = None               # (id, host image, result): newest full view frame
         self._jobs = {}                      # mesh export id -> its cancel Event
+        self._runs = RunService(roots)        # the Trainer tab's run directories and trainers
+        self._runs_lock = threading.Lock()
         self._stop = False
         self._status_sent = 0.0
 
@@ -219,6 +222,10 @@ class ClientSession:
         elif kind == 'list':
             self._send('listing', id=message.get('id', int, 0),
                        **self._listing(message.get('path', str)))
+        elif kind in ('run_state', 'train'):         # disk work: off the reader thread
+            message.get('id', int)
+            threading.Thread(target=self._run_request, args=(message,), daemon=True,
+                             name=kind).start()
         elif kind == 'mesh':
             self._start_mesh(message)
         elif kind == 'cancel':
@@ -267,6 +274,25 @@ class ClientSession:
             return
         self._send('frame', codec.encode_image(last[1], encoding), id=id_, frame=frame,
                    encoding=encoding, quality='full')
+
+    # ---- the Trainer tab -----------------------------------------------------------------------
+    def _run_request(self, message):
+        id_ = message.fields['id']
+        try:
+            with self._runs_lock:
+                if message.type == 'run_state':
+                    fields, blob = self._runs.state(
+                        message.get('run_dir', str), message.get('fakes', str, ''),
+                        message.fields.get('have_series'), message.fields.get('have_grid'))
+                else:
+                    fields, blob = self._runs.act(message.get('action', str),
+                                                  message.fields), b''
+        except (PathRefused, ProtocolError, ValueError, OSError) as e:
+            fields, blob = {'error': str(e).splitlines()[0] if str(e) else repr(e)}, b''
+        except Exception as e:  # the session goes on
+            log.exception('%s', message.type)
+            fields, blob = {'error': f'{message.type} failed: {type(e).__name__}: {e}'}, b''
+        self._send(message.type, blob, **{**fields, 'id': id_})
 
     # ---- mesh export --------------------------------------------------------------------------
     def _start_mesh(self, message):
@@ -470,7 +496,7 @@ class ClientSession:
             encoding=request.encoding,
             error=result.error, message=result.message, load_failed=result.load_failed,
             timings={**dict(result.timings), 'encode': (time.perf_counter() - t0) * 1e3,
-                     'render_call': render_ms},
+                     'render_call': render_ms} if result.timings else {},
             network=None if network is None else values.to_json(network),
             nrr=result.nrr, samples=list(result.samples) if result.samples else None,
             backbone_reused=result.backbone_reused, precision=result.precision,

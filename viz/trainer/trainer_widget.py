@@ -8,12 +8,13 @@ from pathlib import Path
 from imgui_bundle import imgui
 
 from eg3d_runtime.run_directory import format_time
+from eg3d_runtime.runs import training_process as tp
+from eg3d_runtime.runs.run_monitor import QUIET_SECONDS, MonitorThread
 from eg3d_runtime.training.options import OPTION
 from gui_utils import imgui_compat
 
-from . import training_process as tp
 from ..gui_helpers import button, error_text, label
-from .run_monitor import QUIET_SECONDS, MonitorThread
+from .remote_runs import RemoteMonitorThread, RemoteTraining
 from .trainer_views import CurvesView, FakesView
 
 FORM_FIRST = ('outdir', 'data')
@@ -37,10 +38,18 @@ class TrainerWidget:
             self.open_run(run_dir)
 
     # ---- actions (buttons, tests and the command line call these) ------------------------------
+    @property
+    def remote(self):
+        """The render server's link when the runs are the server's, else None."""
+        return self.viz.link
+
     def set_preset(self, name):
         self.preset = name
-        options = {'outdir': str(Path.home() / 'training-runs'),
-                   'data': str(tp.demo_data()) if name == 'demo' else ''}
+        if self.remote:         # the server's folders: it fills in its own demo dataset
+            options = {'outdir': '~/training-runs', 'data': ''}
+        else:
+            options = {'outdir': str(Path.home() / 'training-runs'),
+                       'data': str(tp.demo_data()) if name == 'demo' else ''}
         options.update({k: str(v) for k, v in tp.PRESETS[name].items()})
         self.form = options
 
@@ -48,7 +57,8 @@ class TrainerWidget:
         if self.monitor is not None:
             self.monitor.close()
         self.run_text = str(run_dir)
-        self.monitor = MonitorThread(run_dir)
+        self.monitor = RemoteMonitorThread(self.remote, run_dir) if self.remote else \
+            MonitorThread(run_dir)
         self._followed = None
         self.fakes.index = None
         self.message = ''
@@ -57,6 +67,10 @@ class TrainerWidget:
         """Launch the form's run in the background; the tab opens its run dir once announced."""
         if self.process is not None and self.process.running:
             return False
+        if self.remote:
+            self._remote_launch(action='start', preset=self.preset, form=self.form,
+                                extra=self.extra)
+            return True
         command = tp.train_command(self.form, self.extra)
         data = Path(self.form.get('data', ''))
         commands = [tp.dataset_command(data), command] \
@@ -66,6 +80,9 @@ class TrainerWidget:
         return True
 
     def resume(self):
+        if self.remote:
+            self._remote_launch(action='resume', run_dir=str(self.monitor.run_dir))
+            return
         try:
             self._launch([tp.resume_command(self.monitor.run_dir)])
         except ValueError as e:
@@ -75,11 +92,17 @@ class TrainerWidget:
         try:
             if self.process is not None and self.process.running:
                 self.process.stop()
+            elif self.monitor is not None and self.remote:
+                RemoteTraining(self.remote, action='stop', run_dir=str(self.monitor.run_dir))
             elif self.monitor is not None:
                 tp.request_stop(self.monitor.run_dir)
             self.message = 'stop requested: the run writes a snapshot, then exits'
         except ValueError as e:
             self.message = str(e)
+
+    def _remote_launch(self, **request):
+        self.process = RemoteTraining(self.remote, **request)
+        self.message = self.process.message
 
     def _launch(self, commands):
         try:
@@ -134,7 +157,8 @@ class TrainerWidget:
             imgui.InputTextFlags_.enter_returns_true)
         imgui.same_line()
         if (button('Open##run', width=-1) or entered) and self.run_text.strip():
-            self.open_run(Path(self.run_text.strip()).expanduser())
+            text = self.run_text.strip()          # a server's path: it expands ~ itself
+            self.open_run(text if self.remote else Path(text).expanduser())
         self._status_rows()
         if imgui.collapsing_header('New run', 0 if self.monitor else
                                    imgui.TreeNodeFlags_.default_open):

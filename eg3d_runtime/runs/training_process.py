@@ -20,7 +20,7 @@ from eg3d_runtime.training.options import command_line
 
 from .run_reader import read_tail
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TRAIN = [sys.executable, '-m', 'eg3d_runtime.train']
 
 
