@@ -2,6 +2,7 @@
 path ssh takes, with a local command in place of ssh) and over TCP with its token; frames
 against the local renderer; a cut connection; the viewer in remote mode."""
 import math
+import shutil
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, frames
 from eg3d_runtime.frames.frame_renderer import FrameRenderer
 from eg3d_runtime.frames.render_args import RenderArgs
 from eg3d_runtime.remote import codec, values
@@ -299,3 +300,45 @@ def test_the_trainer_tab_on_a_run_served_remotely(xvfb_display, user_dirs, tmp_p
                             trainer.message)
     finally:
         viz.close()
+
+
+def test_a_photo_is_uploaded_and_inverted_on_the_server(remote_viewer, tmp_path, user_dirs):
+    """The picture (and its dataset.json camera) is on the laptop; the inversion runs in the
+    server's network and writes there; the tuned network and latent open from there."""
+    from test_invert_widget import DEMO, picture_in_dataset
+    viz = remote_viewer
+    picture = picture_in_dataset(tmp_path / 'faces')
+    viz.window._drop_paths.append(str(picture))           # dropped on the window
+    viz.pickle_widget.load(DEMO)
+    assert viz.settle(timeout=300)
+    widget = viz.invert_widget
+    assert widget.path == str(picture)
+    served = REPO / 'eg3d-inversions'                      # under the server's working folder
+    widget.server_directory = str(user_dirs / 'not-served')
+    assert widget.start()
+    while widget.running:
+        frames(viz, 1)
+    assert 'outside the folders this server serves' in widget.message
+    widget.server_directory = ''
+    widget.num_steps, widget.pti_steps = 6, 2
+    before = set(served.glob('*')) if served.exists() else set()
+    assert widget.start()
+    stages, previews = set(), 0
+    while widget.running:
+        frames(viz, 1)
+        if widget.progress:
+            stages.add(widget.progress[0])
+        previews += widget._preview is not None
+    frames(viz, 2)
+    new = set(served.glob('*')) - before
+    try:
+        assert len(new) == 1, widget.message
+        out = new.pop()
+        assert widget.message == f'saved {out} on the server'
+        assert {'w', 'tuning'} <= stages and previews > 0
+        assert viz.pickle_widget.pkl == str(out / 'inverted.pkl')
+        assert viz.render_args().ws_file == str(out / 'w.npy')
+        assert viz.settle(timeout=300) and viz.viewport.result.error is None
+    finally:
+        for folder in new:
+            shutil.rmtree(folder)

@@ -159,7 +159,10 @@ def session(tmp_path):
         server = ClientSession(reader, writer, lambda: source_, RenderArgs,
                                Roots([tmp_path]), {'host': 'h', 'device': 'cpu', 'gpu': None},
                                token=token)
-        thread = threading.Thread(target=server.run, daemon=True)
+        def serve():                  # as eg3d-serve does: the socket closes with the session
+            with theirs, reader, writer:
+                server.run()
+        thread = threading.Thread(target=serve, daemon=True)
         thread.start()
         started.append((ours, thread))
         return ours, MessageWriter(ours.makefile('wb')), ours.makefile('rb'), thread

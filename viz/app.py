@@ -17,7 +17,6 @@ from .compare import CompareView
 from .compare_widget import CompareWidget
 from .cond_pose_widget import CondPoseWidget
 from .fov_widget import FovWidget
-from .gui_helpers import disabled
 from .invert_widget import InvertWidget, is_picture
 from .latent_widget import LatentWidget
 from .layer_widget import LayerWidget
@@ -25,7 +24,7 @@ from .mesh_export_widget import MeshExportWidget
 from .perf_widget import PerfWidget
 from .pickle_widget import PickleWidget
 from .pose_widget import PoseWidget
-from .remote_widget import RemoteWidget, remote_unavailable
+from .remote_widget import RemoteWidget
 from .remote_worker import RemoteLink, RemoteWorker, connector
 from .render_widget import RenderWidget
 from .render_worker import RenderWorker
@@ -99,8 +98,6 @@ class Visualizer:
         # --run alone shows the run's networks too: its latest snapshot, then each newer one.
         self.trainer_widget = TrainerWidget(self, options.run,
                                             follow_latest=bool(options.run and not options.pkls))
-        # What a render server does not serve yet: the widget is replaced by its reason.
-        self.unavailable = remote_unavailable(self) if self.remote else {}
         self.tab = None                      # 'Viewer' or 'Trainer', the tab on screen
         self._select_tab = 'Trainer' if options.run else None
         self._core_args = None
@@ -190,7 +187,10 @@ class Visualizer:
         """Files dropped on the window: pictures are for inverting, the rest are networks."""
         for path in self.window.pop_drop_paths():
             if is_picture(path):
-                self.invert_widget.choose(path)
+                self.invert_widget.choose(path)       # uploaded to a render server to invert
+            elif self.remote:
+                self.pickle_widget.error = (f'{path} is on this machine: the render server '
+                                            f'opens its own files (Browse... lists them)')
             else:
                 self.pickle_widget.load(path)
 
@@ -207,8 +207,6 @@ class Visualizer:
                     self.tab = name
                     if name == 'Viewer':
                         self._draw_sections(True)
-                    elif self.trainer_widget in self.unavailable:
-                        imgui.text_wrapped(self.unavailable[self.trainer_widget])
                     else:
                         self.trainer_widget(show=True)
                     imgui.end_tab_item()
@@ -224,11 +222,7 @@ class Visualizer:
             flags = imgui.TreeNodeFlags_.default_open if widgets[0] is not self.layer_widget else 0
             expanded = show and imgui.collapsing_header(title, flags)
             for widget in widgets:
-                reason = self.unavailable.get(widget)
-                if reason and expanded:
-                    with disabled(True):
-                        imgui.text_wrapped(reason)
-                widget(show=expanded and not reason)
+                widget(show=expanded)
 
     def _submit(self):
         """Preview while the inputs change, the full frame once they are still."""

@@ -8,7 +8,7 @@ runs like the mesh export, beside the render worker: it uses the process's one c
 network (pickles.open_generator), which it only reads (the tuning changes a copy), never the
 worker's FrameRenderer, so frames keep coming while it runs."""
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from imgui_bundle import imgui
 
@@ -16,6 +16,8 @@ from eg3d_runtime import views
 from eg3d_runtime.files import next_capture_path
 from eg3d_runtime.invert import Settings, invert, load_inputs, make_outdir, write_outputs
 from eg3d_runtime.inversion.targets import InversionError, dataset_camera
+from eg3d_runtime.remote import codec
+from eg3d_runtime.remote.client import RemoteError
 from gui_utils import imgui_compat
 from gui_utils.gl_texture import Texture
 
@@ -44,6 +46,8 @@ class InvertWidget(BackgroundTask):
         self.num_steps = Settings.num_steps
         self.pti_steps = Settings.pti_steps
         self.directory = str(captures_dir() / 'inversions')
+        self.server_directory = ''    # with a render server: where it writes (a folder it serves)
+        self._job = None              # (connection, id) of the server's inversion
         # progress: (stage, step, total, loss) while inverting
         self.original_pkl = None      # the network the last result was inverted in
         self._preview = None          # newest preview picture, uint8 numpy, for the GUI thread
@@ -75,6 +79,8 @@ class InvertWidget(BackgroundTask):
         if not pkl or not self.path or self.running:
             return False
         self._preview = None
+        if self.viz.remote:
+            return self._start_remote(pkl)
         picture, device = self.path, self.viz.device
         settings = Settings(num_steps=max(self.num_steps, 0), pti_steps=max(self.pti_steps, 0))
         parent = Path(self.directory).expanduser()
@@ -93,6 +99,52 @@ class InvertWidget(BackgroundTask):
                     'inversion cancelled (no files written)', InversionError,
                     'inversion failed')
         return True
+
+    def _start_remote(self, pkl):
+        """Upload the picture; the server inverts it in its network and writes the outputs
+        there; the tuned network and latent then open from the server's folder."""
+        link, picture = self.viz.link, Path(self.path).expanduser()
+        settings = {'num_steps': max(self.num_steps, 0), 'pti_steps': max(self.pti_steps, 0)}
+
+        def work():
+            if link.disconnected:
+                raise RemoteError(f'disconnected: {link.disconnected}')
+            camera = dataset_camera(picture)          # a label beside the picture, here
+            try:
+                data = picture.read_bytes()
+            except OSError as e:
+                raise InversionError(f'{picture}: cannot read ({e.strerror})') from None
+            connection = link.connection
+            self._job = connection, connection.new_id()
+            reply = connection.call(
+                'invert', timeout=None, id_=self._job[1], blob=data, pkl=pkl, name=picture.name,
+                camera=None if camera is None else camera.reshape(-1).tolist(),
+                directory=self.server_directory, on_progress=self._remote_step, **settings)
+            f = reply.fields
+            if f.get('cancelled'):
+                raise Cancelled()
+            if f.get('error') or reply.type != 'invert_done':
+                raise InversionError(str(f.get('error') or f.get('message')))
+            outdir = PurePosixPath(f['outdir'])
+            self._finished = (pkl, outdir)
+            return f'saved {outdir} on the server'
+        self._start('invert', ('uploading', 0, 1, float('nan')), work, Cancelled,
+                    'inversion cancelled (no files written)', (InversionError, RemoteError),
+                    'inversion failed')
+        return True
+
+    def _remote_step(self, message):
+        f = message.fields
+        self.progress = (str(f.get('stage', '')), int(f.get('step', 0)), int(f.get('total', 1)),
+                         float(f.get('loss', float('nan'))))
+        if message.blob:
+            self._preview = codec.decode_image(message.blob)
+
+    def cancel(self):
+        super().cancel()
+        if self._job is not None and self.running:
+            connection, job = self._job
+            connection.send('cancel', job=job)
 
     def _step(self, step):
         """Worker thread: record progress and, now and then, the preview; honour Cancel."""

@@ -90,7 +90,8 @@ class MeshExportWidget(BackgroundTask):
             reply = connection.call(
                 'mesh', timeout=None, id_=self._job[1], frame=frame, to=self.save_on,
                 directory=self.server_directory, options=values.to_json(options),
-                on_progress=lambda fraction, stage: setattr(self, 'progress', (fraction, stage)))
+                on_progress=lambda m: setattr(self, 'progress', (
+                    float(m.fields.get('fraction', 0.0)), str(m.fields.get('stage', '')))))
             f = reply.fields
             if f.get('cancelled'):
                 return 'export cancelled (no file written)'

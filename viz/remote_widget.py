@@ -5,17 +5,6 @@ from imgui_bundle import imgui
 
 from .gui_helpers import button
 
-NOT_SERVED = 'a render server does not serve this yet; run the viewer on the server\'s machine ' \
-    '(or locally) for it'
-
-
-def remote_unavailable(viz):
-    """The widgets a render server does not drive yet -> the reason shown in their place."""
-    return {
-        viz.invert_widget: f'Inverting a photo: {NOT_SERVED}.',
-    }
-
-
 class RemoteWidget:
     def __init__(self, viz):
         self.viz = viz

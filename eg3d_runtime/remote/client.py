@@ -98,7 +98,7 @@ class Connection:
         self.on_frame = self.on_status = self.on_close = lambda *a: None
         self._ids = itertools.count(1)
         self._calls = {}                     # id -> [Event, reply]
-        self._progress = {}                  # job id -> on_progress(fraction, stage)
+        self._progress = {}                  # job id -> on_progress(message)
         self.rtt = None
         self.closed = None                   # the reason, once closed
         self._closing = threading.Event()
@@ -152,7 +152,7 @@ class Connection:
     def call(self, type_, timeout=30.0, blob=b'', id_=None, on_progress=None, **fields):
         """Send a request with a fresh id (or `id_`) and wait for the reply that carries it
         (listings, refetches, exports: never on the GUI thread); the job's 'progress' messages
-        go to on_progress(fraction, stage). `timeout` None waits until the reply or the end of
+        go to on_progress(message). `timeout` None waits until the reply or the end of
         the connection. Raises RemoteError."""
         id_ = self.new_id() if id_ is None else id_
         slot = [threading.Event(), None]
@@ -232,9 +232,8 @@ class Connection:
                 self.rtt = time.monotonic() - t
         elif message.type == 'progress':
             handler = self._progress.get(message.fields.get('job'))
-            fraction = message.fields.get('fraction')
-            if handler is not None and isinstance(fraction, float):
-                handler(fraction, str(message.fields.get('stage', '')))
+            if handler is not None:
+                handler(message)
         elif message.type == 'status':
             self.on_status(str(message.fields.get('text', '')))
         elif message.type == 'error':

@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Protocol
 
 import checkpoints
@@ -23,6 +22,7 @@ from eg3d_runtime.run_directory import latest_snapshot
 
 from . import codec, values
 from .protocol import VERSION, ConnectionClosed, MessageWriter, ProtocolError, read_message
+from .jobs import Jobs
 from .roots import PathRefused
 from .runs import RunService
 
@@ -110,7 +110,8 @@ class ClientSession:
         self._to_encode = {}
         self._encoding = False                # the encoder is sending frames
         self._last_full = None               # (id, host image, result): newest full view frame
-        self._jobs = {}                      # mesh export id -> its cancel Event
+        self._jobs = Jobs(self._send, roots, info.get('device', 'cpu'), self._newest_frame,
+                          self._locate)          # mesh exports, inversions
         self._runs = RunService(roots)        # the Trainer tab's run directories and trainers
         self._runs_lock = threading.Lock()
         self._stop = False
@@ -132,8 +133,7 @@ class ClientSession:
                 with self._lock:
                     self._stop = True
                     self._lock.notify_all()
-                for cancel in list(self._jobs.values()):      # the client went: stop its jobs
-                    cancel.set()
+                self._jobs.cancel_all()          # the client went: stop its jobs
                 for thread in threads:
                     thread.join(timeout=30)
         finally:
@@ -227,11 +227,11 @@ class ClientSession:
             threading.Thread(target=self._run_request, args=(message,), daemon=True,
                              name=kind).start()
         elif kind == 'mesh':
-            self._start_mesh(message)
+            self._jobs.start_mesh(message)
+        elif kind == 'invert':
+            self._jobs.start_invert(message)
         elif kind == 'cancel':
-            event = self._jobs.get(message.get('job', int))
-            if event is not None:
-                event.set()
+            self._jobs.cancel(message.get('job', int))
         elif kind == 'refetch':
             self._refetch(message.get('id', int, 0), message.get('frame', int),
                           message.get('encoding', str, 'png'))
@@ -275,6 +275,10 @@ class ClientSession:
         self._send('frame', codec.encode_image(last[1], encoding), id=id_, frame=frame,
                    encoding=encoding, quality='full')
 
+    def _newest_frame(self):
+        with self._lock:
+            return self._last_full
+
     # ---- the Trainer tab -----------------------------------------------------------------------
     def _run_request(self, message):
         id_ = message.fields['id']
@@ -293,68 +297,6 @@ class ClientSession:
             log.exception('%s', message.type)
             fields, blob = {'error': f'{message.type} failed: {type(e).__name__}: {e}'}, b''
         self._send(message.type, blob, **{**fields, 'id': id_})
-
-    # ---- mesh export --------------------------------------------------------------------------
-    def _start_mesh(self, message):
-        """Export the shape of a view frame's latent on a thread of its own (rendering goes on,
-        as in the local viewer): saved under the roots (`to` 'server'), or sent back as the
-        reply's blob (`to` 'laptop'). Progress comes as 'progress' messages of the job."""
-        from eg3d_runtime.shapes import ShapeOptions
-        id_, frame = message.get('id', int), message.get('frame', int)
-        options = values.from_json(ShapeOptions, message.get('options', dict), 'options')
-        to = message.get('to', str, 'laptop')
-        if to not in ('laptop', 'server'):
-            raise ProtocolError(f"mesh: to {to!r}; 'laptop' or 'server'")
-        try:
-            options.check()
-            folder = self.roots.resolve(message.get('directory', str, '') or
-                                        os.path.join(os.getcwd(), 'eg3d-exports')) \
-                if to == 'server' else None
-        except (ValueError, PathRefused) as e:
-            self._send('mesh_done', id=id_, error=str(e))
-            return
-        with self._lock:
-            last = self._last_full
-        if last is None or last[0] != frame or last[2].ws is None:
-            self._send('mesh_done', id=id_, error='that frame is no longer on the server; '
-                                                  'wait for the next one')
-            return
-        cancel = self._jobs[id_] = threading.Event()
-        threading.Thread(target=self._mesh, args=(id_, last[2], options, folder, cancel),
-                         daemon=True, name=f'mesh-{id_}').start()
-
-    def _mesh(self, id_, result, options, folder, cancel):
-        import tempfile
-
-        from eg3d_runtime.files import next_capture_path
-        from eg3d_runtime.shapes import ExportCancelled, ShapeExportError, export_shape
-        sent = [0.0]
-
-        def progress(fraction, stage):
-            now = time.monotonic()
-            if now - sent[0] > 0.1:
-                sent[0] = now
-                self._send('progress', job=id_, fraction=float(fraction), stage=str(stage))
-        try:
-            with tempfile.TemporaryDirectory(prefix='eg3d-mesh-') as scratch:
-                if folder is not None:
-                    folder.mkdir(parents=True, exist_ok=True)
-                path = next_capture_path(folder or Path(scratch), f'.{options.format}')
-                done = export_shape(result.network.session, result.ws, path, options,
-                                    progress=progress, cancel=cancel)
-                blob = b'' if folder is not None else Path(done.path).read_bytes()
-                self._send('mesh_done', blob, id=id_, path=str(done.path) if folder else None,
-                           name=Path(done.path).name, vertices=int(done.vertices),
-                           seconds=float(sum(done.seconds.values())))
-        except ExportCancelled:
-            self._send('mesh_done', id=id_, cancelled=True)
-        except (ShapeExportError, ValueError, OSError) as e:
-            self._send('mesh_done', id=id_, error=str(e).splitlines()[0])
-        except Exception as e:  # the session goes on
-            log.exception('mesh export')
-            self._send('mesh_done', id=id_, error=f'export failed: {type(e).__name__}: {e}')
-        finally:
-            self._jobs.pop(id_, None)
 
     # ---- rendering ----------------------------------------------------------------------------
     def _should_abort(self):
