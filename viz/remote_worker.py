@@ -8,7 +8,6 @@ knows which args it shows. A cut connection leaves the viewer's settings as they
 `reconnect()` resends each stream's newest request."""
 import itertools
 import threading
-import time
 from types import MappingProxyType
 
 import numpy as np
@@ -18,6 +17,8 @@ from eg3d_runtime.frames.frame_renderer import NetworkInfo, RenderResult
 from eg3d_runtime.remote import codec, values
 from eg3d_runtime.remote.client import Connection, RemoteError, server_command, ssh_argv
 from eg3d_runtime.remote.protocol import ProtocolError
+
+from .render_worker import WaitsIdle
 
 
 def connector(options):
@@ -133,7 +134,7 @@ class RemoteLink:
             worker.on_status(text)
 
 
-class RemoteWorker:
+class RemoteWorker(WaitsIdle):
     """One request stream. Requests are RenderArgs, or (with `batch_type`) batches whose
     `items` are (panel, RenderArgs): their frames come back as one batch_type(results)."""
 
@@ -213,14 +214,6 @@ class RemoteWorker:
     @property
     def status(self):
         return self._status if self.busy else None
-
-    def wait_idle(self, timeout=None):
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.busy:
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            time.sleep(0.005)
-        return True
 
     def close(self):
         self.link.remove(self)

@@ -37,7 +37,21 @@ class Renderer(Protocol[RequestT, OutcomeT]):
                on_progress: Callable[[float], None]) -> OutcomeT: ...
 
 
-class RenderWorker(Generic[RequestT, OutcomeT]):
+class WaitsIdle:
+    """`wait_idle` for a worker with a `busy` property (this one, the remote worker)."""
+    busy: bool
+
+    def wait_idle(self, timeout=None):
+        """Block until nothing is pending or rendering (for headless runs and tests)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.busy:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+
+class RenderWorker(WaitsIdle, Generic[RequestT, OutcomeT]):
     def __init__(self, renderer: Renderer[RequestT, OutcomeT]):
         self._renderer = renderer       # used on the worker thread only
         self._lock = threading.Condition()
@@ -83,15 +97,6 @@ class RenderWorker(Generic[RequestT, OutcomeT]):
     @property
     def status(self):
         return self._status
-
-    def wait_idle(self, timeout=None):
-        """Block until nothing is pending or rendering (for headless runs and tests)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.busy:
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            time.sleep(0.005)
-        return True
 
     def close(self):
         with self._lock:
