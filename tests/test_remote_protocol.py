@@ -281,3 +281,35 @@ def test_a_full_frame_can_be_fetched_again_losslessly(session):
     assert reply.fields['id'] == 99 and np.all(codec.decode_image(reply.blob) == 7)
     out.send('refetch', id=100, frame=2, encoding='png')
     assert 'no longer on the server' in read_message(inp).fields['message']
+
+
+def test_encoding_a_frame_overlaps_rendering_the_next(session, monkeypatch):
+    """While a newer request waits, frame N is encoded on the encoder thread as N+1 renders."""
+    from eg3d_runtime.remote import server
+    spans = {'render': [], 'encode': []}
+
+    class Timed(StubSource):
+        def render(self, args, should_abort, on_progress):
+            t0 = time.monotonic()
+            time.sleep(0.2)
+            result = super().render(args, should_abort, on_progress)
+            spans['render'].append((t0, time.monotonic()))
+            return result
+
+    encode = codec.encode_image
+
+    def slow_encode(image, *args):
+        t0 = time.monotonic()
+        time.sleep(0.15)
+        spans['encode'].append((t0, time.monotonic()))
+        return encode(image, *args)
+    monkeypatch.setattr(server.codec, 'encode_image', slow_encode)
+    _, out, inp, _ = session(Timed())
+    assert hello(out, inp).type == 'welcome'
+    for id_ in (1, 2, 3):
+        out.send('render', id=id_, args={'seed_x': float(id_), 'preview': True})
+        time.sleep(0.05)
+    ids = []
+    while not ids or ids[-1] != 3:
+        ids.append(read_message(inp).fields['id'])
+    assert any(e0 < r1 and r0 < e1 for e0, e1 in spans['encode'] for r0, r1 in spans['render'])
