@@ -310,14 +310,19 @@ class ClientSession:
             self._status_sent = now
             self._send('status', text=text)
 
+    def _next(self, queue):
+        """The entry of the oldest channel in `queue` (a dict by channel, in arrival order),
+        waited for under the held lock; None once the session stops."""
+        while not queue and not self._stop:
+            self._lock.wait()
+        return None if self._stop else queue.pop(next(iter(queue)))
+
     def _render_loop(self):
         while True:
             with self._lock:
-                while not self._pending and not self._stop:
-                    self._lock.wait()
-                if self._stop:
+                request = self._next(self._pending)
+                if request is None:
                     return
-                request = self._pending.pop(next(iter(self._pending)))    # the oldest channel
                 self._current = request
             frames = self._render(request)
             with self._lock:
@@ -401,11 +406,10 @@ class ClientSession:
     def _encode_loop(self):
         while True:
             with self._lock:
-                while not self._to_encode and not self._stop:
-                    self._lock.wait()
-                if self._stop:
+                entry = self._next(self._to_encode)
+                if entry is None:
                     return
-                request, frames = self._to_encode.pop(next(iter(self._to_encode)))
+                request, frames = entry
                 self._encoding = True
             try:
                 self._send_frames(request, frames)
