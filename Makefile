@@ -11,7 +11,7 @@ WHEELS_CHECKED := $(VENV)/.wheels-checked
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 DEMO_NETWORK ?= checkpoints/demo.pkl
 
-.PHONY: run test test-all venv system-packages test-system-packages clean
+.PHONY: run lint test test-all venv system-packages test-system-packages clean
 
 venv: $(STAMP)
 
@@ -49,11 +49,15 @@ test-system-packages:
 run: system-packages $(STAMP)
 	$(PY) visualizer.py $(DEMO_NETWORK) $(RUN_ARGS)
 
-# `make test` leaves out the tests marked slow (full-size networks, 512x512 training) so that it
+# The linter, with the rules of pyproject.toml's [tool.ruff]; `make test` runs it first.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check --no-cache .
+
+# `make test` lints, then leaves out the tests marked slow (full-size networks, 512x512 training) so that it
 # stays well under 15 minutes on 2 cores; `make test-all` runs them too.
 # pytest's exit code 5 (no test collected) is a failure, not a pass.
 TEST_SELECTION ?= -m "not slow"
-test: test-system-packages $(STAMP) $(WHEELS_CHECKED)
+test: test-system-packages $(STAMP) $(WHEELS_CHECKED) lint
 	$(PY) -m pytest $(TEST_SELECTION) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

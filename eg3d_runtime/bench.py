@@ -21,6 +21,7 @@ uploads). Times are the best of --reps runs (interference from other processes o
 adds time; medians are in the JSON too); engine and faithful runs are interleaved.
 """
 import argparse
+import functools
 import json
 import os
 import platform
@@ -196,8 +197,8 @@ def run(args):
             for _ in range(b.reps if (res, dd, ii) == (nrr, d, i) else max(1, b.reps // 2)):
                 measured.append(session.frame(ws, c, row, planes))
                 if faithful:
-                    ms, out = timed(lambda: G.renderer(planes_ref, G.decoder, o, dr, opts),
-                                    device)
+                    ms, out = timed(functools.partial(G.renderer, planes_ref, G.decoder, o, dr,
+                                                      opts), device)
                     r_ref.append(ms)
                     if res == nrr:
                         features_ref = out[0].permute(0, 2, 1).reshape(1, -1, res, res)

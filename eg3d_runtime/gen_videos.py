@@ -29,7 +29,6 @@ from .devices import default_device
 from .engine import RenderSettings, Session
 from .files import Outputs, atomic_open
 from .fast import precision
-from .files import atomic_open
 from .network_path import network_path
 from .memory import require
 from .pickles import PickleLoadError, load_generator

@@ -214,7 +214,8 @@ def make_outdir(outdir):
     try:
         os.makedirs(outdir, exist_ok=True)
     except OSError as e:
-        raise InversionError(f'{outdir}: cannot create the output directory ({e.strerror})')
+        raise InversionError(
+            f'{outdir}: cannot create the output directory ({e.strerror})') from None
     if not os.access(outdir, os.W_OK | os.X_OK):
         raise InversionError(f'{outdir}: the output directory is not writable')
 

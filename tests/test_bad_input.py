@@ -628,7 +628,7 @@ def _drive(entry):
                 status = main(argv)
             except SystemExit as e:
                 status = e.code if isinstance(e.code, int) else 1
-            except BaseException:        # noqa: BLE001  the test reports the traceback
+            except BaseException:        # the test reports the traceback
                 traceback.print_exc()
                 status = 1
         results.append([status, err.getvalue()])

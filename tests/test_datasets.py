@@ -259,7 +259,7 @@ def test_directory_source_with_center_crop(tmp_path):
 
 
 def test_resolution_errors(tmp_path, procedural_zip, capsys):
-    with pytest.raises(DatasetError, match=rf'toys.zip:00000/img00000000.png: image is 32x32, '
+    with pytest.raises(DatasetError, match=r'toys.zip:00000/img00000000.png: image is 32x32, '
                                            'expected 64x64'):
         ImageFolderDataset(procedural_zip, resolution=64)
     src = tmp_path / 'src'

@@ -1,7 +1,6 @@
 """The video command: the official camera path and keyframe spline, the files it writes, and
 the one-line errors that leave no file."""
 import dataclasses
-import functools
 
 import av
 import numpy as np

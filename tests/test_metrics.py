@@ -6,7 +6,6 @@ import os
 import numpy as np
 import PIL.Image
 import pytest
-import scipy.linalg
 import torch
 
 from eg3d_runtime.metrics import (METRICS, MetricUnavailable, calc_metric, dataset_stats,

@@ -133,7 +133,7 @@ def main():
           f'{ours.rendering_kwargs["depth_resolution_importance"]} samples, 512x512, '
           f'{torch.get_num_threads()} threads, torch {torch.__version__}; load average '
           f'{load[0]:.1f} {load[1]:.1f} {load[2]:.1f}')
-    print(f'| frame | ours ms (best, median) | PanoHead code ms (best, median) | speed-up |')
+    print('| frame | ours ms (best, median) | PanoHead code ms (best, median) | speed-up |')
     print('|---|---:|---:|---:|')
     for kind, r in rows.items():
         (ob, om), (pb, pm) = r['ours'], r['PanoHead']

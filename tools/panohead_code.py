@@ -46,7 +46,7 @@ def import_panohead(checkout):
               group=_decorator, Choice=lambda *a, **k: None)
     sys.path.insert(0, str(checkout))
     import legacy                                                        # noqa: F401
-    import training.triplane                                             # noqa: F401
+    import training.triplane
     import training.dual_discriminator                                   # noqa: F401
     from training.volumetric_rendering import renderer                   # noqa: F401
     return sys.modules

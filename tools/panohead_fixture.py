@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import panohead_code                                                    # noqa: E402
+import panohead_code
 
 CASES = [dict(seed=0, yaw=0.0, pitch=0.0, psi=1.0, truncation_cutoff=14,
               neural_rendering_resolution=64),

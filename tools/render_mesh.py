@@ -18,7 +18,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eg3d_runtime import procedural                      # noqa: E402
+from eg3d_runtime import procedural
 
 BACKGROUND = 255
 

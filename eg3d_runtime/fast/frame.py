@@ -91,8 +91,9 @@ def sample_points(table, decoder, coordinates, box_warp, chunk):
     sigmas, rgbs = [], []
     for n in range(coordinates.shape[0]):
         pts = coordinates[n]
+        # parallel_map has called the lambda for every chunk before the loop moves on.
         parts = parallel_map(
-            lambda i: decoder(table.sample_sum(pts[i:i + chunk], box_warp, n)),
+            lambda i: decoder(table.sample_sum(pts[i:i + chunk], box_warp, n)),  # noqa: B023
             range(0, pts.shape[0], chunk), pts.device)
         sigmas.append(torch.cat([p[0] for p in parts]))
         rgbs.append(torch.cat([p[1] for p in parts]))

@@ -357,9 +357,11 @@ class ClientSession:
                 continue
             name = (args.pkl or '').rsplit('/', 1)[-1]
             t0 = time.perf_counter()
+            # render() reports its progress before it returns, while `name` is this panel's.
             result = self._renderer(args.pkl).render(
                 args, should_abort=self._should_abort,
-                on_progress=lambda f: self._on_progress(f'Loading {name}... {f * 100:.0f}%'))
+                on_progress=lambda f: self._on_progress(
+                    f'Loading {name}... {f * 100:.0f}%'))  # noqa: B023
             if result.aborted:
                 return None
             frames.append((panel, args, result, (time.perf_counter() - t0) * 1e3))

@@ -236,7 +236,7 @@ class TrainerWidget:
         _, self.follow_latest = imgui.checkbox('Follow latest', self.follow_latest)
         settled = {s[1] for s in state.settled_snapshots}
         current = self.viz.pickle_widget.pkl
-        for kimg, path, size, _ in reversed(state.snapshots):
+        for _, path, size, _ in reversed(state.snapshots):
             ready = path in settled
             if button(f'Load##{path.name}', enabled=ready, width=self.viz.button_w):
                 self.load_snapshot(path)
