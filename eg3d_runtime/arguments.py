@@ -4,7 +4,7 @@ refuse a bad value before any work starts, and a parser whose every refusal is o
     error: --psi nan: must be a finite number from -1 to 2
 
 naming the option, the value and what is allowed, with exit status 2 (argparse's own code for a
-bad command line; a failure while working is 1, Ctrl-C 130, SIGTERM 143: eg3d_runtime.command).
+bad command line; a failure while working is 1, Ctrl-C 130, SIGTERM 143: eg3d_runtime.commands.ending).
 
 Built on argparse rather than a validation library: every command already is an argparse
 parser (the training options' table drives one, the Trainer tab writes argv for it), and the
@@ -149,6 +149,19 @@ def device(text):
     if not re.fullmatch(r'cpu|cuda(:\d+)?', value):
         raise Refusal(text, 'must be cpu, cuda or cuda:N')
     return value
+
+
+# The engine's arithmetic (eg3d_runtime.fast.precision reads its names here, so that a command
+# offers them before torch is loaded).
+PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
+
+
+def precision_option(parser):
+    """The commands' `--precision`."""
+    parser.add_argument('--precision', choices=PRECISIONS, default='auto',
+                        help="arithmetic of backbone and super-resolution (default auto: fp16 "
+                             "super-resolution on CUDA, bf16 on CPUs where measured faster, "
+                             "else fp32)")
 
 
 # ---- paths ---------------------------------------------------------------------------------------

@@ -8,9 +8,9 @@ import math
 
 import torch
 
+from .configs import FFHQ_FOV_DEGREES
 from .networks.panohead import is_panohead
 
-FFHQ_FOV_DEGREES = 18.837
 DEFAULT_RADIUS = 2.7
 DEFAULT_PIVOT = (0, 0, 0.2)      # the official scripts' look-at point (FFHQ heads)
 PANOHEAD_PIVOT = (0, 0, 0)

@@ -1,10 +1,8 @@
 """The official train.py configurations (docs/eg3d-reference.md 4.1, 4.2): rendering options
 and constructor arguments per `--cfg`, so networks of every family can be built without a
-pickle."""
+pickle. It imports no network code (build_* import it when called): the commands name their
+options from these facts before torch is loaded."""
 import copy
-
-from .networks.discriminator import DualDiscriminator
-from .networks.triplane import TriPlaneGenerator
 
 SR_MODULES = {512: 'training.superresolution.SuperresolutionHybrid8XDC',
               256: 'training.superresolution.SuperresolutionHybrid4X',
@@ -24,6 +22,8 @@ CFG_RENDERING = {
     'demo': dict(depth_resolution=16, depth_resolution_importance=16, ray_start=2.25, ray_end=3.3,
                  box_warp=1, white_back=True, avg_camera_radius=2.7, avg_camera_pivot=[0, 0, 0]),
 }
+# The official scripts' field of view (degrees; cameras.fov_to_intrinsics' convention).
+FFHQ_FOV_DEGREES = 18.837
 CFG_RESOLUTION = {'ffhq': 512, 'afhq': 512, 'shapenet': 128, 'demo': 64}
 # Options whose official default is sized for 8 GPUs; `--cfg demo` uses these unless given.
 DEMO_DEFAULTS = dict(cbase=1024, cmax=32, neural_rendering_resolution_initial=32, metrics='none',
@@ -85,11 +85,13 @@ def discriminator_kwargs(resolution, channel_base=32768, channel_max=512, freeze
 
 def build_generator(cfg, **overrides):
     """A randomly initialised full-size TriPlaneGenerator of a family ('ffhq', 'afhq', 'shapenet')."""
+    from .networks.triplane import TriPlaneGenerator
     rendering = rendering_kwargs(cfg, gen_pose_cond=cfg != 'shapenet')
     G = TriPlaneGenerator(**generator_kwargs(rendering, rendering['image_resolution'], **overrides))
     return G.eval().requires_grad_(False)
 
 
 def build_discriminator(cfg, **overrides):
+    from .networks.discriminator import DualDiscriminator
     resolution = rendering_kwargs(cfg)['image_resolution']
     return DualDiscriminator(**discriminator_kwargs(resolution, **overrides))

@@ -33,6 +33,21 @@ def seed_ws(G, seed, psi=1.0, cutoff=14, fov_degrees=cameras.FFHQ_FOV_DEGREES, c
                      truncation_psi=psi, truncation_cutoff=cutoff)
 
 
+@torch.no_grad()
+def render_seed(session, seed, yaw=0.0, pitch=0.0, psi=1.0, cutoff=14, nrr=None,
+                fov=cameras.FFHQ_FOV_DEGREES, noise_mode='const', deterministic=False,
+                pose_cond=90.0):
+    """The Frame of a seed, rendered by an engine session (what generate writes); the mapping
+    is conditioned on the frontal camera, or at PanoHead's `pose_cond` degrees (90 frontal)."""
+    from .engine import RenderSettings
+    G = session.G
+    ws = seed_ws(G, seed, psi, cutoff, fov, cameras.pose_cond_yaw(pose_cond))
+    torch.manual_seed(seed)  # sample jitter and noise are reproducible per seed
+    return session.frame(ws, camera(G, yaw, pitch, fov),
+                         RenderSettings(nrr=nrr, noise_mode=noise_mode,
+                                        deterministic=deterministic))
+
+
 def image_to_uint8(image, index=0):
     """Frame [N, 3, H, W] in about [-1, 1] -> H x W x 3 uint8 on the same device (the official
     scripts' conversion; on CUDA it stays on the GPU for interop)."""

@@ -12,7 +12,8 @@ import PIL.Image
 import pytest
 import torch
 
-from eg3d_runtime import cameras, dataset_tool, procedural
+from eg3d_runtime import cameras, procedural
+from eg3d_runtime.commands import dataset_tool
 from eg3d_runtime.training.dataset import (DatasetError, ImageFolderDataset, InfiniteSampler,
                                            mirror_camera_label)
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from checkpoints import DEMO
-from eg3d_runtime import demo_quality, load_network_pkl
+from eg3d_runtime import load_network_pkl
+from eg3d_runtime.training import demo_quality
 from eg3d_runtime.shapes.export import export_shape
 from eg3d_runtime.shapes.options import ShapeOptions
 

@@ -7,7 +7,11 @@ import PIL.Image
 import pytest
 import torch
 
-from eg3d_runtime import demo_quality, procedural, train, views
+from eg3d_runtime import procedural, views
+from eg3d_runtime.commands import demo_quality as demo_quality_command
+from eg3d_runtime.commands import train
+from eg3d_runtime.training import demo_quality
+from eg3d_runtime.training.resume import resume_args
 from eg3d_runtime.run_directory import latest_snapshot
 from eg3d_runtime.runs import training_process
 from eg3d_runtime.training import distill, run_files
@@ -95,7 +99,7 @@ def test_distillation_writes_the_official_run_files(distilled):
 
 
 def test_resume_continues_a_distillation(distilled):
-    args = train.resume_args(distilled[0])
+    args = resume_args(distilled[0])
     assert '--distill=2' in args and '--distill_resolution=64' in args
     assert '--distill_supersample=1' in args
     c, dataset = train.build_options(train.build_parser().parse_args(args))
@@ -155,7 +159,7 @@ def test_quality_script_prints_the_numbers_and_writes_the_grid(distilled, tmp_pa
     monkeypatch.setattr(demo_quality, 'SEEDS', (0, 1))    # 6 images instead of 24
     grid = tmp_path / 'grid.png'
     snapshot = os.path.join(distilled[0], 'network-snapshot-000000.pkl')
-    assert demo_quality.main(['--network', snapshot, '--grid', str(grid)]) == 0
+    assert demo_quality_command.main(['--network', snapshot, '--grid', str(grid)]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in ('seed diversity', 'view change', 'sharpness'))
     assert PIL.Image.open(grid).size == (2 * 64, 3 * 64)
@@ -171,7 +175,7 @@ def test_quality_of_the_figures_themselves(monkeypatch, capsys):
     np.testing.assert_array_equal(images[1, 1], procedural.render_label(
         figure(1), procedural.orbit_label(0.0), 64))
     assert demo_quality.measure(images)['view change'] > 8
-    assert demo_quality.main(['--figures']) == 0
+    assert demo_quality_command.main(['--figures']) == 0
     assert 'view change' in capsys.readouterr().out
 
 
@@ -399,7 +403,7 @@ def test_distillation_truncates_half_the_latents_toward_the_centre(volume_run):
 
 
 def test_resume_keeps_the_volume_stage(volume_run):
-    args = train.resume_args(volume_run[0])
+    args = resume_args(volume_run[0])
     assert f'--distill_volume_kimg={VOLUME_STEPS * 0.004}' in args
     assert f'--distill_sr_kimg={SR_STEPS * 0.004}' in args and '--distill_sr_lr=0.01' in args
     assert f'--distill_field_kimg={FIELD_STEPS * 0.004}' in args

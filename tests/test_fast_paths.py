@@ -488,7 +488,7 @@ def test_full_size_ffhq_fast_frame_matches_faithful():
 @pytest.mark.slow
 def test_benchmark_writes_json(tmp_path, fixture_pkl):
     import json
-    from eg3d_runtime import bench
+    from eg3d_runtime.commands import bench
     out = tmp_path / 'bench.json'
     assert bench.main(['--network', str(fixture_pkl), '--device', 'cpu', '--reps', '1',
                        '--preview-frames', '4', '--nrr', '32', '--json', str(out)]) == 0
@@ -499,7 +499,7 @@ def test_benchmark_writes_json(tmp_path, fixture_pkl):
 
 
 def test_the_benchmark_s_seed_is_the_viewer_s(fixture_G):
-    from eg3d_runtime import bench
+    from eg3d_runtime.commands import bench
     b = bench.Bench(fixture_G, torch.device('cpu'), nrr=16, reps=1)
     assert torch.equal(b.latent(7), views.latent(7, fixture_G.z_dim))
 

@@ -10,11 +10,15 @@ from PIL import Image
 
 import trimesh
 
-from eg3d_runtime import cameras, gen_videos, views
+from eg3d_runtime import cameras, views
+from eg3d_runtime.commands import gen_videos
 from eg3d_runtime.engine import Session
 from eg3d_runtime.pickles import load_generator
 from eg3d_runtime.shapes import DensityField, export_field
-from eg3d_runtime.video_files import video_file
+from eg3d_runtime.video import VideoError, keyframes, orbit
+from eg3d_runtime.video import shapes as video_shapes
+from eg3d_runtime.video.files import video_file
+from eg3d_runtime.video.renderer import Renderer
 
 from conftest import REPO
 
@@ -38,21 +42,21 @@ def test_camera_path_is_the_official_one(demo_G, frame):
     rk = demo_G.rendering_kwargs
     official = cameras.look_at_orbit(3.14 / 2 + 0.35 * np.sin(t), 3.14 / 2 - 0.05 + 0.25 * np.cos(t),
                                      rk['avg_camera_pivot'], rk['avg_camera_radius'])
-    yaw, pitch = gen_videos.orbit_angles(frame, n)
-    c = views.camera(demo_G, yaw, pitch, gen_videos.fov_for_focal(4.2647))
+    yaw, pitch = orbit.orbit_angles(frame, n)
+    c = views.camera(demo_G, yaw, pitch, orbit.fov_for_focal(4.2647))
     assert torch.allclose(c[0, :16].view(4, 4), official[0], atol=1e-6)
     assert c[0, 16].item() == pytest.approx(4.2647, abs=1e-5)
 
 
 def test_focal_per_cfg():
     for cfg, focal in (('FFHQ', 4.2647), ('AFHQ', 4.2647), ('Shapenet', 1.7074)):
-        fov = gen_videos.fov_for_focal(gen_videos.FOCALS[cfg])
+        fov = orbit.fov_for_focal(orbit.FOCALS[cfg])
         assert cameras.fov_to_intrinsics(fov)[0, 0].item() == pytest.approx(focal, abs=1e-5)
 
 
 def test_spline_passes_through_keyframes_and_loops():
     keys = np.random.RandomState(0).randn(3, 2, 4).astype(np.float32)
-    ws_at = gen_videos.interpolator(keys)
+    ws_at = keyframes.interpolator(keys)
     for k in range(3):
         np.testing.assert_allclose(ws_at(k), keys[k], atol=1e-5)
     np.testing.assert_allclose(ws_at(3), keys[0], atol=1e-5)   # the loop closes
@@ -60,22 +64,22 @@ def test_spline_passes_through_keyframes_and_loops():
 
 
 def test_keyframe_layout():
-    assert gen_videos.keyframe_seeds([1, 2, 3, 4], (2, 1)).tolist() == [[[1, 2], [3, 4]]]
-    assert gen_videos.keyframe_seeds([5, 6], (1, 1), num_keyframes=3).tolist() == [[[5, 6, 5]]]
-    shuffled = gen_videos.keyframe_seeds(list(range(8)), (2, 2), shuffle_seed=1)
+    assert keyframes.keyframe_seeds([1, 2, 3, 4], (2, 1)).tolist() == [[[1, 2], [3, 4]]]
+    assert keyframes.keyframe_seeds([5, 6], (1, 1), num_keyframes=3).tolist() == [[[5, 6, 5]]]
+    shuffled = keyframes.keyframe_seeds(list(range(8)), (2, 2), shuffle_seed=1)
     assert sorted(shuffled.ravel().tolist()) == list(range(8))
     assert shuffled.ravel().tolist() != list(range(8))
-    with pytest.raises(gen_videos.VideoError, match='divisible by grid W\\*H'):
-        gen_videos.keyframe_seeds([1, 2, 3], (2, 1))
+    with pytest.raises(VideoError, match='divisible by grid W\\*H'):
+        keyframes.keyframe_seeds([1, 2, 3], (2, 1))
 
 
 def test_orbit_with_cached_planes_matches_a_one_keyframe_interpolation(demo_G):
     args = gen_videos.build_parser().parse_args(
-        ['--network', str(DEMO), '--seeds', '0', '--outdir', 'x', '--sample_mult', '1'])
-    renderer = gen_videos.Renderer(Session(demo_G), args)
+        ['--network', str(DEMO), '--seeds', '0', '--outdir', 'x', '--sample_mult', '1',
+         '--w-frames', '3'])
+    renderer = Renderer(Session(demo_G), gen_videos.video_settings(args))
     # Without the sampling jitter: the two paths draw random numbers in different orders.
     renderer.settings = dataclasses.replace(renderer.settings, deterministic=True)
-    args.w_frames = 3
     orbit = list(renderer.orbit(0, 3, (1, 1)))
     interp = list(renderer.interpolation(np.array([[[0]]])))
     assert len(orbit) == 3 and not np.array_equal(orbit[0], orbit[1])
@@ -134,8 +138,8 @@ def test_shapes_of_the_interpolation(tmp_path, demo_G):
     assert len(mesh.faces) > 100                      # official voxel units in a 32^3 grid
     assert mesh.vertices.min() > 0 and mesh.vertices.max() < 31
     poses = np.load(tmp_path / 'interpolation_trajectory.npy')
-    yaw, pitch = gen_videos.orbit_angles(1, 2)
-    c = views.camera(demo_G, yaw, pitch, gen_videos.fov_for_focal(4.2647))
+    yaw, pitch = orbit.orbit_angles(1, 2)
+    c = views.camera(demo_G, yaw, pitch, orbit.fov_for_focal(4.2647))
     assert poses.shape == (2, 4, 4) and np.allclose(poses[1], c[0, :16].reshape(4, 4))
 
 
@@ -147,7 +151,7 @@ class Solid(DensityField):
 def test_video_shapes_clear_the_official_border(tmp_path):
     # gen_videos clears int(30 N/256) voxels at each face, int(38 N/256) at the top of y.
     options = gen_videos.shape_options(64)
-    export_field(gen_videos._VideoTrim(Solid(), 64), tmp_path / 's.ply', options)
+    export_field(video_shapes._VideoTrim(Solid(), 64), tmp_path / 's.ply', options)
     z, y, x = trimesh.load(tmp_path / 's.ply').vertices.T      # voxel units: (z, y, N-1-x)
     for axis, last in ((x, 56), (y, 54), (z, 56)):     # the last voxel kept: 63 - 7, 63 - 9
         assert 6.5 < axis.min() < 7 and last < axis.max() < last + 0.5

@@ -7,9 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from eg3d_runtime import cameras, invert, views
+from eg3d_runtime import cameras, views
+from eg3d_runtime.commands import invert
+from eg3d_runtime.inversion.outputs import reconstruction
 from eg3d_runtime.engine import Session
-from eg3d_runtime.generate import render_seed
+from eg3d_runtime.views import render_seed
 from eg3d_runtime.inversion.losses import LpipsDistance, ReconstructionLoss, ms_ssim
 from eg3d_runtime.inversion.optimise import EstimatedCamera, latent_stats, project, psnr, tune
 from eg3d_runtime.inversion.targets import (InversionError, dataset_camera, load_camera,
@@ -237,6 +239,6 @@ def test_command_writes_a_pickle_that_reproduces_proj(tmp_path, capsys, demo_G, 
     assert any(not torch.equal(a, b) for a, b in zip(G.parameters(), demo_G.parameters()))
     camera = torch.tensor([json.loads((out / 'camera.json').read_text())])
     assert torch.allclose(camera, c)
-    again = invert.reconstruction(Session(G), torch.from_numpy(ws), camera).astype(int)
+    again = reconstruction(Session(G), torch.from_numpy(ws), camera).astype(int)
     proj = np.asarray(Image.open(out / 'proj.png'), dtype=int)
     assert np.abs(again - proj).max() <= 1

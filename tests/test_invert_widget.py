@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from eg3d_runtime import views
-from eg3d_runtime.generate import render_seed
+from eg3d_runtime.views import render_seed
 from eg3d_runtime.pickles import load_generator
 
 from conftest import REPO, frames

@@ -94,3 +94,34 @@ def test_the_import_reader_resolves_relative_imports(tmp_path, monkeypatch):
     assert {'eg3d_runtime.training.run_files', 'eg3d_runtime.training.run_files.a', 'viz.x',
             'eg3d_runtime.pickles', 'eg3d_runtime.pickles.writer'} <= found
     assert _unit('eg3d_runtime.training.run_files.a') == 'training'
+
+
+COMMANDS = 'eg3d_runtime.commands'
+# The old command paths kept for existing command lines (`python -m eg3d_runtime.generate`,
+# `python shapes_export.py`): each only forwards to its module in eg3d_runtime.commands.
+OLD_PATHS = {f'eg3d_runtime.{name}': f'{COMMANDS}.{name}'
+             for name in ('generate', 'gen_videos', 'invert', 'bench', 'train', 'dataset_tool',
+                          'demo_quality', 'serve')}
+OLD_PATHS['shapes_export'] = f'{COMMANDS}.shapes_export'
+
+
+def _is_command(module):
+    return module == COMMANDS or module.startswith(COMMANDS + '.') or module in OLD_PATHS
+
+
+def test_no_library_module_and_nothing_in_viz_imports_a_command():
+    """Commands are thin and on top: the viewer (viz/, gui_utils/, visualizer.py) and the
+    library (every eg3d_runtime module outside commands/) never import one."""
+    paths = [*ENGINE.rglob('*.py'), *(REPO / 'viz').rglob('*.py'),
+             *(REPO / 'gui_utils').rglob('*.py'), REPO / 'visualizer.py']
+    wrong = sorted((path.relative_to(REPO).as_posix(), module) for path in paths
+                   if not _is_command(_module(path))
+                   for module in imported_modules(path) if _is_command(module))
+    assert not wrong, wrong
+
+
+def test_the_old_command_paths_only_forward():
+    for old, new in OLD_PATHS.items():
+        path = REPO / (old.replace('.', '/') + '.py')
+        imported = set(imported_modules(path)) - {'sys'}
+        assert imported == {new, f'{new}.main'}, (old, imported)

@@ -9,7 +9,7 @@ import torch
 
 import checkpoints
 import shapes_export
-from eg3d_runtime import bench, generate
+from eg3d_runtime.commands import bench, generate
 from eg3d_runtime.network_path import locate_network, network_path
 from eg3d_runtime.pickles import PickleLoadError
 from eg3d_runtime.training.options import TrainError

@@ -9,7 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from eg3d_runtime import cameras, gen_videos, generate, invert, load_network_pkl, views
+from eg3d_runtime import cameras, load_network_pkl, views
+from eg3d_runtime.commands import gen_videos, generate, invert
+from eg3d_runtime.inversion.outputs import reconstruction
+from eg3d_runtime.video import orbit
+from eg3d_runtime.video.renderer import Renderer, to_frame
 from eg3d_runtime.networks.panohead import PanoHeadGenerator
 from eg3d_runtime.pickles import load_generator, save_network_pkl
 from eg3d_runtime.pickles.safe_unpickle import safe_load
@@ -24,7 +28,7 @@ def test_generate_writes_image_depth_and_mask(panohead_pkl, panohead_G, tmp_path
     assert generate.main(common + ['--outdir', str(tmp_path / 'b'), '--pose-cond', '150']) == 0
     names = sorted(p.name for p in (tmp_path / 'a').iterdir())
     assert names == ['seed0003.png', 'seed0003_depth.png', 'seed0003_mask.png']
-    frame = generate.render_seed(panohead_G.session, 3, nrr=32, deterministic=True)
+    frame = views.render_seed(panohead_G.session, 3, nrr=32, deterministic=True)
     picture = np.asarray(Image.open(tmp_path / 'a' / 'seed0003.png'), dtype=int)
     assert np.abs(picture - views.image_to_uint8(frame.image).numpy()).max() <= 1
     mask = np.asarray(Image.open(tmp_path / 'a' / 'seed0003_mask.png'), dtype=int)
@@ -45,9 +49,9 @@ def test_head_orbit_is_panohead_s(panohead_G, frame):
     t = 2 * 3.14 * frame / n
     official = cameras.look_at_orbit(3.14 / 2 + t, 3.14 / 2 - 0.05 + 0.5 * np.sin(t),
                                      (0, 0, 0), 2.7)
-    yaw, pitch = gen_videos.orbit_angles(frame, n, 'Head')
-    c = views.camera(panohead_G, yaw, pitch, gen_videos.fov_for_focal(4.2647),
-                     gen_videos.HEAD_PIVOT)
+    yaw, pitch = orbit.orbit_angles(frame, n, 'Head')
+    c = views.camera(panohead_G, yaw, pitch, orbit.fov_for_focal(4.2647),
+                     orbit.HEAD_PIVOT)
     assert torch.allclose(c[0, :16].view(4, 4), official[0], atol=1e-5)
 
 
@@ -66,13 +70,13 @@ def test_gen_videos_head_orbit_and_pose_cond(panohead_pkl, panohead_G, tmp_path)
     # frame k of 4 is a quarter turn after frame k-1 (frame 2: the back of the head),
     # conditioned at pose_cond 60
     parsed = gen_videos.build_parser().parse_args(args)
-    renderer = gen_videos.Renderer(panohead_G.session, parsed)
+    renderer = Renderer(panohead_G.session, gen_videos.video_settings(parsed))
     torch.manual_seed(0)
     with torch.no_grad():
         ws = views.seed_ws(panohead_G, 5, 1.0, 14, renderer.fov, cameras.pose_cond_yaw(60))
         expected = [renderer.frame(ws, renderer.camera(k, 4, 1)) for k in range(4)]
     assert torch.allclose(renderer.ws(5), ws)
-    pictures = [gen_videos.to_frame(e, 'image_depth', 1)[0].numpy().astype(int) for e in expected]
+    pictures = [to_frame(e, 'image_depth', 1)[0].numpy().astype(int) for e in expected]
     for k, frame in enumerate(frames):               # WebP is lossy: each frame is nearest its own
         distance = [np.abs(frame.astype(int) - p).mean() for p in pictures]
         assert int(np.argmin(distance)) == k and distance[k] < 8, distance
@@ -92,7 +96,7 @@ def test_dataset_json_with_panohead_labels(tmp_path):
 def test_invert_and_reopen(panohead_pkl, panohead_G, tmp_path, capsys):
     yaw, pitch = 0.3, -0.05
     with torch.no_grad():
-        target = generate.render_seed(panohead_G.session, 11, yaw, pitch, 0.7, nrr=32).image
+        target = views.render_seed(panohead_G.session, 11, yaw, pitch, 0.7, nrr=32).image
     folder = tmp_path / 'photos'
     folder.mkdir()
     Image.fromarray(views.image_to_uint8(target).numpy(), 'RGB').save(folder / 'me.png')
@@ -112,7 +116,7 @@ def test_invert_and_reopen(panohead_pkl, panohead_G, tmp_path, capsys):
     assert torch.allclose(camera, c, atol=1e-5)
     ws = torch.from_numpy(np.load(out / 'w.npy'))
     proj = np.asarray(Image.open(out / 'proj.png'), dtype=int)
-    again = invert.reconstruction(tuned['G_ema'].session, ws, camera).astype(int)
+    again = reconstruction(tuned['G_ema'].session, ws, camera).astype(int)
     assert np.abs(again - proj).max() <= 1
     code = invert.main(['--network', str(panohead_pkl), '--target', str(folder / 'me.png'),
                         '--outdir', str(tmp_path / 'estimated'), '--estimate-camera',

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from eg3d_runtime import run_directory as rd
-from eg3d_runtime import train
+from eg3d_runtime.commands import train
 from eg3d_runtime.runs.training_process import find_output_dir
 
 

@@ -66,7 +66,7 @@ def test_simultaneous_opens_load_once(demo_copy, monkeypatch):
 def test_viewer_parts_share_the_network_and_its_session(demo_copy):
     from eg3d_runtime.frames.frame_renderer import FrameRenderer
     from eg3d_runtime.frames.render_args import RenderArgs
-    from eg3d_runtime.invert import load_inputs
+    from eg3d_runtime.inversion.invert import load_inputs
     from viz.compare import BatchRenderer, PanelBatch
 
     args = RenderArgs(pkl=str(demo_copy), nrr=32, depth_mult=0.25, importance_mult=0.25)

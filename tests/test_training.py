@@ -12,7 +12,8 @@ import PIL.Image
 import pytest
 import torch
 
-from eg3d_runtime import dataset_tool, train
+from eg3d_runtime.commands import dataset_tool, train
+from eg3d_runtime.training.resume import resume_args
 from eg3d_runtime.pickles import load_network_pkl, save_network_pkl
 from eg3d_runtime.run_directory import latest_snapshot
 from eg3d_runtime.training.loop import TrainingLoop
@@ -163,7 +164,7 @@ def test_resume_from_a_snapshot_without_progress_uses_its_name(tiny_run, toys, t
 
 
 def test_resume_args_rebuild_the_command(tiny_run):
-    args = train.resume_args(tiny_run)
+    args = resume_args(tiny_run)
     opts = train.build_parser().parse_args(args)
     assert opts.resume.endswith('network-snapshot-000000.008.pkl')     # the latest
     assert (opts.cfg, opts.batch, opts.cbase, opts.cmax, opts.kimg, opts.grid) == \

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from eg3d_runtime import dataset_tool, train
+from eg3d_runtime.commands import dataset_tool, train
 
 ROWS = ['construct (data, networks, phases)', 'grid setup (grid 1x1, reals.png)',
         'first tick after "Training for"', '  step 1 Gmain', '  step 1 Greg', '  step 1 Dmain',

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from eg3d_runtime import views                              # noqa: E402
-from eg3d_runtime.generate import render_seed               # noqa: E402
+from eg3d_runtime.views import render_seed                  # noqa: E402
 from eg3d_runtime.inversion.optimise import psnr            # noqa: E402
 from eg3d_runtime.pickles import load_generator             # noqa: E402
 

@@ -10,9 +10,9 @@ from PIL import Image
 
 from eg3d_runtime.cameras import wrap_yaw
 from eg3d_runtime.files import next_capture_path
-from eg3d_runtime.gen_videos import interpolator
 from eg3d_runtime.remote.client import RemoteError
-from eg3d_runtime.video_files import video_file
+from eg3d_runtime.video.files import video_file
+from eg3d_runtime.video.keyframes import interpolator
 
 from .gui_helpers import button, label
 from .settings import captures_dir

@@ -14,7 +14,8 @@ from imgui_bundle import imgui
 
 from eg3d_runtime import views
 from eg3d_runtime.files import next_capture_path
-from eg3d_runtime.invert import Settings, invert, load_inputs, make_outdir, write_outputs
+from eg3d_runtime.inversion.invert import Settings, invert, load_inputs
+from eg3d_runtime.inversion.outputs import make_outdir, write_outputs
 from eg3d_runtime.inversion.targets import InversionError, dataset_camera
 from eg3d_runtime.remote import codec
 from eg3d_runtime.remote.client import RemoteError

@@ -31,16 +31,15 @@ import time
 
 import torch
 
-from . import arguments, configs, preview, views
-from .command import run_command
-from .devices import default_device
-from .engine import Precision, RenderSettings, Session
-from .fast import precision
-from .files import atomic_write
-from .memory import PeakMemory, require
-from .pickles import PickleLoadError
-from .rendering.footprint import frame_bytes
-from .networks.triplane import TriPlaneGenerator
+from .. import arguments, configs, preview, views
+from .ending import run_command
+from ..devices import default_device
+from ..engine import Precision, RenderSettings, Session
+from ..files import atomic_write
+from ..memory import PeakMemory, require
+from ..pickles import PickleLoadError
+from ..rendering.footprint import frame_bytes
+from ..networks.triplane import TriPlaneGenerator
 
 
 # ------------------------------------------------------------------------------------------------
@@ -74,8 +73,8 @@ def best(values):
 
 def load(args, device):
     if args.network:
-        from .network_path import network_path
-        from .pickles import load_generator
+        from ..network_path import network_path
+        from ..pickles import load_generator
         G = load_generator(network_path(args.network), device=device)
         name = os.path.basename(args.network)
     else:
@@ -392,7 +391,7 @@ def build_parser():
     p.add_argument('--json', type=arguments.output_file('.json'),
                    help='also write the results to this JSON file')
     p.add_argument('--force', action='store_true', help='replace an existing --json file')
-    precision.add_option(p)
+    arguments.precision_option(p)
     p.add_argument('--nrr', type=arguments.nrr, default=None,
                    help="neural rendering resolution (default: the pickle's, 128 for --cfg)")
     p.add_argument('--reps', type=arguments.integer(1, 10000), default=None,

@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 
-from . import arguments
-from .command import run_command
-from .files import OutputExists, Outputs
-from .memory import require
-from .pictures import PictureError, read_picture
-from .training.dataset import (LABEL_FILE, DatasetError, is_image_name, mirror_camera_label,
+from .. import arguments
+from .ending import run_command
+from ..files import OutputExists, Outputs
+from ..memory import require
+from ..pictures import PictureError, read_picture
+from ..training.dataset import (LABEL_FILE, DatasetError, is_image_name, mirror_camera_label,
                                parse_labels)
 
 PROCEDURAL = 'procedural'
@@ -73,7 +73,7 @@ def required_memory(source, resolution, workers):
         return 0
     w, h = resolution or (PROCEDURAL_RESOLUTION, PROCEDURAL_RESOLUTION)
     if source == PROCEDURAL:
-        from .procedural import available_cores
+        from ..procedural import available_cores
         return w * h * (PIXEL_BYTES + PROCEDURAL_PIXEL_BYTES * (workers or available_cores()))
     return w * w * PIXEL_BYTES      # center-crop-wide's canvas is W x W
 
@@ -102,7 +102,7 @@ def open_source(source, max_images, resolution, workers=None):
     here, before any image is read. `workers`: processes rendering procedural images (None:
     one per available core)."""
     if source == PROCEDURAL:
-        from . import procedural
+        from .. import procedural
         count = PROCEDURAL_COUNT if max_images is None else max_images
         size = resolution[0] if resolution else PROCEDURAL_RESOLUTION
         if workers is None:

@@ -10,8 +10,8 @@ import signal
 import sys
 import threading
 
-from .files import OutputExists
-from .memory import InsufficientMemory
+from ..files import OutputExists
+from ..memory import InsufficientMemory
 
 EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
 

@@ -15,236 +15,30 @@ PanoHead's options: --cfg Head orbits all the way round the origin (yaw one full
 (docs/panohead-reference.md 4).
 """
 import argparse
-import math
 import os
 import sys
-import time
 
-import numpy as np
-import torch
+from .. import arguments
+from ..shapes.options import MIN_RESOLUTION
+from ..video import VideoError
+from ..video.files import FORMATS
+from ..video.orbit import FOCALS
+from .ending import run_command
 
-from . import arguments, cameras, views
-from .command import run_command
-from .devices import default_device
-from .engine import RenderSettings, Session
-from .files import Outputs, atomic_open
-from .fast import precision
-from .network_path import network_path
-from .memory import require
-from .pickles import PickleLoadError, load_generator
-from .rendering.footprint import frame_bytes
-from .shapes import (BORDER_VALUE, MIN_RESOLUTION, DensityField, ShapeExportError, ShapeOptions,
-                     TriplaneField, check_memory, export_field)
-from .video_files import FORMATS, video_file
-
-# The official focal lengths per --cfg; views.camera takes the FOV that gives them.
-FOCALS = {'FFHQ': 4.2647, 'AFHQ': 4.2647, 'Shapenet': 1.7074, 'Head': 4.2647}
-HEAD_PIVOT = (0, 0, 0)      # PanoHead's --cfg Head looks at the origin
-WRAPS = 2   # keyframe copies on each side of the spline, as official
 MAX_SAMPLE_MULT = 16
-# The official orbit is centred on (3.14/2, 3.14/2), views.camera's on (pi/2, pi/2).
-OFFSET = 3.14 / 2 - math.pi / 2
-
-
-class VideoError(Exception):
-    """A problem the user can fix, reported as one line."""
-
-
-def fov_for_focal(focal):
-    """The FOV in the official convention (cameras.fov_to_intrinsics) whose focal is `focal`."""
-    return math.atan(1 / (focal * 1.414)) * 360 / 3.14159
-
-
-def orbit_angles(frame, num_frames, cfg='FFHQ'):
-    """(yaw, pitch) for views.camera at `frame` of `num_frames`: the official path, yaw
-    0.35 sin and pitch -0.05 + 0.25 cos of 2*3.14*frame/num_frames; PanoHead's --cfg Head
-    turns all the way round, yaw 2*3.14*frame/num_frames, pitch -0.05 + 0.5 sin."""
-    t = 2 * 3.14 * frame / num_frames
-    if cfg == 'Head':
-        return OFFSET + t, OFFSET - 0.05 + 0.5 * math.sin(t)
-    return OFFSET + 0.35 * math.sin(t), OFFSET - 0.05 + 0.25 * math.cos(t)
-
-
-def keyframe_seeds(seeds, grid, num_keyframes=None, shuffle_seed=None):
-    """Seeds [grid_h, grid_w, num_keyframes] laid out as official: the list repeated to fill,
-    optionally shuffled, cell-major (each cell's keyframes consecutive)."""
-    grid_w, grid_h = grid
-    if num_keyframes is None:
-        if len(seeds) % (grid_w * grid_h):
-            raise VideoError(f'the number of seeds ({len(seeds)}) must be divisible by grid W*H '
-                             f'({grid_w * grid_h})')
-        num_keyframes = len(seeds) // (grid_w * grid_h)
-    if num_keyframes < 1:
-        raise VideoError('--num-keyframes must be at least 1')
-    all_seeds = np.array([seeds[i % len(seeds)] for i in range(num_keyframes * grid_h * grid_w)],
-                         dtype=np.int64)
-    if shuffle_seed is not None:
-        np.random.RandomState(shuffle_seed).shuffle(all_seeds)
-    return all_seeds.reshape(grid_h, grid_w, num_keyframes)
-
-
-def interpolator(keyframe_ws):
-    """keyframe_ws [K, ...] -> f(t) giving ws at keyframe position t (float32), a cubic spline
-    through the keyframes repeated WRAPS times on both sides, so the loop closes smoothly."""
-    k = len(keyframe_ws)
-    x = np.arange(-k * WRAPS, k * (WRAPS + 1))
-    y = np.tile(keyframe_ws, [2 * WRAPS + 1] + [1] * (keyframe_ws.ndim - 1))
-    # imported here: the viewer imports this module (orbit capture), and scipy.interpolate was
-    # a third of its start-up imports (2.4 of 7 s measured on 2 busy cores)
-    import scipy.interpolate
-    spline = scipy.interpolate.interp1d(x, y, kind='cubic', axis=0)
-    return lambda t: spline(t).astype(np.float32)
-
-
-def to_frame(frame, image_mode, count):
-    """The first `count` pictures of an engine Frame -> [count, H, W, 3] uint8, depth as grey
-    with near bright (the official -depth normalised per picture)."""
-    if image_mode == 'image_depth':
-        return torch.stack([views.depth_to_uint8(frame.image_depth, i) for i in range(count)]
-                           ).unsqueeze(-1).expand(-1, -1, -1, 3)
-    return torch.stack([views.image_to_uint8(getattr(frame, image_mode), i)
-                        for i in range(count)])
-
-
-def layout(pictures, grid):
-    """[grid_h*grid_w, H, W, 3] in row-major cell order -> one numpy frame of the grid."""
-    grid_w, grid_h = grid
-    _, h, w, _ = pictures.shape
-    return pictures.reshape(grid_h, grid_w, h, w, 3).permute(0, 2, 1, 3, 4).reshape(
-        grid_h * h, grid_w * w, 3).cpu().numpy()
-
-
-class Renderer:
-    """The options a video is rendered with, applied to one engine session."""
-
-    def __init__(self, session, args):
-        self.session = session
-        self.G = session.G
-        self.args = args
-        self.fov = fov_for_focal(FOCALS[args.cfg])
-        self.pivot = HEAD_PIVOT if args.cfg == 'Head' else None      # else the network's
-        self.cond_yaw = cameras.pose_cond_yaw(args.pose_cond)
-        rk = self.G.rendering_kwargs
-        self.settings = RenderSettings(
-            nrr=args.nrr, noise_mode='const',
-            depth_resolution=int(rk['depth_resolution'] * args.sample_mult),
-            depth_resolution_importance=int(rk['depth_resolution_importance'] * args.sample_mult))
-
-    def camera(self, frame, num_frames, count):
-        yaw, pitch = orbit_angles(frame, num_frames, self.args.cfg)
-        return views.camera(self.G, yaw, pitch, self.fov, self.pivot).repeat(count, 1)
-
-    def frame(self, ws, c, planes=None):
-        return self.session.frame(ws, c, self.settings, planes)
-
-    def ws(self, seed):
-        return views.seed_ws(self.G, int(seed), self.args.trunc, self.args.trunc_cutoff, self.fov,
-                             self.cond_yaw)
-
-    def interpolation(self, layout_seeds, shapes=None):
-        """Frames of the keyframe interpolation: every frame new ws, so new tri-planes.
-        `shapes(frame, ws, c)` is called with the last cell's ws and camera."""
-        grid_h, grid_w, num_keyframes = layout_seeds.shape
-        cells = grid_h * grid_w
-        cache = {}
-        keyframes = np.stack([np.stack([cache.setdefault(s, self.ws(s))[0].cpu().numpy()
-                                        for s in row]) for row in layout_seeds.reshape(cells, -1)],
-                             axis=1)                          # [K, cells, num_ws, w_dim]
-        ws_at = interpolator(keyframes)
-        device = self.G.backbone.mapping.w_avg.device
-        n = num_keyframes * self.args.w_frames
-        for i in range(n):
-            ws = torch.from_numpy(ws_at(i / self.args.w_frames)).to(device)
-            c = self.camera(i, n, cells)
-            frame = self.frame(ws, c)
-            if shapes:
-                shapes(i, ws[-1:], c[-1:])
-            yield layout(to_frame(frame, self.args.image_mode, cells), (grid_w, grid_h))
-
-    def orbit(self, seed, num_frames, grid):
-        """Frames of one seed's orbit. Every cell of a grid shows the same picture (as
-        official), so it is rendered once and tiled."""
-        return self.orbit_ws(self.ws(seed), num_frames, grid)
-
-    def orbit_ws(self, ws, num_frames, grid=(1, 1)):
-        """Frames of the orbit of one latent (also an inverted photo's pivot): one w, so the
-        tri-planes are computed once."""
-        planes = self.session.planes(ws, self.settings.noise_mode)
-        for i in range(num_frames):
-            frame = self.frame(ws, self.camera(i, num_frames, 1), planes)
-            picture = to_frame(frame, self.args.image_mode, 1)[0]
-            yield picture.repeat(grid[1], grid[0], 1).cpu().numpy()
-
-
-class _VideoTrim(DensityField):
-    """A field whose grid clears int(38 N/256) voxels at the top of the y axis, where the
-    official gen_videos clears more than the int(30 N/256) of every other face (6.2)."""
-
-    def __init__(self, field, resolution):
-        self.field, self.box_warp, self.device = field, field.box_warp, field.device
-        self.top = resolution - int(38 * resolution / 256)
-
-    def grid_sigma(self, axis):
-        sampler = self.field.grid_sigma(axis)
-
-        def trimmed(I, J, K):
-            return sampler(I, J, K).masked_fill((J >= self.top)[:, None, :, None], BORDER_VALUE)
-        return trimmed
 
 
 def shape_options(resolution):
     """The --shapes export options, checked (resolution, memory) before the network loads."""
-    options = ShapeOptions(resolution=resolution, format='ply', voxel_units=True)
+    from ..shapes import ShapeExportError, check_memory
+    from ..video.shapes import shape_options
+    options = shape_options(resolution)
     try:
         options.check()
         check_memory(options)
     except (ValueError, ShapeExportError) as e:
         raise VideoError(f'--shape-res: {e}') from None
     return options
-
-
-class ShapeWriter:
-    """--shapes: each frame's shape as the official voxel-unit PLY at level 10, and at the end
-    the camera poses. The official writes every grid cell to the same file name, so the last
-    cell's shape is what it keeps; only that one is computed here. The cleared border is -1000
-    (the official's is 0 here), which moves the vertices on the cut faces by under a voxel.
-    Files go where `place(name)` says (files.Outputs.path)."""
-
-    def __init__(self, session, place, layout_seeds, options):
-        self.session, self.place, self.options = session, place, options
-        self.cells = layout_seeds.shape[0] * layout_seeds.shape[1]
-        self.dir, self.trajectory = self.names(layout_seeds)
-        self.poses = []
-
-    @staticmethod
-    def names(layout_seeds):
-        """The folder of the shapes and the file of the poses."""
-        first = layout_seeds.reshape(-1)[:2]
-        return 'interpolation_' + '_'.join(map(str, first)), 'interpolation_trajectory.npy'
-
-    def __call__(self, frame, ws, c):
-        self.poses += [c[0, :16].reshape(4, 4).cpu().numpy()] * self.cells
-        field = _VideoTrim(TriplaneField(self.session, ws), self.options.resolution)
-        export_field(field, self.place(f'{self.dir}/{frame:04d}_shape.ply'), self.options)
-
-    def finish(self):
-        """Write the poses of every frame and cell, [frames * cells, 4, 4], as official."""
-        with atomic_open(self.place(self.trajectory), 'wb') as f:
-            np.save(f, np.stack(self.poses))
-
-
-def write_video(path, frames, num_frames, fmt, fps):
-    """Write the frames to `path`, with a progress line on stderr; returns the frame rate."""
-    start = time.perf_counter()
-    rate = 0.0
-    with video_file(path, fmt, fps) as write:
-        for done, frame in enumerate(frames, 1):
-            write(frame)
-            rate = done / (time.perf_counter() - start)
-            print(f'\r{os.path.basename(path)}: frame {done}/{num_frames}, {rate:.2f} frames/s',
-                  end='', file=sys.stderr, flush=True)
-    print(file=sys.stderr)
-    return rate
 
 
 def build_parser():
@@ -291,12 +85,13 @@ def build_parser():
     p.add_argument('--format', choices=FORMATS, default='mp4', help='(default mp4)')
     p.add_argument('--device', type=arguments.device, default=None,
                    help='cpu or cuda (default: cuda when available)')
-    precision.add_option(p)
+    arguments.precision_option(p)
     return p
 
 
 def plan(args):
     """[(file name, seed layout or seed, frame count)] for the videos to write."""
+    from ..video.keyframes import keyframe_seeds
     if args.interpolate:
         layout_seeds = keyframe_seeds(args.seeds, args.grid, args.num_keyframes, args.shuffle_seed)
         return [('interpolation', layout_seeds, layout_seeds.shape[2] * args.w_frames)]
@@ -313,6 +108,8 @@ def required_memory(G, args, videos, side):
     rendered at once (every cell of an interpolation; an orbit renders one and tiles it), a
     frame of the grid a few times over (layout, encoder) and the keyframes' spline, which holds
     the ws of every keyframe 2 * WRAPS + 1 times and more while it is built."""
+    from ..rendering.footprint import frame_bytes
+    from ..video.keyframes import WRAPS
     cells = args.grid[0] * args.grid[1]
     render = frame_bytes(G, args.nrr, cells if args.interpolate else 1, args.sample_mult)
     frame = 4 * 3 * side * side * cells
@@ -325,6 +122,7 @@ def required_memory(G, args, videos, side):
 
 def check_sizes(G, args, videos, side):
     """Refuse now, in one line, what would not fit: depth samples, an odd H.264 frame, memory."""
+    from ..memory import require
     rk = G.rendering_kwargs
     fewest = min(rk['depth_resolution'], rk['depth_resolution_importance'])
     if int(fewest * args.sample_mult) < 1:
@@ -340,7 +138,26 @@ def check_sizes(G, args, videos, side):
             f'keyframes', 'use fewer seeds, a smaller --grid or --nrr', args.device or 'cpu')
 
 
+def video_settings(args):
+    """The library's VideoSettings of a parsed command line."""
+    from ..video.renderer import VideoSettings
+    return VideoSettings(cfg=args.cfg, pose_cond=args.pose_cond, image_mode=args.image_mode,
+                         sample_mult=args.sample_mult, nrr=args.nrr, trunc=args.trunc,
+                         trunc_cutoff=args.trunc_cutoff, w_frames=args.w_frames)
+
+
 def run(args):
+    import torch
+
+    from ..devices import default_device
+    from ..engine import Session
+    from ..files import Outputs
+    from ..network_path import network_path
+    from ..pickles import PickleLoadError, load_generator
+    from ..shapes import ShapeExportError
+    from ..video.files import write_video
+    from ..video.renderer import Renderer
+    from ..video.shapes import ShapeWriter
     if args.trunc_cutoff == 0:   # as official: no cutoff means no truncation
         args.trunc = 1.0
     if args.trunc == 1.0:
@@ -367,7 +184,7 @@ def run(args):
     side = (G.img_resolution if args.image_mode == 'image'
             else args.nrr or G.neural_rendering_resolution)
     check_sizes(G, args, videos, side)
-    renderer = Renderer(session, args)
+    renderer = Renderer(session, video_settings(args))
     torch.manual_seed(0)   # the ray sampler's jitter is reproducible per run
     with outputs:
         for name, seeds, num_frames in videos:
@@ -388,10 +205,11 @@ def run(args):
     print(f"wrote {', '.join(os.path.join(args.outdir, n) for n in names)}")
 
 
-@torch.no_grad()
 def main(argv=None):
-    return run_command(run, build_parser().parse_args(argv), VideoError,
-                       'interrupted; no video was kept')
+    args = build_parser().parse_args(argv)
+    import torch
+    with torch.no_grad():
+        return run_command(run, args, VideoError, 'interrupted; no video was kept')
 
 
 if __name__ == '__main__':

@@ -13,33 +13,9 @@ mask (seedNNNN_mask.png).
 import argparse
 import sys
 
-import torch
-from PIL import Image
-
-from . import arguments, cameras, views
-from .command import run_command
-from .devices import default_device
-from .engine import RenderSettings, Session
-from .fast import precision
-from .files import Outputs
-from .network_path import network_path
-from .networks.panohead import is_panohead
-from .pickles import PickleLoadError, load_generator
-from .rendering.footprint import require_frame_memory
-
-
-@torch.no_grad()
-def render_seed(session, seed, yaw=0.0, pitch=0.0, psi=1.0, cutoff=14, nrr=None,
-                fov=cameras.FFHQ_FOV_DEGREES, noise_mode='const', deterministic=False,
-                pose_cond=90.0):
-    """The Frame of a seed, rendered by an engine session; the mapping is conditioned on the
-    frontal camera, or at PanoHead's `pose_cond` degrees (90 frontal)."""
-    G = session.G
-    ws = views.seed_ws(G, seed, psi, cutoff, fov, cameras.pose_cond_yaw(pose_cond))
-    torch.manual_seed(seed)  # sample jitter and noise are reproducible per seed
-    return session.frame(ws, views.camera(G, yaw, pitch, fov),
-                         RenderSettings(nrr=nrr, noise_mode=noise_mode,
-                                        deterministic=deterministic))
+from .. import arguments
+from ..configs import FFHQ_FOV_DEGREES
+from .ending import run_command
 
 
 def build_parser():
@@ -56,7 +32,7 @@ def build_parser():
                    help='truncation cutoff (default 14)')
     p.add_argument('--nrr', type=arguments.nrr, default=None,
                    help="neural rendering resolution (default: the pickle's)")
-    p.add_argument('--fov', type=arguments.fov, default=cameras.FFHQ_FOV_DEGREES,
+    p.add_argument('--fov', type=arguments.fov, default=FFHQ_FOV_DEGREES,
                    help='field of view in degrees, official convention (default 18.837)')
     p.add_argument('--pose-cond', '--pose_cond', dest='pose_cond', type=arguments.number(),
                    default=90.0, metavar='DEGREES',
@@ -70,7 +46,7 @@ def build_parser():
     p.add_argument('--force', action='store_true', help='replace images of an earlier run')
     p.add_argument('--device', type=arguments.device, default=None,
                    help='cpu or cuda (default: cuda when available)')
-    precision.add_option(p)
+    arguments.precision_option(p)
     return p
 
 
@@ -83,6 +59,17 @@ def output_names(seeds, mask=False):
 def run(args):
     """All the seeds' images, or none: written into a staging folder and moved into place
     together (files.Outputs)."""
+    import torch
+    from PIL import Image
+
+    from .. import views
+    from ..devices import default_device
+    from ..engine import Session
+    from ..files import Outputs
+    from ..network_path import network_path
+    from ..networks.panohead import is_panohead
+    from ..pickles import load_generator
+    from ..rendering.footprint import require_frame_memory
     outputs = Outputs(args.outdir, output_names(args.seeds), args.force)
     outputs.check()
     device = torch.device(args.device or default_device())
@@ -97,9 +84,9 @@ def run(args):
     print(session.describe())
     with outputs:
         for seed in args.seeds:
-            frame = render_seed(session, seed, args.yaw, args.pitch, args.psi, args.cutoff,
-                                args.nrr, args.fov, args.noise_mode, args.deterministic,
-                                args.pose_cond)
+            frame = views.render_seed(session, seed, args.yaw, args.pitch, args.psi,
+                                      args.cutoff, args.nrr, args.fov, args.noise_mode,
+                                      args.deterministic, args.pose_cond)
             Image.fromarray(views.image_to_uint8(frame.image).cpu().numpy(), 'RGB').save(
                 outputs.path(f'seed{seed:04d}.png'))
             Image.fromarray(views.depth_to_uint8(frame.image_depth).cpu().numpy(), 'L').save(
@@ -114,7 +101,9 @@ def run(args):
 
 
 def main(argv=None):
-    return run_command(run, build_parser().parse_args(argv), PickleLoadError,
+    args = build_parser().parse_args(argv)
+    from ..pickles import PickleLoadError
+    return run_command(run, args, PickleLoadError,
                        'interrupted; no image was kept')
 
 

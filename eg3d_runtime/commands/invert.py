@@ -15,125 +15,14 @@ none; an earlier inversion in DIR is replaced only with --force. Loss without --
 pixel L2 + multi-scale SSIM.
 """
 import argparse
-import json
-import os
 import sys
 import time
-from dataclasses import dataclass
 
-import numpy as np
-import torch
-from PIL import Image
-
-from . import arguments, views
-from .command import run_command
-from .devices import default_device
-from .engine import RenderSettings, Session
-from .fast import precision
-from .files import Outputs
-from .gen_videos import Renderer, write_video
-from .gen_videos import build_parser as video_parser
-from .inversion.losses import LpipsDistance, ReconstructionLoss
-from .inversion.losses import describe as describe_loss
-from .inversion.optimise import SYNTHESIS, latent_stats, project, tune
-from .inversion.targets import InversionError, dataset_camera, load_camera, load_image
-from .network_path import network_path
-from .pickles import PickleLoadError, load_network_pkl, open_generator, save_network_pkl
+from .. import arguments
+from .ending import run_command
 
 MAX_STEPS = 1_000_000
 MAX_VIDEO_FRAMES = 100_000
-
-
-@dataclass
-class Settings:
-    w_plus: bool = False
-    num_steps: int = 300
-    pti_steps: int = 100
-    seed: int = 0
-    lpips: LpipsDistance | None = None    # loaded weights; None: pixel L2 + MS-SSIM
-
-
-@dataclass
-class Inversion:
-    G: torch.nn.Module       # the tuned copy
-    ws: torch.Tensor         # [1, num_ws, w_dim], the pivot
-    c: torch.Tensor          # [1, 25], the camera given or estimated
-
-
-def invert(G, target, camera, settings, on_step=None):
-    """Latent then pivotal tuning for `target` [1, 3, R, R] in [-1, 1] seen from `camera`
-    (c [1, 25], or None to estimate it). `on_step(Step)` sees every step; raising from it
-    stops the inversion."""
-    device = G.backbone.mapping.w_avg.device
-    loss = ReconstructionLoss(target.to(device), settings.lpips)
-    stats = latent_stats(G, settings.seed)
-    ws, c = project(G, loss, None if camera is None else camera.to(device), settings.num_steps,
-                    settings.w_plus, settings.seed, on_step=on_step, stats=stats)
-    tuned = tune(G, ws, c, loss, settings.pti_steps, seed=settings.seed, on_step=on_step,
-                 stats=stats) if settings.pti_steps else G
-    return Inversion(tuned, ws, c)
-
-
-def load_inputs(path, picture, device, warn=None):
-    """(networks, target [1, 3, R, R]) for inverting `picture` in the network pickle at
-    `path`; a network without D cannot be written back as a snapshot. G_ema is the process's
-    one copy of that network (pickles.open_generator: the viewer's, when it shows it); the
-    inversion only reads it (the tuning changes a copy). `warn(text)` hears of a picture smaller
-    than the network's, which is upscaled."""
-    try:
-        G = open_generator(path, device)
-        networks = load_network_pkl(path, device=device, keys=('D', 'augment_pipe'))
-    except PickleLoadError as e:
-        raise InversionError(e) from None
-    if networks.get('D') is None:
-        raise InversionError(f'{path}: has no discriminator D to write an official snapshot')
-    return {**networks, 'G_ema': G}, load_image(picture, G.img_resolution, warn)
-
-
-@torch.no_grad()
-def reconstruction(session, ws, c):
-    """The picture of the pivot at camera c, rendered by an engine session of the tuned
-    network, as H x W x 3 uint8 (what proj.png holds)."""
-    frame = session.frame(ws, c, RenderSettings(**SYNTHESIS))
-    return views.image_to_uint8(frame.image).cpu().numpy()
-
-
-def output_names(video_frames=0):
-    """The files an inversion writes."""
-    return ['w.npy', 'camera.json', 'proj.png', 'inverted.pkl'] + \
-        (['orbit.mp4'] if video_frames > 0 else [])
-
-
-def write_outputs(outdir, networks, result, video_frames=0, video_fps=30, force=False,
-                  session=None):
-    """Write DIR/w.npy, camera.json, proj.png, inverted.pkl (the tuned G as both G and G_ema,
-    beside the original's D) and, for video_frames > 0, orbit.mp4, all of them or none
-    (files.Outputs): an earlier inversion in DIR is replaced, whole, only with `force`, else
-    OutputExists. A pivot that is not finite (the optimisation diverged) writes nothing.
-    `session`: the engine session of result.G to render with (default: a new one, 'auto'
-    precision). Returns the paths written."""
-    if not torch.isfinite(result.ws).all():
-        raise InversionError('the inversion diverged (its latent is not finite); nothing was '
-                             'written')
-    session = session or Session(result.G)
-    outputs = Outputs(outdir, output_names(video_frames), force)
-    with outputs:
-        np.save(outputs.path('w.npy'), result.ws.detach().cpu().numpy().astype(np.float32))
-        outputs.path('camera.json').write_text(json.dumps(result.c[0].tolist()) + '\n')
-        Image.fromarray(reconstruction(session, result.ws, result.c), 'RGB').save(
-            outputs.path('proj.png'))
-        pkl = outputs.path('inverted.pkl')
-        save_network_pkl(pkl, {
-            'training_set_kwargs': networks.get('training_set_kwargs'), 'G': result.G,
-            'D': networks.get('D'), 'G_ema': result.G,
-            'augment_pipe': networks.get('augment_pipe')})
-        if video_frames > 0:
-            args = video_parser().parse_args(['--network', str(pkl), '--seeds', '0',
-                                              '--outdir', outdir])   # gen_videos' defaults
-            with torch.no_grad():
-                frames = Renderer(session, args).orbit_ws(result.ws, video_frames)
-                write_video(outputs.path('orbit.mp4'), frames, video_frames, 'mp4', video_fps)
-    return [os.path.join(outdir, name) for name in outputs.names]
 
 
 class ProgressLine:
@@ -186,7 +75,7 @@ def build_parser():
                    help='frames of DIR/orbit.mp4 (default 120; 0: no video)')
     p.add_argument('--device', type=arguments.device, default=None,
                    help='cpu or cuda (default: cuda when available)')
-    precision.add_option(p)
+    arguments.precision_option(p)
     p.add_check(_camera_or_estimate)
     return p
 
@@ -199,6 +88,7 @@ def _camera_or_estimate(args):
 
 def target_camera(args):
     """c [1, 25] from --camera or the dataset.json beside the target, or None to estimate."""
+    from ..inversion.targets import InversionError, dataset_camera, load_camera
     if args.camera:
         return load_camera(args.camera)
     if args.estimate_camera:
@@ -210,17 +100,19 @@ def target_camera(args):
     return camera
 
 
-def make_outdir(outdir):
-    try:
-        os.makedirs(outdir, exist_ok=True)
-    except OSError as e:
-        raise InversionError(
-            f'{outdir}: cannot create the output directory ({e.strerror})') from None
-    if not os.access(outdir, os.W_OK | os.X_OK):
-        raise InversionError(f'{outdir}: the output directory is not writable')
-
-
 def run(args):
+    import torch
+
+    from ..devices import default_device
+    from ..engine import Session
+    from ..files import Outputs
+    from ..inversion.invert import Settings, invert, load_inputs
+    from ..inversion.losses import LpipsDistance
+    from ..inversion.losses import describe as describe_loss
+    from ..inversion.outputs import output_names, write_outputs
+    from ..inversion.targets import InversionError
+    from ..network_path import network_path
+    from ..pickles import PickleLoadError
     Outputs(args.outdir, output_names(args.video_frames), args.force).check()
     device = torch.device(args.device or default_device())
     try:
@@ -249,7 +141,9 @@ def run(args):
 
 
 def main(argv=None):
-    return run_command(run, build_parser().parse_args(argv), InversionError,
+    args = build_parser().parse_args(argv)
+    from ..inversion.targets import InversionError
+    return run_command(run, args, InversionError,
                        'interrupted; nothing was written')
 
 

@@ -18,7 +18,7 @@ import sys
 import threading
 from pathlib import Path
 
-from eg3d_runtime import arguments
+from .. import arguments
 
 TOKEN_ENV = 'EG3D_SERVE_TOKEN'
 log = logging.getLogger('eg3d.serve')
@@ -42,7 +42,7 @@ def served_folder(text):
 
 def cuda_there(options):
     if options.device == 'cuda':
-        from eg3d_runtime.devices import cuda_available
+        from ..devices import cuda_available
         if not cuda_available():
             raise arguments.Refusal('cuda', 'no CUDA device here; use --device cpu', '--device')
 
@@ -68,14 +68,14 @@ class Server:
     """Makes a ClientSession per connection, each with its own renderer."""
 
     def __init__(self, device, roots, token=None):
-        from eg3d_runtime.remote.server import machine_info
+        from ..remote.server import machine_info
         self.device, self.roots, self.token = device, roots, token
         self.info = machine_info(device)
 
     def session(self, reader, writer, token=None):
-        from eg3d_runtime.frames.frame_renderer import FrameRenderer
-        from eg3d_runtime.frames.render_args import RenderArgs
-        from eg3d_runtime.remote.server import ClientSession
+        from ..frames.frame_renderer import FrameRenderer
+        from ..frames.render_args import RenderArgs
+        from ..remote.server import ClientSession
         return ClientSession(reader, writer, lambda: FrameRenderer(self.device), RenderArgs,
                              self.roots, self.info, token=token)
 
@@ -114,8 +114,8 @@ class Server:
 def main(argv=None):
     options = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(name)s: %(message)s', stream=sys.stderr)
-    from eg3d_runtime.devices import default_device
-    from eg3d_runtime.remote.roots import Roots, default_roots
+    from ..devices import default_device
+    from ..remote.roots import Roots, default_roots
     roots = Roots(default_roots() + options.root)
     device = options.device or default_device()
     if options.listen is None:

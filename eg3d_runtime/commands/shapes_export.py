@@ -12,18 +12,10 @@ import os
 import sys
 import time
 
-import torch
-
-from eg3d_runtime import PickleLoadError, arguments, load_generator
-from eg3d_runtime.command import run_command
-from eg3d_runtime.configs import build_generator
-from eg3d_runtime.devices import default_device
-from eg3d_runtime.engine import Session
-from eg3d_runtime.fast import precision
-from eg3d_runtime.files import Outputs
-from eg3d_runtime.network_path import network_path
-from eg3d_runtime.shapes import (MESH_FORMATS, MIN_RESOLUTION, OFFICIAL_LEVEL, VOLUME_FORMATS,
-                                 ShapeExportError, ShapeOptions, check_memory, export_shape)
+from .. import arguments
+from ..shapes.options import (MESH_FORMATS, MIN_RESOLUTION, OFFICIAL_LEVEL, VOLUME_FORMATS,
+                              ShapeExportError, ShapeOptions)
+from .ending import run_command
 
 
 class ProgressBar:
@@ -88,7 +80,7 @@ def build_parser():
                    help='cpu or cuda (default: cuda when available)')
     p.add_argument('--bench', action='store_true',
                    help='print wall seconds per stage, CPU seconds and peak RSS')
-    precision.add_option(p)
+    arguments.precision_option(p)
     p.add_check(_options_fit)
     return p
 
@@ -114,6 +106,15 @@ def peak_rss_gib():
 def run(args):
     """Every seed's shape, or none: written into a staging folder and moved into place together
     (files.Outputs); the memory is checked before the network loads."""
+    import torch
+
+    from ..configs import build_generator
+    from ..devices import default_device
+    from ..engine import Session
+    from ..files import Outputs
+    from ..network_path import network_path
+    from ..pickles import load_generator
+    from ..shapes import check_memory, export_shape
     options = shape_options(args)
     outputs = Outputs(args.outdir, [f'seed{seed:04d}.{args.format}' for seed in args.seeds],
                       args.force)
@@ -162,7 +163,9 @@ def run(args):
 
 
 def main(argv=None):
-    return run_command(run, build_parser().parse_args(argv), (PickleLoadError, ShapeExportError),
+    args = build_parser().parse_args(argv)
+    from ..pickles import PickleLoadError
+    return run_command(run, args, (PickleLoadError, ShapeExportError),
                        'interrupted; no shape was kept')
 
 

@@ -19,18 +19,14 @@ import signal
 import sys
 import tempfile
 
-import torch
+from ..memory import InsufficientMemory
+from ..run_directory import LOG_FILE, STOP_FILE, output_dir_line
+from ..training import run_files
+from ..training.footprint import require_training_memory
+from ..training.options import TrainError, build_parser
+from ..training.training_options import build_options
 
-from .devices import cuda_available
-from .memory import InsufficientMemory
-from .run_directory import LOG_FILE, STOP_FILE, output_dir_line
-from .training import run_files
-from .training.footprint import require_training_memory
-from .training.options import TrainError, build_parser
-from .training.training_options import build_options
-from .training.resume import load_resume, resolve_resume_path, resume_args
-
-__all__ = ['main', 'build_parser', 'build_options', 'resume_args', 'TrainError']
+__all__ = ['main', 'build_parser', 'build_options', 'TrainError']
 
 ONE_LINE_ERRORS = (TrainError, ValueError, OSError,   # DatasetError is a ValueError
                    InsufficientMemory)
@@ -45,6 +41,9 @@ def _request_stop(run_dir):
 
 
 def _device_for(rank):
+    import torch
+
+    from ..devices import cuda_available
     if cuda_available():
         torch.cuda.set_device(rank % torch.cuda.device_count())
         return torch.device('cuda', rank % torch.cuda.device_count())
@@ -53,8 +52,11 @@ def _device_for(rank):
 
 def run_process(rank, c, restart, init_method=None, world_size=1):
     """One training process: logging, process group, loop."""
-    from .training.distill import DistillLoop
-    from .training.loop import TrainingLoop, set_torch_backends
+    import torch
+
+    from ..training.resume import load_resume
+    from ..training.distill import DistillLoop
+    from ..training.loop import TrainingLoop, set_torch_backends
     run_dir = c['run_dir']
     with run_files.tee_output(os.path.join(run_dir, LOG_FILE)):
         device = _device_for(int(os.environ.get('LOCAL_RANK', rank)))
@@ -101,6 +103,10 @@ def main(argv=None):
     if opts.outdir is None and opts.bench is None:
         parser.error('the following arguments are required: --outdir')
     torchrun_world = int(os.environ.get('WORLD_SIZE', '0')) if 'RANK' in os.environ else 0
+    import torch
+
+    from ..devices import cuda_available
+    from ..training.resume import resolve_resume_path
     try:
         if opts.bench is not None and (opts.gpus != 1 or torchrun_world):
             raise TrainError('--bench runs one process: use --gpus 1 without torchrun')
@@ -121,7 +127,7 @@ def main(argv=None):
         if not opts.dry_run:     # before the run directory is made or anything allocated
             require_training_memory(c, _device_for(int(os.environ.get('LOCAL_RANK', rank))))
         if opts.bench is not None:
-            from .training.bench import run_bench
+            from ..training.bench import run_bench
             return run_bench(c, opts.cfg, _device_for(0), opts.bench)
         if opts.dry_run:
             c['run_dir'] = run_files.next_run_dir(opts.outdir, opts.cfg,
@@ -159,6 +165,7 @@ def main(argv=None):
 
 def _torchrun_main(opts, c, dataset, rank, world_size):
     """Under torchrun: rank 0 creates the run directory and tells the others its name."""
+    import torch
     device = _device_for(int(os.environ.get('LOCAL_RANK', rank)))
     torch.distributed.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
     try:

@@ -28,11 +28,12 @@ import time
 
 import torch
 
+from ..arguments import PRECISIONS
 from ..files import atomic_write, cache_dir
 from . import conv as fc
 from . import superresolution as fsr
 
-NAMES = ('auto', 'fp32', 'bf16', 'fp16')
+NAMES = PRECISIONS     # the command lines offer them before torch loads
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 # A reduced format is chosen only when it takes at most this fraction of float32's time: a tie
 # within timing noise keeps float32, which is exact to ~1e-6.
@@ -193,14 +194,6 @@ def auto_name(G, device, part, winograd):
     return record['choice']
 
 
-def add_option(parser):
-    """The command-line tools' `--precision`."""
-    parser.add_argument('--precision', choices=NAMES, default='auto',
-                        help="arithmetic of backbone and super-resolution (default auto: fp16 "
-                             "super-resolution on CUDA, bf16 on CPUs where measured faster, "
-                             "else fp32)")
-
-
 def forget():
     """Drop this process's memory of measurements (tests; a changed machine setting)."""
     with _lock:
@@ -209,4 +202,4 @@ def forget():
 
 __all__ = ['NAMES', 'DTYPES', 'MARGIN', 'VERSION', 'name_of', 'check_name', 'cpu_supports_bf16',
            'machine_key', 'cache_file', 'measured_choice', 'superresolution_runner',
-           'auto_name', 'add_option', 'forget']
+           'auto_name', 'forget']

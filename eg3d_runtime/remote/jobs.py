@@ -114,7 +114,8 @@ class Jobs:
         roots (default eg3d-inversions in its working folder). Progress carries the stage, step,
         loss and now and then a JPEG preview."""
         from eg3d_runtime import views
-        from eg3d_runtime.invert import Settings, invert, load_inputs, make_outdir, write_outputs
+        from eg3d_runtime.inversion.invert import Settings, invert, load_inputs
+        from eg3d_runtime.inversion.outputs import make_outdir, write_outputs
         from eg3d_runtime.inversion.targets import InversionError, check_camera
         id_ = message.get('id', int)
         pkl = message.get('pkl', str)

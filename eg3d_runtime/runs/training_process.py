@@ -69,7 +69,7 @@ def dataset_command(dest):
 def resume_command(run_dir):
     """argv that continues `run_dir` from its latest snapshot; ValueError (one line) if it can't."""
     try:
-        from eg3d_runtime.train import resume_args
+        from eg3d_runtime.training.resume import resume_args
     except ImportError as e:
         raise ValueError(f'cannot resume: the training module is not available ({e})') from None
     return TRAIN + list(resume_args(Path(run_dir)))

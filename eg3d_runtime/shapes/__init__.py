@@ -25,15 +25,22 @@ Modules: options (what to export, memory check), fields (density fields, weight 
 sampling (grids, coarse-to-fine), mesh (marching cubes, clean-up, colours), formats (mrc and
 output files), export (the entry points).
 """
-from .export import export_field, export_shape
-from .fields import DensityField, TriplaneField
-from .formats import srgb_to_linear
-from .mesh import marching_cubes
-from .options import (BORDER_VALUE, MESH_FORMATS, MIN_RESOLUTION, OFFICIAL_LEVEL, VOLUME_FORMATS,
-                      ExportCancelled, ShapeExportError, ShapeOptions, check_memory)
-from .sampling import official_points, regular_axis, sample_volume
+import importlib
 
-__all__ = ['BORDER_VALUE', 'MESH_FORMATS', 'MIN_RESOLUTION', 'OFFICIAL_LEVEL', 'VOLUME_FORMATS',
-           'DensityField', 'ExportCancelled', 'ShapeExportError', 'ShapeOptions', 'TriplaneField', 'check_memory',
-           'export_field', 'export_shape', 'marching_cubes', 'official_points', 'regular_axis',
-           'sample_volume', 'srgb_to_linear']
+# Imported on first use (PEP 562): a command names its options (options.MIN_RESOLUTION,
+# MESH_FORMATS) before torch is loaded.
+_EXPORTS = {
+    **dict.fromkeys(('export_field', 'export_shape'), '.export'),
+    **dict.fromkeys(('DensityField', 'TriplaneField'), '.fields'),
+    'srgb_to_linear': '.formats',
+    'marching_cubes': '.mesh',
+    **dict.fromkeys(('BORDER_VALUE', 'MESH_FORMATS', 'MIN_RESOLUTION', 'OFFICIAL_LEVEL',
+                     'VOLUME_FORMATS', 'ExportCancelled', 'ShapeExportError', 'ShapeOptions',
+                     'check_memory'), '.options'),
+    **dict.fromkeys(('official_points', 'regular_axis', 'sample_volume'), '.sampling'),
+}
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

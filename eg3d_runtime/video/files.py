@@ -3,11 +3,14 @@
 The file appears only when every frame is written: it goes through files.atomic_open, so an
 error or Ctrl-C halfway leaves no partial video behind."""
 import contextlib
+import os
+import sys
+import time
 from fractions import Fraction
 
 from PIL import Image
 
-from .files import atomic_open
+from ..files import atomic_open
 
 FORMATS = ('mp4', 'webp', 'gif')
 MP4_BIT_RATE = 10_000_000   # the official gen_videos' 10 Mbit/s
@@ -29,6 +32,20 @@ def video_file(path, fmt, fps):
             extra = {'quality': WEBP_QUALITY} if fmt == 'webp' else {}
             frames[0].save(f, format=fmt.upper(), save_all=True, append_images=frames[1:],
                            duration=round(1000 / fps), loop=0, **extra)
+
+
+def write_video(path, frames, num_frames, fmt, fps):
+    """Write the frames to `path`, with a progress line on stderr; returns the frame rate."""
+    start = time.perf_counter()
+    rate = 0.0
+    with video_file(path, fmt, fps) as write:
+        for done, frame in enumerate(frames, 1):
+            write(frame)
+            rate = done / (time.perf_counter() - start)
+            print(f'\r{os.path.basename(path)}: frame {done}/{num_frames}, {rate:.2f} frames/s',
+                  end='', file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return rate
 
 
 @contextlib.contextmanager
