@@ -8,6 +8,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from eg3d_runtime.configs import FAMILY_CAMERAS
 from eg3d_runtime.files import atomic_open, cache_dir
 
 NGC_URL = 'https://api.ngc.nvidia.com/v2/models/nvidia/research/eg3d/versions/1/files/'
@@ -21,7 +22,11 @@ class Checkpoint:
     name: str
     family: str            # 'ffhq' | 'afhq' | 'shapenet'
     nrr: int               # neural rendering resolution it was trained at
-    fov_degrees: float     # a good starting field of view (official convention)
+
+    @property
+    def fov_degrees(self):
+        """A good starting field of view (official convention): the family's."""
+        return FAMILY_CAMERAS[self.family].fov_degrees
 
     @property
     def filename(self):
@@ -33,12 +38,12 @@ class Checkpoint:
 
 
 RELEASED = {c.name: c for c in (
-    Checkpoint('ffhq512-64', 'ffhq', 64, 18.837),
-    Checkpoint('ffhq512-128', 'ffhq', 128, 18.837),
-    Checkpoint('ffhqrebalanced512-64', 'ffhq', 64, 18.837),
-    Checkpoint('ffhqrebalanced512-128', 'ffhq', 128, 18.837),
-    Checkpoint('afhqcats512-128', 'afhq', 128, 18.837),
-    Checkpoint('shapenetcars128-64', 'shapenet', 64, 45.0),
+    Checkpoint('ffhq512-64', 'ffhq', 64),
+    Checkpoint('ffhq512-128', 'ffhq', 128),
+    Checkpoint('ffhqrebalanced512-64', 'ffhq', 64),
+    Checkpoint('ffhqrebalanced512-128', 'ffhq', 128),
+    Checkpoint('afhqcats512-128', 'afhq', 128),
+    Checkpoint('shapenetcars128-64', 'shapenet', 64),
 )}
 
 

@@ -8,12 +8,8 @@ import math
 
 import torch
 
-from .configs import FFHQ_FOV_DEGREES
+from .configs import DEFAULT_CAMERA, FAMILY_CAMERAS, FFHQ_FOV_DEGREES
 from .networks.panohead import is_panohead
-
-DEFAULT_RADIUS = 2.7
-DEFAULT_PIVOT = (0, 0, 0.2)      # the official scripts' look-at point (FFHQ heads)
-PANOHEAD_PIVOT = (0, 0, 0)
 
 
 def _normalize(v):
@@ -91,8 +87,8 @@ def label_problem(values, tolerance=1e-2):
     return None
 
 
-def orbit_camera(yaw=0.0, pitch=0.0, fov_degrees=FFHQ_FOV_DEGREES, radius=DEFAULT_RADIUS,
-                 pivot=DEFAULT_PIVOT, device='cpu'):
+def orbit_camera(yaw=0.0, pitch=0.0, fov_degrees=FFHQ_FOV_DEGREES, radius=DEFAULT_CAMERA.radius,
+                 pivot=DEFAULT_CAMERA.pivot, device='cpu'):
     """c [1, 25] for the viewer's orbit: horizontal pi/2 + yaw, polar pi/2 + pitch."""
     pose = look_at_orbit(math.pi / 2 + yaw, math.pi / 2 + pitch, pivot, radius)
     return camera_vector(pose, fov_to_intrinsics(fov_degrees)).to(device)
@@ -114,8 +110,8 @@ def network_pivot(rendering_kwargs):
     whose scripts look at the origin whatever that option says (docs/panohead-reference.md
     4)."""
     if is_panohead(rendering_kwargs):
-        return PANOHEAD_PIVOT
-    return rendering_kwargs.get('avg_camera_pivot', DEFAULT_PIVOT)
+        return FAMILY_CAMERAS['panohead'].pivot
+    return rendering_kwargs.get('avg_camera_pivot', DEFAULT_CAMERA.pivot)
 
 
 def orbit_camera_for(rendering_kwargs, yaw=0.0, pitch=0.0, fov_degrees=FFHQ_FOV_DEGREES,
@@ -125,5 +121,5 @@ def orbit_camera_for(rendering_kwargs, yaw=0.0, pitch=0.0, fov_degrees=FFHQ_FOV_
     if pivot is None:
         pivot = network_pivot(rendering_kwargs)
     return orbit_camera(yaw, pitch, fov_degrees,
-                        radius=rendering_kwargs.get('avg_camera_radius', DEFAULT_RADIUS),
+                        radius=rendering_kwargs.get('avg_camera_radius', DEFAULT_CAMERA.radius),
                         pivot=pivot, device=device)

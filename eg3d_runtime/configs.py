@@ -1,8 +1,44 @@
 """The official train.py configurations (docs/eg3d-reference.md 4.1, 4.2): rendering options
 and constructor arguments per `--cfg`, so networks of every family can be built without a
-pickle. It imports no network code (build_* import it when called): the commands name their
-options from these facts before torch is loaded."""
+pickle; and each family's camera, which every tool reads from here. It imports no network code
+(build_* import it when called): the commands name their options from these facts before torch
+is loaded."""
 import copy
+from dataclasses import dataclass
+
+# The official scripts' field of view (degrees; cameras.fov_to_intrinsics' convention).
+FFHQ_FOV_DEGREES = 18.837
+
+
+@dataclass(frozen=True)
+class FamilyCamera:
+    """A family's camera as its official scripts set it up (docs/eg3d-reference.md 5)."""
+    radius: float              # orbit radius around the world origin (avg_camera_radius)
+    pivot: tuple               # the look-at point (avg_camera_pivot; PanoHead's is the origin)
+    fov_degrees: float         # the field of view a viewer starts with
+    video_focal: float | None  # the focal length of gen_videos.py's --cfg for the family
+
+
+FAMILY_CAMERAS = {
+    'ffhq': FamilyCamera(2.7, (0, 0, 0.2), FFHQ_FOV_DEGREES, 4.2647),
+    'afhq': FamilyCamera(2.7, (0, 0, -0.06), FFHQ_FOV_DEGREES, 4.2647),
+    'shapenet': FamilyCamera(1.7, (0, 0, 0), 45.0, 1.7074),
+    # PanoHead's scripts look at the origin whatever its avg_camera_pivot says.
+    'panohead': FamilyCamera(2.7, (0, 0, 0), FFHQ_FOV_DEGREES, 4.2647),
+    'demo': FamilyCamera(2.7, (0, 0, 0), FFHQ_FOV_DEGREES, None),
+}
+# The camera of a network whose rendering options name none: the official scripts' (FFHQ's).
+DEFAULT_CAMERA = FAMILY_CAMERAS['ffhq']
+# gen_videos.py's --cfg values, the family each names, and its focal length.
+VIDEO_CFGS = {'FFHQ': 'ffhq', 'AFHQ': 'afhq', 'Shapenet': 'shapenet', 'Head': 'panohead'}
+VIDEO_FOCALS = {cfg: FAMILY_CAMERAS[family].video_focal for cfg, family in VIDEO_CFGS.items()}
+
+
+def _camera_kwargs(family):
+    """avg_camera_radius and avg_camera_pivot as train.py stores them (the pivot a list)."""
+    camera = FAMILY_CAMERAS[family]
+    return dict(avg_camera_radius=camera.radius, avg_camera_pivot=list(camera.pivot))
+
 
 SR_MODULES = {512: 'training.superresolution.SuperresolutionHybrid8XDC',
               256: 'training.superresolution.SuperresolutionHybrid4X',
@@ -11,19 +47,16 @@ SR_MODULES = {512: 'training.superresolution.SuperresolutionHybrid8XDC',
 
 CFG_RENDERING = {
     'ffhq': dict(depth_resolution=48, depth_resolution_importance=48, ray_start=2.25, ray_end=3.3,
-                 box_warp=1, avg_camera_radius=2.7, avg_camera_pivot=[0, 0, 0.2]),
+                 box_warp=1, **_camera_kwargs('ffhq')),
     'afhq': dict(depth_resolution=48, depth_resolution_importance=48, ray_start=2.25, ray_end=3.3,
-                 box_warp=1, avg_camera_radius=2.7, avg_camera_pivot=[0, 0, -0.06]),
+                 box_warp=1, **_camera_kwargs('afhq')),
     'shapenet': dict(depth_resolution=64, depth_resolution_importance=64, ray_start=0.1,
-                     ray_end=2.6, box_warp=1.6, white_back=True, avg_camera_radius=1.7,
-                     avg_camera_pivot=[0, 0, 0]),
+                     ray_end=2.6, box_warp=1.6, white_back=True, **_camera_kwargs('shapenet')),
     # Small CPU-trainable network for the procedural data (eg3d_runtime.procedural): the FFHQ
-    # camera set-up, fewer depth samples, white background.
+    # camera set-up looking at the origin, fewer depth samples, white background.
     'demo': dict(depth_resolution=16, depth_resolution_importance=16, ray_start=2.25, ray_end=3.3,
-                 box_warp=1, white_back=True, avg_camera_radius=2.7, avg_camera_pivot=[0, 0, 0]),
+                 box_warp=1, white_back=True, **_camera_kwargs('demo')),
 }
-# The official scripts' field of view (degrees; cameras.fov_to_intrinsics' convention).
-FFHQ_FOV_DEGREES = 18.837
 CFG_RESOLUTION = {'ffhq': 512, 'afhq': 512, 'shapenet': 128, 'demo': 64}
 # Options whose official default is sized for 8 GPUs; `--cfg demo` uses these unless given.
 DEMO_DEFAULTS = dict(cbase=1024, cmax=32, neural_rendering_resolution_initial=32, metrics='none',

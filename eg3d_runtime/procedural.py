@@ -21,13 +21,13 @@ import signal
 
 import numpy as np
 
-from . import cameras
+from . import cameras, configs
 
-RADIUS = 2.7                # camera distance from the origin
+CAMERA = configs.FAMILY_CAMERAS['demo']    # the demo network's camera (--cfg demo)
 YAW_RANGE = 1.2             # radians either side of frontal
 PITCH_RANGE = 0.35          # look_at_orbit's polar parameter either side of level
 # Figures are designed within 0.3 of the origin and drawn 1.4x larger, so that they fill more of
-# the FFHQ camera's frame (0.89 units across at RADIUS): a small figure hardly changes when
+# the FFHQ camera's frame (0.89 units across at CAMERA.radius): a small figure hardly changes when
 # orbited (at 1x, yaw -0.5 and +0.5 differ by 5.0 on issue 15's view-change measure; at 1.4x by
 # 10.1). Larger, a hand or the beak would often leave the frame; at 1.4x about one random view in
 # 60 touches its edge. The bound (0.42) keeps every point between the renderer's ray_start and
@@ -127,8 +127,9 @@ def random_camera(rng):
 
 def orbit_label(yaw, pitch=0.0):
     """The label [25] (float32) of the data's orbit camera at (yaw, pitch) from frontal."""
-    pose = cameras.look_at_orbit(math.pi / 2 + yaw, math.pi / 2 + pitch, (0, 0, 0), RADIUS)
-    c = cameras.camera_vector(pose, cameras.fov_to_intrinsics(cameras.FFHQ_FOV_DEGREES))
+    pose = cameras.look_at_orbit(math.pi / 2 + yaw, math.pi / 2 + pitch, CAMERA.pivot,
+                                 CAMERA.radius)
+    c = cameras.camera_vector(pose, cameras.fov_to_intrinsics(CAMERA.fov_degrees))
     return c[0].numpy().astype(np.float32)
 
 

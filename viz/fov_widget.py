@@ -1,7 +1,7 @@
 """Field of view in degrees (official convention, focal = 1 / (tan(fov/2) * 1.414))."""
 from imgui_bundle import imgui
 
-from eg3d_runtime.cameras import FFHQ_FOV_DEGREES
+from eg3d_runtime.configs import FFHQ_FOV_DEGREES
 
 from .gui_helpers import button, label
 

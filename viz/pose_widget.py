@@ -2,12 +2,23 @@
 from imgui_bundle import imgui
 
 from eg3d_runtime.cameras import wrap_yaw
+from eg3d_runtime.configs import DEFAULT_CAMERA, FAMILY_CAMERAS
 
 from .gui_helpers import label, yaw_pitch_row
 
 DRAG_SPEED = 0.03           # radians per font-size of mouse movement, as the official viewer
-PIVOTS = {'Auto (network)': None, 'FFHQ (0, 0, 0.2)': (0.0, 0.0, 0.2),
-          'AFHQ (0, 0, -0.06)': (0.0, 0.0, -0.06), 'ShapeNet (0, 0, 0)': (0.0, 0.0, 0.0),
+
+
+def _family_pivot(name, family):
+    """('FFHQ (0, 0, 0.2)', (0.0, 0.0, 0.2)): a family's look-at point and its label."""
+    pivot = tuple(float(v) for v in FAMILY_CAMERAS[family].pivot)
+    return f'{name} ({", ".join(f"{v:g}" for v in pivot)})', pivot
+
+
+# The look-at points to choose from: the network's own, each EG3D family's, or one typed in.
+PIVOTS = {'Auto (network)': None,
+          **dict(_family_pivot(name, family) for name, family in
+                 (('FFHQ', 'ffhq'), ('AFHQ', 'afhq'), ('ShapeNet', 'shapenet'))),
           'Manual': 'manual'}
 
 
@@ -17,7 +28,7 @@ class PoseWidget:
         self.default = (yaw, pitch)
         self.yaw, self.pitch = yaw, pitch
         self.pivot_choice = 0
-        self.manual_pivot = [0.0, 0.0, 0.2]
+        self.manual_pivot = [float(v) for v in DEFAULT_CAMERA.pivot]
 
     def drag(self, dx, dy):
         """Orbit from a mouse drag of (dx, dy) pixels in the viewport."""

@@ -33,7 +33,7 @@ def build_parser():
     p.add_argument('--nrr', type=arguments.nrr, default=None,
                    help="neural rendering resolution (default: the pickle's)")
     p.add_argument('--fov', type=arguments.fov, default=FFHQ_FOV_DEGREES,
-                   help='field of view in degrees, official convention (default 18.837)')
+                   help=f'field of view in degrees, official convention (default {FFHQ_FOV_DEGREES})')
     p.add_argument('--pose-cond', '--pose_cond', dest='pose_cond', type=arguments.number(),
                    default=90.0, metavar='DEGREES',
                    help="yaw of the conditioning camera, as PanoHead's --pose_cond (default 90: "

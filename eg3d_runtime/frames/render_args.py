@@ -1,6 +1,8 @@
 """Everything one frame depends on, as a frozen value: equal args mean an identical frame."""
 from dataclasses import dataclass, replace
 
+from ..configs import FFHQ_FOV_DEGREES
+
 RENDER_TYPES = {'image': 'RGB image', 'image_raw': 'Neural rendering (raw)',
                 'image_depth': 'Depth', 'normals': 'Normals (from depth)',
                 'image_mask': 'Mask (opacity)'}
@@ -25,7 +27,7 @@ class RenderArgs:
     yaw: float = 0.0
     pitch: float = 0.0
     lookat: tuple | None = None
-    fov_degrees: float = 18.837
+    fov_degrees: float = FFHQ_FOV_DEGREES
     cond_yaw: float = 0.0
     cond_pitch: float = 0.0
     # Rendering.

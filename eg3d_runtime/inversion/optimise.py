@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .. import cameras, views
+from .. import cameras, configs, views
 
 SYNTHESIS = dict(noise_mode='const', deterministic=True)
 W_SAMPLES = 1000             # random ws that measure the spread of the latent space
@@ -64,9 +64,9 @@ class EstimatedCamera(torch.nn.Module):
         super().__init__()
         rk = G.rendering_kwargs
         self.pivot = cameras.network_pivot(rk)
-        self.radius = rk.get('avg_camera_radius', cameras.DEFAULT_RADIUS)
+        self.radius = rk.get('avg_camera_radius', configs.DEFAULT_CAMERA.radius)
         self.device = G.backbone.mapping.w_avg.device
-        focal = cameras.fov_to_intrinsics(cameras.FFHQ_FOV_DEGREES)[0, 0]
+        focal = cameras.fov_to_intrinsics(configs.FFHQ_FOV_DEGREES)[0, 0]
         self.yaw = torch.nn.Parameter(torch.zeros(()))
         self.pitch = torch.nn.Parameter(torch.zeros(()))
         self.log_focal = torch.nn.Parameter(focal.log())

@@ -2,9 +2,11 @@
 (docs/eg3d-reference.md 6.3; PanoHead's full turn: docs/panohead-reference.md 4)."""
 import math
 
+from .. import configs
+
 # The official focal lengths per --cfg; views.camera takes the FOV that gives them.
-FOCALS = {'FFHQ': 4.2647, 'AFHQ': 4.2647, 'Shapenet': 1.7074, 'Head': 4.2647}
-HEAD_PIVOT = (0, 0, 0)      # PanoHead's --cfg Head looks at the origin
+FOCALS = configs.VIDEO_FOCALS
+HEAD_PIVOT = configs.FAMILY_CAMERAS['panohead'].pivot   # PanoHead's --cfg Head looks at the origin
 # The official orbit is centred on (3.14/2, 3.14/2), views.camera's on (pi/2, pi/2).
 OFFSET = 3.14 / 2 - math.pi / 2
 
