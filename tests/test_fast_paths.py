@@ -498,10 +498,25 @@ def test_benchmark_writes_json(tmp_path, fixture_pkl):
         assert data[key] > 0 and data['faithful_' + key] > 0
 
 
-def test_the_benchmark_s_seed_is_the_viewer_s(fixture_G):
+def test_the_benchmark_s_seed_is_the_viewer_s(fixture_G, fixture_pkl):
+    """Seed k is one z everywhere (views.latent): the bench's ws of a seed are those of the
+    viewer's latent panel and of generate, gen_videos and shape export (views.seed_ws)."""
     from eg3d_runtime.commands import bench
+    from eg3d_runtime.frames.frame_renderer import FrameRenderer
+    from eg3d_runtime.frames.render_args import RenderArgs
     b = bench.Bench(fixture_G, torch.device('cpu'), nrr=16, reps=1)
     assert torch.equal(b.latent(7), views.latent(7, fixture_G.z_dim))
+    renderer = FrameRenderer('cpu')
+    G = renderer.network(str(fixture_pkl))
+    with torch.no_grad():
+        ws = b.ws(7)
+        assert torch.equal(ws, views.seed_ws(fixture_G, 7, psi=0.7, cutoff=14))
+        viewer = renderer.latent_ws(G, RenderArgs(pkl=str(fixture_pkl), seed_x=7.0, psi=0.7,
+                                                  cutoff=14))
+        assert torch.allclose(viewer, ws, atol=1e-5)
+        other = renderer.latent_ws(G, RenderArgs(pkl=str(fixture_pkl), seed_x=8.0, psi=0.7,
+                                                 cutoff=14))
+        assert not torch.allclose(other, ws, atol=1e-3)
 
 
 def test_numpy_conversion_of_outputs(fixture_G, reference):
