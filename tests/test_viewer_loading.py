@@ -93,6 +93,57 @@ def test_offline_says_where_to_put_the_file(ckpt_dir):
                             f'offline, put the file at {ckpt_dir / "afhqcats512-128.pkl"}')
 
 
+class NetworkSelections:
+    """The viewer as PickleWidget sees it: the networks it was asked to open."""
+    def __init__(self):
+        self.opened = []
+
+    def on_network_selected(self, path, checkpoint):
+        self.opened.append((path, checkpoint.name if checkpoint else None))
+
+
+def _download_in_the_widget(tmp_path, download):
+    """Opens 'ffhq512-64' in a PickleWidget whose checkpoints.download is `download`; returns
+    the widget once the GUI has taken the download's end, and the networks it opened."""
+    from viz.pickle_widget import PickleWidget
+    viz = NetworkSelections()
+    widget = PickleWidget(viz, recent=RecentList(tmp_path / 'recent.json'))
+    try:
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(checkpoints, 'download', download)
+            widget.load('ffhq512-64')
+            assert widget.download is not None and widget.download[0] == 'ffhq512-64'
+            widget.join(timeout=30)
+            widget._poll_download()                 # what each frame of the GUI does first
+        assert widget.download is None
+        return widget, viz.opened
+    finally:
+        widget.close()
+
+
+def test_a_download_opens_the_network_it_fetched(ckpt_dir, tmp_path):
+    def download(name, on_progress, **_):
+        on_progress(5, 10)
+        ckpt_dir.mkdir()
+        (ckpt_dir / f'{name}.pkl').write_bytes(b'x')
+        return ckpt_dir / f'{name}.pkl'
+    widget, opened = _download_in_the_widget(tmp_path, download)
+    assert opened == [(str(ckpt_dir / 'ffhq512-64.pkl'), 'ffhq512-64')] and widget.error is None
+
+
+@pytest.mark.parametrize('error, message', [
+    (checkpoints.DownloadError('ffhq512-64.pkl: cannot download (no network)'),
+     'ffhq512-64.pkl: cannot download (no network)'),
+    # Not a DownloadError (an unwritable or full cache): the download still ends, in one line.
+    (PermissionError(13, 'Permission denied'),
+     'ffhq512-64.pkl: download failed: PermissionError: [Errno 13] Permission denied')])
+def test_a_failed_download_ends_with_one_line(ckpt_dir, tmp_path, error, message):
+    def download(name, on_progress, **_):
+        raise error
+    widget, opened = _download_in_the_widget(tmp_path, download)
+    assert opened == [] and widget.error == message
+
+
 def test_recent_list_survives_restarts(tmp_path):
     path = tmp_path / 'recent.json'
     recent = RecentList(path, limit=3)

@@ -1,6 +1,10 @@
-"""Long work a widget starts (mesh export, photo inversion) on a daemon thread, so that the
-window keeps drawing: its progress for the panel, Cancel, and one closing message that says what
-was saved, cancelled or went wrong; an error never takes the window down."""
+"""Work a widget starts (mesh export, photo inversion, a checkpoint download, fetching a frame
+from the render server) on a daemon thread, so that the window keeps drawing: its progress for
+the panel, Cancel, and one closing message that says what was saved, cancelled or went wrong; an
+error never takes the window down, and a job always ends (no panel left "downloading" for ever).
+
+The viewer's other threads are long-lived workers that serve only the newest request
+(render_worker, remote_worker, pickle_widget.FolderLister) and the Trainer's run monitors."""
 import threading
 
 
@@ -15,12 +19,14 @@ class BackgroundTask:
     def running(self):
         return self._thread is not None and self._thread.is_alive()
 
-    def _start(self, name, progress, work, cancelled, cancelled_message, errors, failure):
+    def _start(self, name, progress, work, cancelled, cancelled_message, errors, failure,
+               message=''):
         """Run work() -> success message; `cancelled` exception types end with
-        `cancelled_message`, `errors` with their own one line, anything else with `failure`."""
+        `cancelled_message`, `errors` with their own one line, anything else with `failure`.
+        `message` is shown until then (with no `progress`)."""
         self._cancel = threading.Event()
         self.progress = progress
-        self.message = ''
+        self.message = message
 
         def run():
             try:

@@ -1,7 +1,6 @@
 """Capture: save the rendered image, the whole window, or a video (animated WebP or H.264 MP4,
 written by the video command's own writer) of an orbit or of a camera path through keyframes."""
 import math
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from eg3d_runtime.remote.client import RemoteError
 from eg3d_runtime.video.files import video_file
 from eg3d_runtime.video.keyframes import interpolator
 
+from .background import BackgroundTask
 from .gui_helpers import button, label
 from .settings import captures_dir
 
@@ -47,7 +47,7 @@ def path_poses(keyframes, frames_per_key):
             for k in range(len(keyframes) * frames_per_key)]
 
 
-class CaptureWidget:
+class CaptureWidget(BackgroundTask):
     def __init__(self, viz, directory=None):
         self.viz = viz
         self.directory = str(directory or captures_dir())
@@ -64,12 +64,16 @@ class CaptureWidget:
         return path
 
     def save_image(self, image, prefix=''):
+        self.message = self._saved_png(image, prefix)
+
+    def _saved_png(self, image, prefix=''):
+        """Saves a frame as the next capture PNG; the message that says where or why not."""
         try:
             path = next_capture_path(self._dir(), '.png')
             Image.fromarray(image).save(path)
-            self.message = f'{prefix}saved {path}'
+            return f'{prefix}saved {path}'
         except OSError as e:
-            self.message = f'{self.directory}: cannot save ({e.strerror or e})'
+            return f'{self.directory}: cannot save ({e.strerror or e})'
 
     def save_frame(self, image):
         """'Save image': the frame on screen. From a render server the view's frames are JPEG,
@@ -83,14 +87,10 @@ class CaptureWidget:
                                f'{viz.worker.quality}): '
             self.save_image(image, prefix=self.message if viz.remote else '')
             return
-        self.message = 'fetching the exact frame from the server...'
-
-        def fetch():
-            try:
-                self.save_image(viz.worker.lossless_image(result))
-            except RemoteError as e:
-                self.message = str(e)
-        threading.Thread(target=fetch, daemon=True, name='capture-fetch').start()
+        self._start('capture-fetch', None,
+                    lambda: self._saved_png(viz.worker.lossless_image(result)), (), '',
+                    RemoteError, 'cannot fetch the frame from the server',
+                    message='fetching the exact frame from the server...')
 
     def gui_grabbed(self, pixels):
         self.want_gui_grab = False

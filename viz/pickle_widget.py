@@ -12,6 +12,7 @@ from eg3d_runtime.network_path import resolve_network
 from eg3d_runtime.remote.client import RemoteError
 from eg3d_runtime.run_directory import latest_snapshot
 
+from .background import BackgroundTask
 from .gui_helpers import button, error_text, label
 from .settings import RecentList, config_dir
 
@@ -137,7 +138,7 @@ def server_lister(link):
     return list_remote
 
 
-class PickleWidget:
+class PickleWidget(BackgroundTask):
     """With `remote` (a RemoteLink), paths and released names are the server's: it resolves
     and downloads them, the browser lists its folders, and Recent is kept per server."""
 
@@ -154,8 +155,8 @@ class PickleWidget:
         self._previous_pkl = None        # restored if the new one fails to load
         self._entered = None             # what the user typed for the network being opened
         self.error = None
-        self.download = None             # (name, fraction or None) while downloading
-        self._download_result = None
+        self._downloading = None         # the released name being downloaded
+        self._downloaded = False
         if remote is None:
             self.browse_dir = Path.cwd()
             self._lister = FolderLister()
@@ -204,29 +205,35 @@ class PickleWidget:
             self.pkl, self._previous_pkl = self._previous_pkl, None
             self._entered = None
 
-    def _start_download(self, ckpt):
-        if self.download is not None:
-            return
-        self.download = (ckpt.name, None)
+    @property
+    def download(self):
+        """(name, fraction or None) from the start of a download until the GUI has taken its
+        end (then the network opens, or its one-line error shows)."""
+        if self._downloading is None:
+            return None
+        return self.progress or (self._downloading, 1.0 if self._downloaded else None)
 
-        def run():
-            try:
-                checkpoints.download(ckpt.name, on_progress=lambda done, total: setattr(
-                    self, 'download', (ckpt.name, done / total if total else None)))
-                self._download_result = (ckpt.name, None)
-            except checkpoints.DownloadError as e:
-                self._download_result = (ckpt.name, str(e))
-        threading.Thread(target=run, daemon=True, name='download').start()
+    def _start_download(self, ckpt):
+        if self._downloading is not None:
+            return
+        self._downloading, self._downloaded = ckpt.name, False
+
+        def work():
+            checkpoints.download(ckpt.name, on_progress=lambda done, total: setattr(
+                self, 'progress', (ckpt.name, done / total if total else None)))
+            self._downloaded = True
+            return ''
+        self._start('download', (ckpt.name, None), work, (), '', checkpoints.DownloadError,
+                    f'{ckpt.filename}: download failed')
 
     def _poll_download(self):
-        if self._download_result is None:
+        if self._downloading is None or self.running:
             return
-        (name, error), self._download_result = self._download_result, None
-        self.download = None
-        if error:
-            self.error = error
-        else:
+        name, self._downloading = self._downloading, None
+        if self._downloaded:
             self.load(name)
+        else:
+            self.error = self.message
 
     def __call__(self, show=True):
         self._poll_download()
