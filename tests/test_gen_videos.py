@@ -10,7 +10,7 @@ from PIL import Image
 
 import trimesh
 
-from eg3d_runtime import cameras, views
+from eg3d_runtime import cameras, progress, views
 from eg3d_runtime.commands import gen_videos
 from eg3d_runtime.engine import Session
 from eg3d_runtime.pickles import load_generator
@@ -88,7 +88,8 @@ def test_orbit_with_cached_planes_matches_a_one_keyframe_interpolation(demo_G):
         assert diff.mean() < 0.5 and np.percentile(diff, 99) <= 1
 
 
-def test_interpolation_mp4(tmp_path, capsys, demo_G):
+def test_interpolation_mp4(tmp_path, capsys, monkeypatch, demo_G):
+    monkeypatch.setattr(progress, 'on_terminal', lambda stream: True)   # stderr as a terminal
     assert run_cli(tmp_path, '--seeds', '0-3', '--grid', '2x1', '--fps', 30) == 0
     assert [p.name for p in tmp_path.iterdir()] == ['interpolation.mp4']
     with av.open(str(tmp_path / 'interpolation.mp4')) as container:
@@ -99,7 +100,8 @@ def test_interpolation_mp4(tmp_path, capsys, demo_G):
     r = demo_G.img_resolution
     assert len(frames) == 2 * 3 and frames[0].shape == (r, 2 * r, 3)
     assert np.abs(frames[0][:, :r].astype(int) - frames[0][:, r:]).mean() > 5  # two seeds
-    assert 'frame 6/6' in capsys.readouterr().err
+    last = capsys.readouterr().err.rstrip('\n').split('\r')[-1]
+    assert last.startswith('interpolation.mp4: 100%|') and ' 6/6 ' in last
 
 
 @pytest.mark.parametrize('fmt', ['webp', 'gif'])
@@ -178,3 +180,4 @@ def test_options_have_both_spellings():
     with pytest.raises(SystemExit):
         p.parse_args(base + ['--grid', '0x2'])
     assert p.parse_args(base + ['--grid', '4,3']).grid == (4, 3)
+

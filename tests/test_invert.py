@@ -1,13 +1,14 @@
 """Inverting a photo: inputs and their one-line errors, the losses, that both optimisations
 really lower the loss, and the command's files (the pickle reopens and reproduces proj.png)."""
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from eg3d_runtime import cameras, views
+from eg3d_runtime import cameras, progress, views
 from eg3d_runtime.commands import invert
 from eg3d_runtime.inversion.outputs import reconstruction
 from eg3d_runtime.engine import Session
@@ -219,7 +220,9 @@ def run_invert(capsys, *args):
     return code, out, err
 
 
-def test_command_writes_a_pickle_that_reproduces_proj(tmp_path, capsys, demo_G, target):
+def test_command_writes_a_pickle_that_reproduces_proj(tmp_path, capsys, monkeypatch, demo_G,
+                                                      target):
+    monkeypatch.setattr(progress, 'on_terminal', lambda stream: True)   # stderr as a terminal
     image, c = target
     save_picture(image, tmp_path / 'photo.png')
     np.save(tmp_path / 'cam.npy', c.numpy())
@@ -230,7 +233,8 @@ def test_command_writes_a_pickle_that_reproduces_proj(tmp_path, capsys, demo_G, 
                                    '--device', 'cpu')
     assert code == 0, err
     assert 'loss: pixel L2 + multi-scale SSIM' in stdout
-    assert 'tuning: step 3/3, loss' in err and 'w: step 8/8, loss' in err
+    assert re.search(r'\rw: 100%\|[^\r]*\| 8/8 \[[^\r]*loss \d\.\d{4}\]\n', err), err
+    assert re.search(r'\rtuning: 100%\|[^\r]*\| 3/3 \[[^\r]*loss \d\.\d{4}\]\n', err), err
     assert sorted(p.name for p in out.iterdir()) == ['camera.json', 'inverted.pkl', 'orbit.mp4',
                                                      'proj.png', 'w.npy']
     ws = np.load(out / 'w.npy')

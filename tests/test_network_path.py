@@ -72,19 +72,28 @@ def test_offline_without_the_file_is_one_line(cache, tmp_path, capsys):
     assert str(e.value) == f'--resume {expected[len("error: "):-1]}'
 
 
-def test_download_shows_one_progress_line(cache, monkeypatch):
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_download_shows_one_progress_bar_on_a_terminal_only(cache, monkeypatch):
     data = b'x' * 3000
 
     class Response(io.BytesIO):
         status = 200
         headers = {'Content-Length': str(len(data))}
     monkeypatch.setattr(urllib.request, 'urlopen', lambda request, timeout=None: Response(data))
-    stream = io.StringIO()
+    stream = Terminal()
     assert network_path(NAME, stream) == str(cache / f'{NAME}.pkl')
     assert (cache / f'{NAME}.pkl').read_bytes() == data
-    line = stream.getvalue()
-    assert line.startswith(f'\rdownloading {NAME}.pkl from {checkpoints.RELEASED[NAME].url}: ')
-    assert line.endswith('100% of 0 MB\n') and line.count('\n') == 1
+    text = stream.getvalue()
+    assert text.startswith(f'\rdownloading {NAME}.pkl from {checkpoints.RELEASED[NAME].url}: ')
+    last = text.rstrip('\n').split('\r')[-1]
+    assert '100%|' in last and ' 2.93k/2.93k ' in last and text.count('\n') == 1
+    (cache / f'{NAME}.pkl').unlink()
+    log = io.StringIO()                                # a log or a pipe: no bar
+    assert network_path(NAME, log) == str(cache / f'{NAME}.pkl') and log.getvalue() == ''
 
 
 def test_files_and_run_directories_come_first(cache, tmp_path, monkeypatch):

@@ -18,34 +18,30 @@ import argparse
 import sys
 import time
 
-from .. import arguments
+from .. import arguments, progress
 from .ending import run_command
 
 MAX_STEPS = 1_000_000
 MAX_VIDEO_FRAMES = 100_000
 
 
-class ProgressLine:
-    """`stage: step i/n, loss x` rewritten in place on stderr, at most 10 times a second."""
+class StepProgress:
+    """The inversion's steps as one bar per stage (w, then tuning) with the loss
+    (eg3d_runtime.progress)."""
 
-    def __init__(self, stream=None):
-        self.stream = stream or sys.stderr
-        self.stage, self.last = None, 0.0
+    def __init__(self):
+        self.stage = self.bar = None
 
     def __call__(self, step):
-        now = time.monotonic()
-        if step.stage != self.stage and self.stage is not None:
-            self.stream.write('\n')
-        if step.stage == self.stage and now - self.last < 0.1 and step.step != step.total:
-            return
-        self.stage, self.last = step.stage, now
-        self.stream.write(f'\r{step.stage}: step {step.step}/{step.total}, loss {step.loss:.4f}')
-        self.stream.flush()
+        if step.stage != self.stage:
+            self.close()
+            self.stage, self.bar = step.stage, progress.bar(step.stage, step.total, unit='step')
+        self.bar.set_postfix_str(f'loss {step.loss:.4f}', refresh=False)
+        progress.advance(self.bar, step.step)
 
     def close(self):
-        if self.stage is not None:
-            self.stream.write('\n')
-            self.stream.flush()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def build_parser():
@@ -128,11 +124,11 @@ def run(args):
     settings = Settings(args.w_space == 'w+', args.num_steps, args.pti_steps, args.seed, lpips)
     print(describe_loss(args.lpips_weights))
     start = time.perf_counter()
-    progress = ProgressLine()
+    steps = StepProgress()
     try:
-        result = invert(G, target, camera, settings, on_step=progress)
+        result = invert(G, target, camera, settings, on_step=steps)
     finally:
-        progress.close()
+        steps.close()
     session = Session(result.G, device, args.precision)
     print(f'inverted in {time.perf_counter() - start:.0f} s; ' + session.describe())
     for written in write_outputs(args.outdir, networks, result, args.video_frames,

@@ -12,34 +12,25 @@ import os
 import sys
 import time
 
-from .. import arguments
+from .. import arguments, progress
 from ..shapes.options import (MESH_FORMATS, MIN_RESOLUTION, OFFICIAL_LEVEL, VOLUME_FORMATS,
                               ShapeExportError, ShapeOptions)
 from .ending import run_command
 
 
-class ProgressBar:
-    """One self-overwriting line on a terminal; silent when stderr is not a terminal."""
+class ShapeProgress:
+    """An export's progress(fraction, stage) as a percentage bar (eg3d_runtime.progress)."""
 
-    def __init__(self, label, stream=sys.stderr):
-        self.label, self.stream = label, stream
-        self.enabled = stream.isatty()
-        self.last = 0.0
+    def __init__(self, label):
+        self.bar = progress.bar(label, total=100, bar_format='{desc}: {percentage:3.0f}%|{bar}| '
+                                '{postfix}')
 
     def __call__(self, fraction, stage):
-        now = time.monotonic()
-        if not self.enabled or (now - self.last < 0.1 and fraction < 1):
-            return
-        self.last = now
-        filled = int(30 * fraction)
-        self.stream.write(f'\r{self.label} [{"#" * filled}{"." * (30 - filled)}] '
-                          f'{100 * fraction:3.0f}% {stage:<15}')
-        self.stream.flush()
+        self.bar.set_postfix_str(stage, refresh=False)
+        progress.advance(self.bar, round(100 * fraction))
 
     def close(self):
-        if self.enabled:
-            self.stream.write('\r\033[K')
-            self.stream.flush()
+        self.bar.close()
 
 
 def build_parser():
@@ -137,7 +128,7 @@ def run(args):
     with outputs:
         for seed in args.seeds:
             name = f'seed{seed:04d}.{args.format}'
-            bar = ProgressBar(f'seed{seed:04d}')
+            bar = ShapeProgress(f'seed{seed:04d}')
             started, cpu = time.perf_counter(), time.process_time()
             try:
                 result = export_shape(session, seed, outputs.path(name), options, progress=bar)

@@ -4,12 +4,12 @@ The file appears only when every frame is written: it goes through files.atomic_
 error or Ctrl-C halfway leaves no partial video behind."""
 import contextlib
 import os
-import sys
 import time
 from fractions import Fraction
 
 from PIL import Image
 
+from .. import progress
 from ..files import atomic_open
 
 FORMATS = ('mp4', 'webp', 'gif')
@@ -35,16 +35,16 @@ def video_file(path, fmt, fps):
 
 
 def write_video(path, frames, num_frames, fmt, fps):
-    """Write the frames to `path`, with a progress line on stderr; returns the frame rate."""
+    """Write the frames to `path`, with a progress bar on stderr (eg3d_runtime.progress);
+    returns the frame rate."""
     start = time.perf_counter()
     rate = 0.0
-    with video_file(path, fmt, fps) as write:
+    with video_file(path, fmt, fps) as write, \
+            progress.bar(os.path.basename(path), num_frames, unit='frame') as shown:
         for done, frame in enumerate(frames, 1):
             write(frame)
+            shown.update()
             rate = done / (time.perf_counter() - start)
-            print(f'\r{os.path.basename(path)}: frame {done}/{num_frames}, {rate:.2f} frames/s',
-                  end='', file=sys.stderr, flush=True)
-    print(file=sys.stderr)
     return rate
 
 
