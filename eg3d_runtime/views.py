@@ -48,6 +48,20 @@ def render_seed(session, seed, yaw=0.0, pitch=0.0, psi=1.0, cutoff=14, nrr=None,
                                         deterministic=deterministic))
 
 
+def picture(out, kind, index=0):
+    """Picture `index` of one of a frame's outputs (`out`: the official synthesis dict, e.g.
+    Frame.as_dict()) as H x W x 3 uint8, as the viewer shows it and the videos write it:
+    'image' or 'image_raw' in colour, 'image_depth' grey with near bright, 'image_mask'
+    (PanoHead's opacity) grey with opaque white."""
+    if kind == 'image_depth':
+        grey = depth_to_uint8(out['image_depth'], index)
+    elif kind == 'image_mask':
+        grey = mask_to_uint8(out['image_mask'], index)
+    else:
+        return image_to_uint8(out[kind], index)
+    return grey[..., None].expand(-1, -1, 3).contiguous()
+
+
 def image_to_uint8(image, index=0):
     """Frame [N, 3, H, W] in about [-1, 1] -> H x W x 3 uint8 on the same device (the official
     scripts' conversion; on CUDA it stays on the GPU for interop)."""

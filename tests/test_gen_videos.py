@@ -181,3 +181,19 @@ def test_options_have_both_spellings():
         p.parse_args(base + ['--grid', '0x2'])
     assert p.parse_args(base + ['--grid', '4,3']).grid == (4, 3)
 
+
+def test_the_viewer_records_the_video_command_s_orbit():
+    """One orbit (video.orbit.orbit_pose) for the command and the viewer's recording: the same
+    swing, the command with the official 3.14 (its loop does not quite close), the viewer's
+    closing."""
+    from viz.capture_widget import orbit_pose as viewer_pose
+    n = 48
+    command = [orbit.orbit_angles(k, n) for k in range(n + 1)]
+    viewer = [viewer_pose(k, n, orbit.OFFSET, orbit.OFFSET) for k in range(n + 1)]
+    for poses in (command, viewer):
+        yaws, pitches = np.array(poses).T - orbit.OFFSET
+        assert np.isclose(yaws.max(), 0.35, atol=2e-3) and np.isclose(yaws.min(), -0.35, atol=2e-3)
+        assert np.isclose(pitches.max(), 0.2) and np.isclose(pitches.min(), -0.3, atol=2e-3)
+    assert np.allclose(viewer[0], viewer[-1], atol=1e-12)
+    assert not np.allclose(command[0], command[-1], atol=1e-4)
+    assert np.allclose(command[:-1], viewer[:-1], atol=0.02)

@@ -10,6 +10,7 @@ from PIL import Image
 from eg3d_runtime.cameras import wrap_yaw
 from eg3d_runtime.files import next_capture_path
 from eg3d_runtime.remote.client import RemoteError
+from eg3d_runtime.video import orbit as video_orbit
 from eg3d_runtime.video.files import video_file
 from eg3d_runtime.video.keyframes import interpolator
 
@@ -18,7 +19,6 @@ from .gui_helpers import button, label
 from .settings import captures_dir
 
 ORBIT_FRAMES = 48
-ORBIT_YAW = 0.35
 ORBIT_FPS = 24
 PATH_FRAMES = 24             # frames from one keyframe to the next
 VIDEO_FORMATS = {'webp': 'WebP', 'mp4': 'MP4 (H.264)'}
@@ -31,12 +31,10 @@ def even_size(frame):
 
 
 def orbit_pose(k, n, yaw0, pitch0, full_turn=False):
-    """Frame k of n of the official video orbit (gen_videos.py), around the current pose;
-    `full_turn`: PanoHead's --cfg Head orbit, once all the way round."""
-    t = 2 * math.pi * k / n
-    if full_turn:
-        return wrap_yaw(yaw0 + t), pitch0 - 0.05 + 0.5 * math.sin(t)
-    return yaw0 + ORBIT_YAW * math.sin(t), pitch0 - 0.05 + 0.25 * math.cos(t)
+    """Frame k of n of the official video orbit (video.orbit), around the current pose, as a
+    loop that closes; `full_turn`: PanoHead's --cfg Head orbit, once all the way round."""
+    yaw, pitch = video_orbit.orbit_pose(k, n, yaw0, pitch0, full_turn, pi=math.pi)
+    return (wrap_yaw(yaw) if full_turn else yaw), pitch
 
 
 def path_poses(keyframes, frames_per_key):

@@ -254,17 +254,15 @@ class FrameRenderer:
         if layers is not None and layers.captured is not None:
             image = layer_to_image(layers.captured, args.layer_channel, args.layer_rgb,
                                    args.layer_normalize, args.layer_gain_db)
-        elif args.render_type == 'image_depth':
-            image = views.depth_to_uint8(out['image_depth'])[..., None].expand(-1, -1, 3).contiguous()
-        elif args.render_type == 'image_mask':
-            image = views.mask_to_uint8(out['image_mask'])[..., None].expand(-1, -1, 3).contiguous()
         elif args.render_type == 'normals':
             origins, directions = G.ray_sampler(c[:, :16].view(-1, 4, 4),
                                                 c[:, 16:25].view(-1, 3, 3), nrr)
             image = normals_to_image(out['image_depth'], origins, directions,
                                      c[:, :16].view(-1, 4, 4))
-        else:
-            image = views.image_to_uint8(out['image'] if show_sr else out['image_raw'])
+        elif args.render_type in ('image_depth', 'image_mask'):
+            image = views.picture(out, args.render_type)
+        else:       # a preview or the raw image type shows the neural rendering
+            image = views.picture(out, 'image' if show_sr else 'image_raw')
         return RenderResult(
             args, quality, image=image, nrr=nrr, samples=samples, backbone_reused=reuse,
             layers=tuple(layers.layers) if layers is not None else (), precision=precision,

@@ -16,11 +16,25 @@ def fov_for_focal(focal):
     return math.atan(1 / (focal * 1.414)) * 360 / 3.14159
 
 
+# The official orbit: yaw swings ORBIT_YAW either side, pitch ORBIT_PITCH about a centre
+# ORBIT_DIP below the pose; PanoHead's full turn swings pitch by HEAD_PITCH.
+ORBIT_YAW, ORBIT_PITCH, ORBIT_DIP, HEAD_PITCH = 0.35, 0.25, 0.05, 0.5
+OFFICIAL_PI = 3.14          # the official scripts' pi: their orbit does not quite close
+
+
+def orbit_pose(frame, num_frames, yaw0=0.0, pitch0=0.0, full_turn=False, pi=OFFICIAL_PI):
+    """(yaw, pitch) at `frame` of `num_frames` of the official video orbit around the pose
+    (yaw0, pitch0), t = 2 pi frame / num_frames: yaw0 + 0.35 sin t, pitch0 - 0.05 + 0.25 cos t;
+    `full_turn` (PanoHead's --cfg Head) turns all the way round: yaw0 + t, pitch0 - 0.05 +
+    0.5 sin t. The video command keeps the official 3.14; the viewer's recording passes
+    math.pi, so that its loop closes."""
+    t = 2 * pi * frame / num_frames
+    if full_turn:
+        return yaw0 + t, pitch0 - ORBIT_DIP + HEAD_PITCH * math.sin(t)
+    return yaw0 + ORBIT_YAW * math.sin(t), pitch0 - ORBIT_DIP + ORBIT_PITCH * math.cos(t)
+
+
 def orbit_angles(frame, num_frames, cfg='FFHQ'):
-    """(yaw, pitch) for views.camera at `frame` of `num_frames`: the official path, yaw
-    0.35 sin and pitch -0.05 + 0.25 cos of 2*3.14*frame/num_frames; PanoHead's --cfg Head
-    turns all the way round, yaw 2*3.14*frame/num_frames, pitch -0.05 + 0.5 sin."""
-    t = 2 * 3.14 * frame / num_frames
-    if cfg == 'Head':
-        return OFFSET + t, OFFSET - 0.05 + 0.5 * math.sin(t)
-    return OFFSET + 0.35 * math.sin(t), OFFSET - 0.05 + 0.25 * math.cos(t)
+    """(yaw, pitch) for views.camera at `frame` of `num_frames` of gen_videos' --cfg: the
+    official orbit around the frontal pose."""
+    return orbit_pose(frame, num_frames, OFFSET, OFFSET, full_turn=cfg == 'Head')

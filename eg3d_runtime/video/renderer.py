@@ -25,13 +25,10 @@ class VideoSettings:
 
 
 def to_frame(frame, image_mode, count):
-    """The first `count` pictures of an engine Frame -> [count, H, W, 3] uint8, depth as grey
-    with near bright (the official -depth normalised per picture)."""
-    if image_mode == 'image_depth':
-        return torch.stack([views.depth_to_uint8(frame.image_depth, i) for i in range(count)]
-                           ).unsqueeze(-1).expand(-1, -1, -1, 3)
-    return torch.stack([views.image_to_uint8(getattr(frame, image_mode), i)
-                        for i in range(count)])
+    """The first `count` pictures of an engine Frame -> [count, H, W, 3] uint8 (views.picture:
+    depth as grey with near bright, the official -depth normalised per picture)."""
+    out = frame.as_dict()
+    return torch.stack([views.picture(out, image_mode, i) for i in range(count)])
 
 
 def layout(pictures, grid):
