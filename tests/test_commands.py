@@ -39,9 +39,9 @@ def test_every_console_script_runs_a_command_module():
         assert result.returncode == 0 and 'usage:' in result.stdout, (name, result.stderr)
 
 
-# The two commands whose parsers still reach torch: bench's stages and dataset_tool's
-# conversion are library code not yet moved out of them.
-LOADS_TORCH = {'bench', 'dataset_tool'}
+# The one command whose parser still reaches torch: bench's stages are library code not yet
+# moved out of it.
+LOADS_TORCH = {'bench'}
 
 
 @pytest.mark.parametrize('name', COMMAND_NAMES)
