@@ -501,10 +501,10 @@ def test_benchmark_writes_json(tmp_path, fixture_pkl):
 def test_the_benchmark_s_seed_is_the_viewer_s(fixture_G, fixture_pkl):
     """Seed k is one z everywhere (views.latent): the bench's ws of a seed are those of the
     viewer's latent panel and of generate, gen_videos and shape export (views.seed_ws)."""
-    from eg3d_runtime.commands import bench
+    from eg3d_runtime.benchmark import Bench
     from eg3d_runtime.frames.frame_renderer import FrameRenderer
     from eg3d_runtime.frames.render_args import RenderArgs
-    b = bench.Bench(fixture_G, torch.device('cpu'), nrr=16, reps=1)
+    b = Bench(fixture_G, torch.device('cpu'), nrr=16, reps=1)
     assert torch.equal(b.latent(7), views.latent(7, fixture_G.z_dim))
     renderer = FrameRenderer('cpu')
     G = renderer.network(str(fixture_pkl))

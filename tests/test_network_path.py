@@ -9,6 +9,7 @@ import torch
 
 import checkpoints
 import shapes_export
+from eg3d_runtime import benchmark
 from eg3d_runtime.commands import bench, generate
 from eg3d_runtime.network_path import locate_network, network_path
 from eg3d_runtime.pickles import PickleLoadError
@@ -50,8 +51,7 @@ def test_released_name_in_the_cache_opens_in_every_command(cached, tmp_path, cap
     assert shapes_export.main(['--network', NAME, '--resolution', '16', '--format', 'npy',
                                '--device', 'cpu', '--outdir', str(tmp_path / 'shapes')]) == 0
     assert (tmp_path / 'shapes' / 'seed0000.npy').is_file()
-    options = bench.build_parser().parse_args(['--network', NAME, '--device', 'cpu'])
-    G, name = bench.load(options, torch.device('cpu'))
+    G, name = benchmark.load(benchmark.BenchOptions(network=NAME), torch.device('cpu'))
     assert name == NAME and G.neural_rendering_resolution == 64
     assert capsys.readouterr().err == ''
 
