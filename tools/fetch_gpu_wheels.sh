@@ -3,13 +3,13 @@
 # (python 3.12, x86-64 Linux), pinned as in requirements.txt. Copy DIR over, then run
 #   tools/gpu_check.sh --wheels DIR
 # Usage: tools/fetch_gpu_wheels.sh DIR [PACKAGE ...]   (default: trimesh scikit-image lazy-loader
-# PyOpenGL; add scipy if that machine lacks it too)
+# PyOpenGL tqdm; add scipy if that machine lacks it too)
 set -u
 cd "$(dirname "$0")/.." || exit 1
 [ $# -ge 1 ] || { echo "usage: tools/fetch_gpu_wheels.sh DIR [PACKAGE ...]" >&2; exit 2; }
 dest=$1; shift
 packages=("$@")
-[ ${#packages[@]} -gt 0 ] || packages=(trimesh scikit-image lazy-loader PyOpenGL)
+[ ${#packages[@]} -gt 0 ] || packages=(trimesh scikit-image lazy-loader PyOpenGL tqdm)
 mkdir -p "$dest" || exit 1
 for name in "${packages[@]}"; do
     # The pin for Python 3.11 and later, where a marker gives Python 3.10 another.
