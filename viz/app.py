@@ -308,7 +308,11 @@ class Visualizer:
             if not downloading and self.frame_complete(self.render_args()):
                 return True
             if self._hopeless() and not self._waiting():
-                return False
+                # A frame that finished after this frame's poll is not yet on screen (and no
+                # longer busy): one more frame shows it, whatever it changes.
+                self.draw_frame()
+                if self._hopeless() and not self._waiting():
+                    return False
             time.sleep(0.01)
         return False
 
