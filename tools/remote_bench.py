@@ -76,8 +76,7 @@ def frame(worker, args):
     """One full request through a viewer's worker (local or remote): (wall s, its result)."""
     t0 = time.perf_counter()
     worker.submit(args)
-    while worker.busy:
-        time.sleep(0.0005)
+    worker.wait_idle(poll=0.0005)
     result = worker.poll()
     return time.perf_counter() - t0, result
 
