@@ -290,6 +290,12 @@ def network(text):
     return value
 
 
+def network_option(parser, required=False):
+    """The commands' `--network` (a parser or a group: some commands take it or --cfg)."""
+    parser.add_argument('--network', required=required, type=network,
+                        help='network pickle, run directory (its latest snapshot) or released name')
+
+
 # ---- the parser ----------------------------------------------------------------------------------
 
 class Parser(argparse.ArgumentParser):

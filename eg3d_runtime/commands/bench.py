@@ -47,8 +47,7 @@ def build_parser():
     p = arguments.Parser(prog='python -m eg3d_runtime.bench', description=__doc__,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group()
-    src.add_argument('--network', type=arguments.network,
-                     help='network pickle, run directory (its latest snapshot) or released name')
+    arguments.network_option(src)
     src.add_argument('--cfg', default='ffhq', choices=['ffhq', 'afhq', 'shapenet'],
                      help='family of the randomly initialised full-size network (default ffhq)')
     p.add_argument('--device', choices=['cpu', 'cuda'], default=None,

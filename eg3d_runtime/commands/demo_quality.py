@@ -21,8 +21,7 @@ def build_parser():
     p = arguments.Parser(prog='python -m eg3d_runtime.demo_quality', description=__doc__,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument('--network', type=arguments.network,
-                        help='network pickle, run directory (its latest snapshot) or released name')
+    arguments.network_option(source)
     source.add_argument('--figures', action='store_true',
                         help='measure the procedural toy figures a distilled demo learns '
                              f'(seed k = figure k, {REFERENCE_RESOLUTION}x{REFERENCE_RESOLUTION})')

@@ -44,8 +44,7 @@ def shape_options(resolution):
 def build_parser():
     p = arguments.Parser(prog='python -m eg3d_runtime.gen_videos', description=__doc__,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--network', required=True, type=arguments.network,
-                   help='network pickle, run directory (its latest snapshot) or released name')
+    arguments.network_option(p, required=True)
     p.add_argument('--seeds', type=arguments.seeds, required=True, help='e.g. 0-3,7')
     p.add_argument('--shuffle-seed', type=arguments.seed, default=None,
                    help='shuffle the keyframe order')

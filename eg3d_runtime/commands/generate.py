@@ -21,8 +21,7 @@ from .ending import run_command
 def build_parser():
     p = arguments.Parser(prog='python -m eg3d_runtime.generate', description=__doc__,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--network', required=True, type=arguments.network,
-                   help='network pickle, run directory (its latest snapshot) or released name')
+    arguments.network_option(p, required=True)
     p.add_argument('--seeds', type=arguments.seeds, default=[0], help='e.g. 0-3,7 (default 0)')
     p.add_argument('--yaw', type=arguments.angle, default=0.0,
                    help='camera yaw in radians (default 0)')

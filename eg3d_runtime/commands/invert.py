@@ -47,8 +47,7 @@ class StepProgress:
 def build_parser():
     p = arguments.Parser(prog='python -m eg3d_runtime.invert', description=__doc__,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--network', required=True, type=arguments.network,
-                   help='network pickle, run directory (its latest snapshot) or released name')
+    arguments.network_option(p, required=True)
     p.add_argument('--target', required=True, type=arguments.input_file,
                    help='the picture to invert')
     p.add_argument('--camera', default=None, type=arguments.input_file,

@@ -37,8 +37,7 @@ def build_parser():
     p = arguments.Parser(prog='python shapes_export.py', description=__doc__,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument('--network', type=arguments.network,
-                        help='network pickle, run directory (its latest snapshot) or released name')
+    arguments.network_option(source)
     source.add_argument('--cfg', choices=['ffhq', 'afhq', 'shapenet'],
                         help='a randomly initialised full-size network instead (for --bench)')
     p.add_argument('--seeds', type=arguments.seeds, default=[0], help='e.g. 0-3,7 (default 0)')
