@@ -29,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from eg3d_runtime import arguments  # noqa: E402
 from eg3d_runtime.files import cache_dir  # noqa: E402
 from eg3d_runtime.frames.frame_renderer import FrameRenderer  # noqa: E402
 from eg3d_runtime.frames.render_args import RenderArgs  # noqa: E402
@@ -166,11 +167,11 @@ def bench(name, rounds, seconds):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = arguments.Parser(description=__doc__,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--networks', nargs='+', default=['demo', 'ffhq'], choices=['demo', 'ffhq'])
-    p.add_argument('--rounds', type=int, default=4)
-    p.add_argument('--seconds', type=float, default=8.0)
+    p.add_argument('--rounds', type=arguments.integer(1, 1000), default=4)
+    p.add_argument('--seconds', type=arguments.number(0, 3600, lo_open=True), default=8.0)
     options = p.parse_args()
     print(f'load average before: {os.getloadavg()[0]:.1f}')
     header = ('network', 'frame', 'local ms', 'remote ms', 'added ms', 'FPS remote/local',
